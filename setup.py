@@ -1,0 +1,39 @@
+"""Build the compiled kernels of crnn; all metadata lives in pyproject.toml.
+
+Set ``CRNN_DEBUG=1`` in the environment to build with bounds checking and
+initialisation checks on every memoryview access (slow; for tests and CI).
+"""
+import os
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("CRNN_DEBUG", "0") not in ("", "0")
+
+COMPILER_DIRECTIVES = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": False,
+    "initializedcheck": DEBUG,
+    "cdivision": True,
+    "embedsignature": True,
+}
+
+KERNELS = ["blas", "elman"]
+
+extensions = [
+    Extension(
+        f"crnn.kernels.{name}",
+        [f"src/crnn/kernels/{name}.pyx"],
+        extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
+    )
+    for name in KERNELS
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        compiler_directives=COMPILER_DIRECTIVES,
+        build_dir="build/cython",
+    ),
+)

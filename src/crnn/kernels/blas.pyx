@@ -1,0 +1,160 @@
+"""Row-major fused-type BLAS wrappers (see ``blas.pxd`` for the contract).
+
+The ``py_*`` functions at the end expose each wrapper to Python on typed
+memoryviews; they exist so that the test suite can check every wrapper
+against NumPy, and check their arguments before calling.
+"""
+from scipy.linalg.cython_blas cimport (
+    dgemm, sgemm, dgemv, sgemv, daxpy, saxpy, ddot, sdot,
+    dscal, sscal, dnrm2, snrm2, dcopy, scopy,
+)
+
+
+cdef inline int _ld(int ld) noexcept nogil:
+    # BLAS demands a leading dimension >= 1 even for empty matrices.
+    return ld if ld > 1 else 1
+
+
+cdef void gemm(BLAS_Trans ta, BLAS_Trans tb, int M, int N, int K,
+               floating alpha, const floating* A, int lda,
+               const floating* B, int ldb,
+               floating beta, floating* C, int ldc) noexcept nogil:
+    # Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T:
+    # call the column-major routine with the operands swapped.
+    cdef char ta_ = ta
+    cdef char tb_ = tb
+    if M <= 0 or N <= 0:
+        return
+    lda = _ld(lda)
+    ldb = _ld(ldb)
+    ldc = _ld(ldc)
+    if floating is float:
+        sgemm(&tb_, &ta_, &N, &M, &K, &alpha, <float*> B, &ldb,
+              <float*> A, &lda, &beta, C, &ldc)
+    else:
+        dgemm(&tb_, &ta_, &N, &M, &K, &alpha, <double*> B, &ldb,
+              <double*> A, &lda, &beta, C, &ldc)
+
+
+cdef void gemv(BLAS_Trans ta, int M, int N, floating alpha,
+               const floating* A, int lda, const floating* x, int incx,
+               floating beta, floating* y, int incy) noexcept nogil:
+    # A row-major (M, N) is A^T column-major (N, M): flip the transpose flag.
+    cdef char ta_ = b't' if ta == NoTrans else b'n'
+    if (M <= 0 and ta == NoTrans) or (N <= 0 and ta == Trans):
+        return
+    lda = _ld(lda)
+    if floating is float:
+        sgemv(&ta_, &N, &M, &alpha, <float*> A, &lda, <float*> x, &incx,
+              &beta, y, &incy)
+    else:
+        dgemv(&ta_, &N, &M, &alpha, <double*> A, &lda, <double*> x, &incx,
+              &beta, y, &incy)
+
+
+cdef void axpy(int n, floating alpha, const floating* x, int incx,
+               floating* y, int incy) noexcept nogil:
+    if floating is float:
+        saxpy(&n, &alpha, <float*> x, &incx, y, &incy)
+    else:
+        daxpy(&n, &alpha, <double*> x, &incx, y, &incy)
+
+
+cdef floating dot(int n, const floating* x, int incx,
+                  const floating* y, int incy) noexcept nogil:
+    if floating is float:
+        return sdot(&n, <float*> x, &incx, <float*> y, &incy)
+    else:
+        return ddot(&n, <double*> x, &incx, <double*> y, &incy)
+
+
+cdef void scal(int n, floating alpha, floating* x, int incx) noexcept nogil:
+    if floating is float:
+        sscal(&n, &alpha, x, &incx)
+    else:
+        dscal(&n, &alpha, x, &incx)
+
+
+cdef floating nrm2(int n, const floating* x, int incx) noexcept nogil:
+    if floating is float:
+        return snrm2(&n, <float*> x, &incx)
+    else:
+        return dnrm2(&n, <double*> x, &incx)
+
+
+cdef void copy(int n, const floating* x, int incx,
+               floating* y, int incy) noexcept nogil:
+    if floating is float:
+        scopy(&n, <float*> x, &incx, y, &incy)
+    else:
+        dcopy(&n, <double*> x, &incx, y, &incy)
+
+
+# --- Python access, for tests ----------------------------------------------
+
+cdef inline BLAS_Trans _trans(bint transpose):
+    return Trans if transpose else NoTrans
+
+
+def py_gemm(bint trans_a, bint trans_b, floating alpha,
+            const floating[:, ::1] A, const floating[:, ::1] B,
+            floating beta, floating[:, ::1] C):
+    """C = alpha * op(A) @ op(B) + beta * C, in place, on C-ordered arrays."""
+    cdef int M = C.shape[0]
+    cdef int N = C.shape[1]
+    cdef int K = A.shape[0] if trans_a else A.shape[1]
+    if (A.shape[1] if trans_a else A.shape[0]) != M:
+        raise ValueError("op(A) must have as many rows as C")
+    if (B.shape[1] if trans_b else B.shape[0]) != K:
+        raise ValueError("op(B) must have as many rows as op(A) has columns")
+    if (B.shape[0] if trans_b else B.shape[1]) != N:
+        raise ValueError("op(B) must have as many columns as C")
+    gemm(_trans(trans_a), _trans(trans_b), M, N, K, alpha,
+         &A[0, 0] if A.size else NULL, A.shape[1],
+         &B[0, 0] if B.size else NULL, B.shape[1],
+         beta, &C[0, 0] if C.size else NULL, C.shape[1])
+
+
+def py_gemv(bint trans_a, floating alpha, const floating[:, ::1] A,
+            const floating[::1] x, floating beta, floating[::1] y):
+    """y = alpha * op(A) @ x + beta * y, in place."""
+    cdef int M = A.shape[0]
+    cdef int N = A.shape[1]
+    if x.shape[0] != (M if trans_a else N) or y.shape[0] != (N if trans_a else M):
+        raise ValueError("x and y do not match the shape of op(A)")
+    gemv(_trans(trans_a), M, N, alpha, &A[0, 0] if A.size else NULL, N,
+         &x[0] if x.size else NULL, 1, beta, &y[0] if y.size else NULL, 1)
+
+
+def py_axpy(floating alpha, const floating[::1] x, floating[::1] y):
+    """y += alpha * x, in place."""
+    if x.shape[0] != y.shape[0]:
+        raise ValueError("x and y must have the same length")
+    if x.shape[0]:
+        axpy(x.shape[0], alpha, &x[0], 1, &y[0], 1)
+
+
+def py_dot(const floating[::1] x, const floating[::1] y):
+    """Return x . y."""
+    if x.shape[0] != y.shape[0]:
+        raise ValueError("x and y must have the same length")
+    return dot(x.shape[0], &x[0], 1, &y[0], 1) if x.shape[0] else 0.0
+
+
+def py_scal(floating alpha, floating[::1] x):
+    """x *= alpha, in place."""
+    if x.shape[0]:
+        scal(x.shape[0], alpha, &x[0], 1)
+
+
+def py_nrm2(const floating[::1] x):
+    """Return the Euclidean norm of x."""
+    return nrm2(x.shape[0], &x[0], 1) if x.shape[0] else 0.0
+
+
+def py_copy(const floating[::1] x, floating[::1] y):
+    """y[:] = x."""
+    if x.shape[0] != y.shape[0]:
+        raise ValueError("x and y must have the same length")
+    if x.shape[0]:
+        copy(x.shape[0], &x[0], 1, &y[0], 1)

@@ -19,7 +19,7 @@ COMPILER_DIRECTIVES = {
     "embedsignature": True,
 }
 
-KERNELS = ["blas", "elman"]
+KERNELS = ["blas", "activations", "elman"]
 
 extensions = [
     Extension(

@@ -1,2 +1,27 @@
-"""crnn: recurrent neural networks with compiled BPTT kernels."""
+"""crnn: recurrent neural networks for sequences, with compiled BPTT kernels.
+
+The estimators :class:`RNNRegressor` and :class:`RNNClassifier` train an
+Elman recurrent network
+
+    S_t = g1(W_ih x_t + W_hh S_{t-1} + b),     Y_t = g2(W_y S_t + b_y)
+
+by backpropagation through time, with the time loops in typed Cython over
+BLAS. :func:`check_gradient` verifies the gradient by finite differences.
+"""
+from crnn._estimators import RNNClassifier, RNNRegressor
+from crnn._gradcheck import GradientCheck, check_gradient
+from crnn.datasets import load_sunspots
+from crnn.exceptions import ConvergenceWarning, NotFittedError, TrainingDivergedError
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "RNNRegressor",
+    "RNNClassifier",
+    "check_gradient",
+    "GradientCheck",
+    "load_sunspots",
+    "ConvergenceWarning",
+    "NotFittedError",
+    "TrainingDivergedError",
+]

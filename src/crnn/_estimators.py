@@ -1,0 +1,660 @@
+"""scikit-learn-style estimators: ``RNNRegressor`` and ``RNNClassifier``."""
+import numbers
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from crnn import _validation as v
+from crnn._compat import BaseEstimator, ClassifierMixin, RegressorMixin
+from crnn._network import ACTIVATIONS, CELLS, RecurrentNetwork
+from crnn._optim import SGD, Adam, clip_by_global_norm
+from crnn._output import OUTPUT_ACTIVATIONS
+from crnn.exceptions import ConvergenceWarning, NotFittedError, TrainingDivergedError
+
+# Elements of the (T, chunk, H) state array that predict holds at once.
+_PREDICT_CHUNK_ELEMENTS = 1 << 22
+
+
+def _time_major(a):
+    """(n, T, ...) -> (T, n, ...), C-contiguous."""
+    return np.ascontiguousarray(np.swapaxes(a, 0, 1))
+
+
+class _RNNBase(BaseEstimator):
+    """Everything the regressor and the classifier share.
+
+    Subclasses provide ``_loss``, ``_output_activation``,
+    ``_validate_targets`` (user targets -> model targets), ``_encode_predict``
+    and ``score``.
+    """
+
+    def __init__(self, hidden_size=32, *, cell="elman", activation="tanh",
+                 return_sequences=False, solver="adam", learning_rate=1e-3,
+                 momentum=0.9, nesterov=False, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-8, batch_size=32, max_iter=200, tol=1e-4,
+                 n_iter_no_change=10, early_stopping=False,
+                 validation_fraction=0.1, shuffle=True, clip_norm=None,
+                 alpha=0.0, dtype="float64", random_state=None, verbose=False,
+                 warm_start=False):
+        self.hidden_size = hidden_size
+        self.cell = cell
+        self.activation = activation
+        self.return_sequences = return_sequences
+        self.solver = solver
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.shuffle = shuffle
+        self.clip_norm = clip_norm
+        self.alpha = alpha
+        self.dtype = dtype
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+
+    # -- hyper-parameters ---------------------------------------------------
+
+    def _validate_params(self):
+        def fail(name, expected):
+            raise ValueError(f"{name} must be {expected}; got {getattr(self, name)!r}")
+
+        def integer(name, low):
+            value = getattr(self, name)
+            if (not isinstance(value, (numbers.Integral, np.integer))
+                    or isinstance(value, bool) or value < low):
+                fail(name, f"an integer >= {low}")
+
+        def real(name, low, high=np.inf, low_open=False, high_open=True):
+            value = getattr(self, name)
+            ok = (isinstance(value, (numbers.Real, np.floating))
+                  and not isinstance(value, bool) and np.isfinite(value)
+                  and (value > low if low_open else value >= low)
+                  and (value < high if high_open else value <= high))
+            if not ok:
+                lo = "(" if low_open else "["
+                hi = ")" if high_open else "]"
+                fail(name, f"a finite real number in {lo}{low}, {high}{hi}")
+
+        def choice(name, options):
+            if getattr(self, name) not in options:
+                fail(name, "one of " + ", ".join(repr(o) for o in options))
+
+        integer("hidden_size", 1)
+        choice("cell", CELLS)
+        choice("activation", tuple(ACTIVATIONS))
+        choice("solver", ("adam", "sgd"))
+        real("learning_rate", 0, low_open=True)
+        real("momentum", 0, 1)
+        real("beta_1", 0, 1)
+        real("beta_2", 0, 1)
+        real("epsilon", 0, low_open=True)
+        integer("batch_size", 1)
+        integer("max_iter", 1)
+        real("tol", 0)
+        integer("n_iter_no_change", 1)
+        real("validation_fraction", 0, 1, low_open=True)
+        real("alpha", 0)
+        if self.clip_norm is not None:
+            real("clip_norm", 0, low_open=True)
+        for name in ("return_sequences", "nesterov", "early_stopping", "shuffle",
+                     "warm_start"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                fail(name, "True or False")
+        if not isinstance(self.verbose, (bool, numbers.Integral)) or self.verbose < 0:
+            fail("verbose", "a bool or an int >= 0")
+        try:
+            dtype = np.dtype(self.dtype)
+        except TypeError:
+            dtype = None
+        if dtype not in (np.float32, np.float64):
+            fail("dtype", "'float32' or 'float64'")
+        v.check_random_state(self.random_state)
+        return dtype
+
+    # -- model construction -------------------------------------------------
+
+    def _make_network(self, n_features, n_outputs, dtype):
+        return RecurrentNetwork(
+            n_features, self.hidden_size, n_outputs,
+            activation=self.activation,
+            output_activation=self._output_activation(),
+            loss=self._loss,
+            return_sequences=self.return_sequences,
+            dtype=dtype,
+        )
+
+    def _is_fitted(self):
+        return hasattr(self, "params_")
+
+    def _check_is_fitted(self):
+        if not self._is_fitted():
+            raise NotFittedError(
+                f"this {type(self).__name__} instance is not fitted yet; call "
+                f"fit with training data before using it"
+            )
+
+    @property
+    def weights_(self):
+        """Named views into :attr:`params_`: ``W_ih_l0`` (H, I), ``W_hh_l0``
+        (H, H), ``b_l0`` (H,), ``W_y`` (O, H), ``b_y`` (O,). Writing to a view
+        changes the model."""
+        self._check_is_fitted()
+        return self._network().layout.views(self.params_)
+
+    def _network(self):
+        return self._make_network(self.n_features_in_, self.n_outputs_, self.params_.dtype)
+
+    def _model_targets(self, target):
+        """Move the sample axis of model targets to where batches take it."""
+        return _time_major(target) if self.return_sequences else target
+
+    def _take(self, target, idx):
+        return np.take(target, idx, axis=1 if self.return_sequences else 0)
+
+    # -- training -----------------------------------------------------------
+
+    def fit(self, X, y):
+        """Train on sequences ``X`` and targets ``y`` for up to ``max_iter`` epochs.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_timesteps, n_features) or (n_samples, n_timesteps)
+            Input sequences; 2-D means one feature per step.
+        y : array-like
+            One target per sequence (``return_sequences=False``) or one per
+            time step (``return_sequences=True``); see the class docstring.
+
+        Returns
+        -------
+        self
+        """
+        dtype = self._validate_params()
+        continuing = self.warm_start and self._is_fitted()
+        X, target = self._prepare_fit(X, y, dtype, reset=not continuing)
+        if not continuing:
+            self._initialize(X.shape[2], dtype)
+        self._train(_time_major(X), self._model_targets(target), self.max_iter,
+                    self.early_stopping, warn=True)
+        return self
+
+    def _partial_fit(self, X, y, classes=None):
+        dtype = self._validate_params()
+        first = not self._is_fitted()
+        X, target = self._prepare_fit(X, y, dtype, reset=first, classes=classes,
+                                      partial=True)
+        if first:
+            self._initialize(X.shape[2], dtype)
+        self._train(_time_major(X), self._model_targets(target), 1, False, warn=False)
+        return self
+
+    def _initialize(self, n_features, dtype):
+        self._rng = v.check_random_state(self.random_state)
+        network = self._make_network(n_features, self.n_outputs_, dtype)
+        self.n_features_in_ = n_features
+        self.params_ = network.init_params(self._rng)
+        size = network.layout.size
+        if self.solver == "adam":
+            self._optimizer = Adam(size, dtype, self.learning_rate, self.beta_1,
+                                   self.beta_2, self.epsilon)
+        else:
+            self._optimizer = SGD(size, dtype, self.learning_rate, self.momentum,
+                                  self.nesterov)
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.loss_curve_ = []
+        self.best_loss_ = np.inf
+        self.validation_loss_curve_ = []
+        self.loss_ = None
+
+    def _train(self, X, target, n_epochs, early_stopping, warn):
+        """Mini-batch training on time-major ``X`` (T, n, I)."""
+        network = self._network()
+        params = self.params_
+        alpha = float(self.alpha)
+        n = X.shape[1]
+        rng = self._rng
+        if early_stopping:
+            n_val = max(1, int(round(self.validation_fraction * n)))
+            if n - n_val < 1:
+                raise ValueError(
+                    f"early_stopping needs at least 2 samples to hold out a "
+                    f"validation set; got {n}"
+                )
+            perm = rng.permutation(n)
+            train_idx, val_idx = np.sort(perm[n_val:]), np.sort(perm[:n_val])
+            X_val, t_val = np.take(X, val_idx, axis=1), self._take(target, val_idx)
+            best_val, best_params = np.inf, params.copy()
+        else:
+            train_idx = np.arange(n)
+        n_train = train_idx.size
+        batch_size = min(int(self.batch_size), n_train)
+        grad = np.empty_like(params)
+        last_good = params.copy()
+        no_improvement = 0
+        converged = False
+
+        for _ in range(n_epochs):
+            started = time.perf_counter()
+            order = rng.permutation(train_idx) if self.shuffle else train_idx
+            total = 0.0
+            for start in range(0, n_train, batch_size):
+                idx = order[start:start + batch_size]
+                loss, _ = network.loss_grad(params, np.take(X, idx, axis=1),
+                                            self._take(target, idx), alpha, grad)
+                norm = clip_by_global_norm(grad, self.clip_norm)
+                if not (np.isfinite(loss) and np.isfinite(norm)):
+                    params[...] = last_good
+                    raise TrainingDivergedError(
+                        f"training diverged in epoch {self.n_iter_ + 1}: the "
+                        f"{'loss' if not np.isfinite(loss) else 'gradient'} became "
+                        f"{loss if not np.isfinite(loss) else norm}. The model keeps "
+                        f"the weights of the last finite epoch. Lower learning_rate "
+                        f"(now {self.learning_rate}), set clip_norm (now "
+                        f"{self.clip_norm}), or scale the inputs and targets."
+                    )
+                self._optimizer.step(params, grad)
+                total += loss * idx.size
+            self.n_iter_ += 1
+            self.t_ += n_train
+            epoch_loss = total / n_train
+            self.loss_ = epoch_loss
+            self.loss_curve_.append(epoch_loss)
+            last_good[...] = params
+            message = f"Epoch {self.n_iter_}: loss = {epoch_loss:.6g}"
+
+            if early_stopping:
+                val_loss = network.loss(params, X_val, t_val, alpha)
+                self.validation_loss_curve_.append(val_loss)
+                message += f", validation loss = {val_loss:.6g}"
+                score = val_loss
+                if val_loss < best_val:
+                    best_val = val_loss
+                    best_params[...] = params
+            else:
+                score = epoch_loss
+            if self.verbose and (self.n_iter_ % int(self.verbose) == 0):
+                elapsed = time.perf_counter() - started
+                print(f"{message} ({elapsed:.2f} s)", file=sys.stdout, flush=True)
+
+            if score > self.best_loss_ - self.tol:
+                no_improvement += 1
+            else:
+                no_improvement = 0
+            self.best_loss_ = min(self.best_loss_, score)
+            if no_improvement >= self.n_iter_no_change:
+                converged = True
+                if self.verbose:
+                    print(f"No improvement of more than tol={self.tol} for "
+                          f"{self.n_iter_no_change} epochs; stopping.")
+                break
+
+        if early_stopping:
+            params[...] = best_params
+        if warn and not converged:
+            warnings.warn(
+                f"{type(self).__name__} stopped at max_iter={self.max_iter} epochs "
+                f"while the loss was still improving; raise max_iter to train longer",
+                ConvergenceWarning,
+            )
+
+    # -- prediction ---------------------------------------------------------
+
+    def _forward(self, X):
+        """Network outputs for user inputs, as (n, T, O) or (n, O)."""
+        self._check_is_fitted()
+        X = v.check_X(X, self.params_.dtype, self.n_features_in_)
+        network = self._network()
+        n, T = X.shape[:2]
+        chunk = max(1, _PREDICT_CHUNK_ELEMENTS // (T * max(self.hidden_size, 1)))
+        out = []
+        for start in range(0, n, chunk):
+            Y = network.output(self.params_, _time_major(X[start:start + chunk]))
+            out.append(np.swapaxes(Y, 0, 1) if self.return_sequences else Y)
+        return np.concatenate(out, axis=0)
+
+    def check_gradient(self, X, y, *, epsilon=1e-4, random_state=0):
+        """Compare the BPTT gradient with finite differences on ``(X, y)``.
+
+        See :func:`crnn.check_gradient`.
+        """
+        from crnn._gradcheck import check_gradient
+
+        return check_gradient(self, X, y, epsilon=epsilon, random_state=random_state)
+
+    def __sklearn_is_fitted__(self):
+        return self._is_fitted()
+
+
+_SHARED_PARAMETERS = """
+    hidden_size : int, default=32
+        Number of hidden units ``H``.
+    cell : {"elman"}, default="elman"
+        Recurrent cell. ``"elman"`` is ``S_t = g1(W_ih x_t + W_hh S_{t-1} + b)``.
+    activation : {"tanh", "relu", "sigmoid", "identity"}, default="tanh"
+        Hidden activation ``g1``.
+    return_sequences : bool, default=False
+        False: one target per sequence, scored on the last step (sequence to
+        one). True: one target per time step, every step scored (sequence to
+        sequence). The shape ``y`` must have follows from this, never the
+        other way round.
+    solver : {"adam", "sgd"}, default="adam"
+        Optimizer over the flat parameter buffer.
+    learning_rate : float, default=1e-3
+        Step size.
+    momentum : float, default=0.9
+        Momentum of ``solver="sgd"``.
+    nesterov : bool, default=False
+        Nesterov momentum for ``solver="sgd"``.
+    beta_1, beta_2, epsilon : float, defaults 0.9, 0.999, 1e-8
+        Adam's moment decay rates and denominator guard.
+    batch_size : int, default=32
+        Sequences per mini-batch (capped at the number of training samples).
+    max_iter : int, default=200
+        Maximum number of epochs.
+    tol : float, default=1e-4
+        Training stops when the loss (or, with early stopping, the validation
+        loss) has not improved by at least ``tol`` for ``n_iter_no_change``
+        consecutive epochs.
+    n_iter_no_change : int, default=10
+        See ``tol``.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data, monitor its
+        loss, and restore the weights of the best validation epoch at the end.
+    validation_fraction : float, default=0.1
+        Share of the training data held out when ``early_stopping``.
+    shuffle : bool, default=True
+        Shuffle the samples every epoch.
+    clip_norm : float or None, default=None
+        If set, rescale the whole gradient whenever its Euclidean norm exceeds
+        this value (clipping by global norm, against exploding gradients).
+    alpha : float, default=0.0
+        L2 penalty: ``(alpha / 2) * sum of squared weights`` (biases excluded)
+        is added to the loss.
+    dtype : {"float64", "float32"}, default="float64"
+        Precision of the parameters and of every computation.
+    random_state : int, Generator, RandomState or None, default=None
+        Seeds the initial weights, the shuffling and the validation split.
+    verbose : bool or int, default=False
+        Print the loss after every epoch (True or 1), or after every
+        ``verbose``-th epoch (an int greater than 1).
+    warm_start : bool, default=False
+        Continue from the current weights (and optimizer state) on ``fit``.
+"""
+
+_SHARED_ATTRIBUTES = """
+    params_ : ndarray of shape (n_parameters,)
+        All weights and biases in one flat buffer.
+    weights_ : dict of str to ndarray
+        Named views into ``params_`` (``W_ih_l0``, ``W_hh_l0``, ``b_l0``,
+        ``W_y``, ``b_y``).
+    n_features_in_ : int
+        Features per time step seen in ``fit``.
+    n_outputs_ : int
+        Output units ``O``.
+    n_iter_ : int
+        Epochs run (cumulative over ``warm_start`` and ``partial_fit``).
+    t_ : int
+        Training samples processed.
+    loss_ : float
+        Mean training loss of the last epoch.
+    loss_curve_ : list of float
+        Mean training loss of every epoch.
+    best_loss_ : float
+        Lowest loss (validation loss with early stopping) seen.
+    validation_loss_curve_ : list of float
+        Validation loss of every epoch when ``early_stopping``.
+"""
+
+_SHARED_NOTES = """
+    The model, for each sequence ``x_1 .. x_T`` and ``S_0 = 0``::
+
+        S_t = g1(W_ih x_t + W_hh S_{t-1} + b)
+        Y_t = g2(W_y S_t + b_y)
+
+    It is trained by backpropagation through time (BPTT) with gradients
+    computed by compiled kernels: the input product ``W_ih x_t`` for all
+    steps is one matrix product before the time loop, each step costs one
+    small matrix product plus one fused element-wise pass, and the weight
+    gradients are one matrix product each after the loop.
+"""
+
+
+class RNNRegressor(RegressorMixin, _RNNBase):
+    __doc__ = f"""Elman recurrent network for regression on sequences.
+
+    Trained on the mean squared error over the scored outputs.
+
+    Parameters
+    ----------{_SHARED_PARAMETERS}    output_activation : {{"identity", "tanh", "sigmoid", "softmax"}}, default="identity"
+        Output activation ``g2``.
+
+    Attributes
+    ----------{_SHARED_ATTRIBUTES}
+    Notes
+    -----{_SHARED_NOTES}
+    Shapes of ``y``: with ``return_sequences=False``, ``(n_samples,)`` or
+    ``(n_samples, n_outputs)``; with ``return_sequences=True``,
+    ``(n_samples, n_timesteps)`` or ``(n_samples, n_timesteps, n_outputs)``.
+    ``predict`` returns the same shape as ``y`` had.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from crnn import RNNRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(-1, 1, size=(200, 10))       # 200 series of 10 steps
+    >>> y = X.sum(axis=1)                             # the running total at the end
+    >>> model = RNNRegressor(hidden_size=16, max_iter=300, learning_rate=1e-2,
+    ...                      random_state=0).fit(X, y)
+    >>> model.score(X, y) > 0.95
+    True
+    """
+
+    _loss = "squared_error"
+
+    def __init__(self, hidden_size=32, *, cell="elman", activation="tanh",
+                 output_activation="identity", return_sequences=False,
+                 solver="adam", learning_rate=1e-3, momentum=0.9, nesterov=False,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, batch_size=32,
+                 max_iter=200, tol=1e-4, n_iter_no_change=10,
+                 early_stopping=False, validation_fraction=0.1, shuffle=True,
+                 clip_norm=None, alpha=0.0, dtype="float64", random_state=None,
+                 verbose=False, warm_start=False):
+        super().__init__(
+            hidden_size, cell=cell, activation=activation,
+            return_sequences=return_sequences, solver=solver,
+            learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, batch_size=batch_size,
+            max_iter=max_iter, tol=tol, n_iter_no_change=n_iter_no_change,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction, shuffle=shuffle,
+            clip_norm=clip_norm, alpha=alpha, dtype=dtype,
+            random_state=random_state, verbose=verbose, warm_start=warm_start,
+        )
+        self.output_activation = output_activation
+
+    def _output_activation(self):
+        if self.output_activation not in OUTPUT_ACTIVATIONS:
+            raise ValueError(
+                f"output_activation must be one of {OUTPUT_ACTIVATIONS}; got "
+                f"{self.output_activation!r}"
+            )
+        return self.output_activation
+
+    def _validate_params(self):
+        self._output_activation()
+        return super()._validate_params()
+
+    def _prepare_fit(self, X, y, dtype, reset, classes=None, partial=False):
+        X = v.check_X(X, dtype, None if reset else self.n_features_in_)
+        target, squeeze = v.check_regression_targets(y, X, self.return_sequences, dtype)
+        if reset:
+            self.n_outputs_ = target.shape[-1]
+            self._squeeze = squeeze
+        elif target.shape[-1] != self.n_outputs_:
+            raise ValueError(
+                f"y has {target.shape[-1]} outputs, but this model was fitted "
+                f"with {self.n_outputs_}"
+            )
+        return X, target
+
+    def _gradcheck_data(self, X, y, fitted):
+        X = v.check_X(X, np.float64, self.n_features_in_ if fitted else None)
+        target, _ = v.check_regression_targets(y, X, self.return_sequences, np.float64)
+        n_outputs = self.n_outputs_ if fitted else target.shape[-1]
+        if target.shape[-1] != n_outputs:
+            raise ValueError(f"y has {target.shape[-1]} outputs; the model has {n_outputs}")
+        return X, target, n_outputs
+
+    def partial_fit(self, X, y):
+        """Train for one epoch on ``(X, y)``, from the current weights.
+
+        Returns
+        -------
+        self
+        """
+        return self._partial_fit(X, y)
+
+    def predict(self, X):
+        """Predict targets for sequences ``X``.
+
+        Returns
+        -------
+        y : ndarray
+            ``(n_samples[, n_timesteps][, n_outputs])``: the shape of the
+            ``y`` given to ``fit``, with this ``X``'s number of samples and
+            steps.
+        """
+        Y = self._forward(X)
+        return Y[..., 0] if self._squeeze else Y
+
+    def score(self, X, y):
+        """Coefficient of determination R^2 of the predictions.
+
+        Every scored step of every sequence is one observation; with several
+        outputs the R^2 of each output is averaged uniformly.
+        """
+        pred = self._forward(X)
+        target, _ = v.check_regression_targets(y, v.check_X(X, np.float64),
+                                               self.return_sequences, np.float64)
+        pred = pred.reshape(-1, pred.shape[-1])
+        target = target.reshape(pred.shape)
+        ss_res = np.sum((target - pred) ** 2, axis=0)
+        ss_tot = np.sum((target - target.mean(axis=0)) ** 2, axis=0)
+        r2 = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1),
+                      np.where(ss_res > 0, 0.0, 1.0))
+        return float(np.mean(r2))
+
+
+class RNNClassifier(ClassifierMixin, _RNNBase):
+    __doc__ = f"""Elman recurrent network for classification of sequences.
+
+    A softmax output over the classes, trained on the mean cross-entropy.
+
+    Parameters
+    ----------{_SHARED_PARAMETERS}
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels, sorted.{_SHARED_ATTRIBUTES}
+    Notes
+    -----{_SHARED_NOTES}
+    Shapes of ``y``: with ``return_sequences=False``, one label per sequence,
+    ``(n_samples,)``; with ``return_sequences=True``, one label per time step,
+    ``(n_samples, n_timesteps)``. Labels may be of any type ``numpy.unique``
+    can sort (ints, strings, ...); there must be at least two classes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from crnn import RNNClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(300, 8))
+    >>> y = np.where(X.sum(axis=1) > 0, "up", "down")
+    >>> clf = RNNClassifier(hidden_size=8, max_iter=100, learning_rate=1e-2,
+    ...                     random_state=0).fit(X, y)
+    >>> clf.score(X, y) > 0.9
+    True
+    """
+
+    _loss = "cross_entropy"
+
+    def _output_activation(self):
+        return "softmax"
+
+    def _encode(self, y, classes):
+        codes = np.searchsorted(classes, y)
+        codes = np.minimum(codes, classes.size - 1)
+        unknown = classes[codes] != y
+        if unknown.any():
+            raise ValueError(
+                f"y contains labels not among the classes {classes.tolist()}: "
+                f"{np.unique(y[unknown]).tolist()}"
+            )
+        return codes.astype(np.intp)
+
+    def _prepare_fit(self, X, y, dtype, reset, classes=None, partial=False):
+        X = v.check_X(X, dtype, None if reset else self.n_features_in_)
+        y = v.check_class_labels(y, X, self.return_sequences)
+        if reset:
+            if partial and classes is None:
+                raise ValueError("classes must be given on the first call to partial_fit")
+            found = np.unique(y) if classes is None else np.unique(np.asarray(classes))
+            if found.size < 2:
+                raise ValueError(
+                    f"a classifier needs at least 2 classes; got {found.size} "
+                    f"({found.tolist()})"
+                )
+            self.classes_ = found
+            self.n_outputs_ = found.size
+        return X, self._encode(y, self.classes_)
+
+    def _gradcheck_data(self, X, y, fitted):
+        X = v.check_X(X, np.float64, self.n_features_in_ if fitted else None)
+        y = v.check_class_labels(y, X, self.return_sequences)
+        classes = self.classes_ if fitted else np.unique(y)
+        if classes.size < 2:
+            raise ValueError("the gradient check of a classifier needs 2 classes in y")
+        return X, self._encode(y, classes), classes.size
+
+    def partial_fit(self, X, y, classes=None):
+        """Train for one epoch on ``(X, y)``, from the current weights.
+
+        Parameters
+        ----------
+        classes : array-like, optional
+            Every class label; required on the first call.
+
+        Returns
+        -------
+        self
+        """
+        return self._partial_fit(X, y, classes=classes)
+
+    def predict_proba(self, X):
+        """Class probabilities, ``(n_samples[, n_timesteps], n_classes)``.
+
+        Columns follow :attr:`classes_`.
+        """
+        return self._forward(X)
+
+    def predict(self, X):
+        """Most probable class label, ``(n_samples[, n_timesteps])``."""
+        return self.classes_[np.argmax(self._forward(X), axis=-1)]
+
+    def score(self, X, y):
+        """Accuracy over every scored label (every step with return_sequences)."""
+        pred = self.predict(X)
+        y = v.check_class_labels(y, v.check_X(X, np.float64), self.return_sequences)
+        return float(np.mean(pred == y))

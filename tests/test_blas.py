@@ -1,0 +1,374 @@
+"""Tests of the row-major BLAS wrappers of ``crnn.kernels.blas`` against NumPy.
+
+Every ``py_*`` function is checked for float32 and float64, against a
+float64 NumPy computation on the same (possibly float32) inputs. The error
+allowed on each entry is ``RTOL[dtype]`` times the sum of the magnitudes of
+the terms that make up that entry (for instance ``|alpha| |op(A)| |op(B)| +
+|beta| |C|`` for GEMM), which is the natural bound for rounding errors of a
+sum and does not break down when an entry cancels to (nearly) zero.
+
+The fused ``py_*`` functions whose first fused argument is a scalar
+(``py_gemm``, ``py_gemv``, ``py_axpy``, ``py_scal``) are dispatched on that
+scalar, and a Python float selects the ``double`` specialisation; the tests
+therefore select the specialisation explicitly, ``py_gemm["float"]``, and a
+separate (strict xfail) test records that the plain call does not work for
+float32 arrays.
+"""
+import numpy as np
+import pytest
+
+from crnn.kernels import blas
+
+#: Relative tolerance for float64 results.
+RTOL_FLOAT64 = 1e-12
+#: Relative tolerance for float32 results.
+RTOL_FLOAT32 = 1e-5
+RTOL = {np.float32: RTOL_FLOAT32, np.float64: RTOL_FLOAT64}
+
+DTYPES = [np.float32, np.float64]
+TRANS = [False, True]
+
+#: (alpha, beta) pairs; all exactly representable in float32.
+ALPHA_BETA = [(1.0, 0.0), (0.5, -1.25), (0.0, 2.0), (-2.0, 1.0), (1.5, 0.0)]
+
+
+def spec(name, dtype):
+    """The float or double specialisation of the fused function ``name``."""
+    return getattr(blas, name)["float" if dtype == np.float32 else "double"]
+
+
+def rand(rng, shape, dtype):
+    return np.ascontiguousarray(rng.standard_normal(shape).astype(dtype))
+
+
+def assert_within(actual, expected, scale, dtype):
+    """|actual - expected| <= RTOL[dtype] * scale, entry by entry."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape
+    assert np.all(np.isfinite(actual)), actual
+    err = np.abs(actual - expected)
+    bound = RTOL[dtype] * np.asarray(scale, dtype=np.float64)
+    bad = err > bound
+    assert not bad.any(), (
+        f"{bad.sum()} entries out of tolerance; max error {err.max()}, "
+        f"bound there {bound[np.unravel_index(np.argmax(err - bound), err.shape)]}"
+    )
+
+
+def stored(op_matrix, transposed):
+    """C-contiguous storage whose op() is ``op_matrix``."""
+    return np.ascontiguousarray(op_matrix.T if transposed else op_matrix)
+
+
+# --- gemm ---------------------------------------------------------------------
+
+GEMM_SHAPES = [  # (M, N, K)
+    (3, 4, 5),
+    (7, 6, 9),
+    (1, 5, 3),   # 1 x N result
+    (5, 1, 3),   # N x 1 result
+    (4, 3, 1),   # rank-one update
+    (1, 1, 1),
+    (1, 1, 8),   # a dot product
+    (0, 4, 3),   # zero rows
+    (3, 0, 4),   # zero columns
+    (0, 0, 0),
+    (3, 4, 0),   # zero inner dimension: C = beta * C
+    (1, 6, 0),
+]
+
+
+@pytest.mark.parametrize("alpha, beta", ALPHA_BETA)
+@pytest.mark.parametrize("M, N, K", GEMM_SHAPES)
+@pytest.mark.parametrize("trans_b", TRANS)
+@pytest.mark.parametrize("trans_a", TRANS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm(dtype, trans_a, trans_b, M, N, K, alpha, beta):
+    rng = np.random.default_rng([M, N, K, trans_a, trans_b])
+    opA = rand(rng, (M, K), dtype)
+    opB = rand(rng, (K, N), dtype)
+    A, B = stored(opA, trans_a), stored(opB, trans_b)
+    C0 = rand(rng, (M, N), dtype)
+    C = C0.copy()
+    A_before, B_before = A.copy(), B.copy()
+
+    spec("py_gemm", dtype)(trans_a, trans_b, alpha, A, B, beta, C)
+
+    a64, b64, c64 = (m.astype(np.float64) for m in (opA, opB, C0))
+    expected = alpha * (a64 @ b64) + beta * c64
+    scale = abs(alpha) * (np.abs(a64) @ np.abs(b64)) + abs(beta) * np.abs(c64)
+    assert_within(C, expected, scale, dtype)
+    if K == 0 and M and N:
+        # Nothing to multiply: C must be exactly beta * C.
+        np.testing.assert_array_equal(C, (beta * C0).astype(dtype))
+    np.testing.assert_array_equal(A, A_before)
+    np.testing.assert_array_equal(B, B_before)
+
+
+@pytest.mark.parametrize("M, N, K", [(3, 4, 5), (1, 1, 1), (5, 1, 2), (3, 4, 0)])
+@pytest.mark.parametrize("trans_b", TRANS)
+@pytest.mark.parametrize("trans_a", TRANS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_beta_zero_does_not_read_C(dtype, trans_a, trans_b, M, N, K):
+    # The BLAS standard says C need not be set on input when beta == 0; the
+    # OpenBLAS that scipy ships honours this (NaN in C does not propagate),
+    # and the Elman kernels rely on it (they GEMM into uninitialised memory).
+    rng = np.random.default_rng([M, N, K, 7])
+    opA = rand(rng, (M, K), dtype)
+    opB = rand(rng, (K, N), dtype)
+    C = np.full((M, N), np.nan, dtype=dtype)
+    spec("py_gemm", dtype)(trans_a, trans_b, 1.5,
+                           stored(opA, trans_a), stored(opB, trans_b), 0.0, C)
+    a64, b64 = opA.astype(np.float64), opB.astype(np.float64)
+    assert_within(C, 1.5 * (a64 @ b64), 1.5 * (np.abs(a64) @ np.abs(b64)), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_beta_zero_with_finite_garbage(dtype):
+    rng = np.random.default_rng(3)
+    A, B = rand(rng, (4, 3), dtype), rand(rng, (3, 5), dtype)
+    C = np.full((4, 5), 1e30, dtype=dtype)
+    spec("py_gemm", dtype)(False, False, 1.0, A, B, 0.0, C)
+    a64, b64 = A.astype(np.float64), B.astype(np.float64)
+    assert_within(C, a64 @ b64, np.abs(a64) @ np.abs(b64), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_accepts_read_only_inputs(dtype):
+    rng = np.random.default_rng(4)
+    A, B = rand(rng, (2, 3), dtype), rand(rng, (3, 2), dtype)
+    A.flags.writeable = False
+    B.flags.writeable = False
+    C = np.zeros((2, 2), dtype=dtype)
+    spec("py_gemm", dtype)(False, False, 1.0, A, B, 0.0, C)
+    a64, b64 = A.astype(np.float64), B.astype(np.float64)
+    assert_within(C, a64 @ b64, np.abs(a64) @ np.abs(b64), dtype)
+
+
+@pytest.mark.parametrize(
+    "trans_a, trans_b, a_shape, b_shape, c_shape, match",
+    [
+        (False, False, (3, 4), (4, 5), (2, 5), "op\\(A\\) must have as many rows"),
+        (True, False, (3, 4), (3, 5), (3, 5), "op\\(A\\) must have as many rows"),
+        (False, False, (3, 4), (3, 5), (3, 5), "op\\(B\\) must have as many rows"),
+        (False, True, (3, 4), (5, 3), (3, 5), "op\\(B\\) must have as many rows"),
+        (False, False, (3, 4), (4, 6), (3, 5), "op\\(B\\) must have as many columns"),
+        (False, True, (3, 4), (4, 4), (3, 5), "op\\(B\\) must have as many columns"),
+    ],
+)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_shape_mismatch(dtype, trans_a, trans_b, a_shape, b_shape,
+                             c_shape, match):
+    A, B = np.ones(a_shape, dtype), np.ones(b_shape, dtype)
+    C = np.zeros(c_shape, dtype)
+    with pytest.raises(ValueError, match=match):
+        spec("py_gemm", dtype)(trans_a, trans_b, 1.0, A, B, 0.0, C)
+    np.testing.assert_array_equal(C, 0)
+
+
+# --- gemv ---------------------------------------------------------------------
+
+GEMV_SHAPES = [(3, 4), (6, 6), (1, 5), (5, 1), (1, 1), (0, 4), (4, 0), (0, 0)]
+
+
+def _gemv_case(rng, dtype, trans_a, M, N):
+    A = rand(rng, (M, N), dtype)
+    opA = A.T if trans_a else A
+    x = rand(rng, (opA.shape[1],), dtype)
+    y = rand(rng, (opA.shape[0],), dtype)
+    return A, opA.astype(np.float64), x, y
+
+
+def _inner_dimension_is_zero(trans_a, M, N):
+    # op(A) has columns (the length of x) but y is not empty.
+    return (N == 0 and M > 0) if not trans_a else (M == 0 and N > 0)
+
+
+@pytest.mark.parametrize("alpha, beta", ALPHA_BETA)
+@pytest.mark.parametrize(
+    "trans_a, M, N",
+    # Zero inner dimension with a non-empty y: see test_gemv_zero_inner_dimension.
+    [(t, M, N) for t in TRANS for M, N in GEMV_SHAPES
+     if not _inner_dimension_is_zero(t, M, N)],
+)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemv(dtype, trans_a, M, N, alpha, beta):
+    rng = np.random.default_rng([M, N, trans_a])
+    A, opA, x, y0 = _gemv_case(rng, dtype, trans_a, M, N)
+    y = y0.copy()
+    spec("py_gemv", dtype)(trans_a, alpha, A, x, beta, y)
+    x64, y64 = x.astype(np.float64), y0.astype(np.float64)
+    expected = alpha * (opA @ x64) + beta * y64
+    scale = abs(alpha) * (np.abs(opA) @ np.abs(x64)) + abs(beta) * np.abs(y64)
+    assert_within(y, expected, scale, dtype)
+
+
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError,
+    reason="bug in blas.pyx gemv(): op(A) with zero columns reaches ?gemv "
+           "with a zero dimension, a BLAS quick return, so y is not scaled "
+           "by beta",
+)
+@pytest.mark.parametrize("beta", [0.5, 0.0])
+@pytest.mark.parametrize("trans_a", TRANS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemv_zero_inner_dimension(dtype, trans_a, beta):
+    M, N = (0, 3) if trans_a else (3, 0)
+    A = np.zeros((M, N), dtype)
+    x = np.zeros(0, dtype)
+    y = np.full(3, 2.0, dtype)
+    spec("py_gemv", dtype)(trans_a, 1.0, A, x, beta, y)
+    np.testing.assert_array_equal(y, np.full(3, 2.0 * beta, dtype))
+
+
+@pytest.mark.parametrize("M, N", [(3, 4), (1, 1), (4, 1)])
+@pytest.mark.parametrize("trans_a", TRANS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemv_beta_zero_does_not_read_y(dtype, trans_a, M, N):
+    rng = np.random.default_rng([M, N, trans_a, 11])
+    A, opA, x, y = _gemv_case(rng, dtype, trans_a, M, N)
+    y[:] = np.nan
+    spec("py_gemv", dtype)(trans_a, -0.5, A, x, 0.0, y)
+    x64 = x.astype(np.float64)
+    assert_within(y, -0.5 * (opA @ x64), 0.5 * (np.abs(opA) @ np.abs(x64)), dtype)
+
+
+@pytest.mark.parametrize(
+    "trans_a, x_len, y_len",
+    [(False, 3, 3), (False, 4, 4), (False, 5, 3), (True, 4, 4), (True, 3, 3),
+     (True, 3, 5)],
+)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemv_shape_mismatch(dtype, trans_a, x_len, y_len):
+    A = np.ones((3, 4), dtype)   # op(A) is 3x4, or 4x3 when transposed
+    with pytest.raises(ValueError, match="x and y do not match"):
+        spec("py_gemv", dtype)(trans_a, 1.0, A, np.ones(x_len, dtype), 0.0,
+                               np.ones(y_len, dtype))
+
+
+# --- level 1 --------------------------------------------------------------------
+
+LENGTHS = [0, 1, 5, 33]
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0, -2.5])
+@pytest.mark.parametrize("n", LENGTHS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_axpy(dtype, n, alpha):
+    rng = np.random.default_rng([n, 1])
+    x, y0 = rand(rng, n, dtype), rand(rng, n, dtype)
+    y = y0.copy()
+    spec("py_axpy", dtype)(alpha, x, y)
+    x64, y64 = x.astype(np.float64), y0.astype(np.float64)
+    assert_within(y, y64 + alpha * x64, abs(alpha) * np.abs(x64) + np.abs(y64),
+                  dtype)
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 100])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dot(dtype, n):
+    rng = np.random.default_rng([n, 2])
+    x, y = rand(rng, n, dtype), rand(rng, n, dtype)
+    d = spec("py_dot", dtype)(x, y)
+    assert isinstance(d, float)
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    assert_within(d, x64 @ y64, np.abs(x64) @ np.abs(y64), dtype)
+    if n == 0:
+        assert d == 0.0
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0, -1.5, 3.0])
+@pytest.mark.parametrize("n", LENGTHS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_scal(dtype, n, alpha):
+    # Only finite x: whether 0 * NaN gives 0 or NaN differs between BLAS
+    # versions (the OpenBLAS used here propagates NaN in ?scal).
+    rng = np.random.default_rng([n, 3])
+    x0 = rand(rng, n, dtype)
+    x = x0.copy()
+    spec("py_scal", dtype)(alpha, x)
+    # Multiplication by these alphas is exact in binary floating point.
+    np.testing.assert_array_equal(x, (alpha * x0.astype(np.float64)).astype(dtype))
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 100])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nrm2(dtype, n):
+    rng = np.random.default_rng([n, 4])
+    x = rand(rng, n, dtype)
+    r = spec("py_nrm2", dtype)(x)
+    assert isinstance(r, float)
+    expected = np.sqrt(np.sum(x.astype(np.float64) ** 2))
+    assert abs(r - expected) <= RTOL[dtype] * expected
+    if n == 0:
+        assert r == 0.0
+
+
+@pytest.mark.parametrize("dtype, big", [(np.float32, 1e30), (np.float64, 1e200),
+                                        (np.float32, 1e-30), (np.float64, 1e-200)])
+def test_nrm2_no_overflow_or_underflow(dtype, big):
+    # x_i^2 overflows (or underflows) the dtype, the norm itself does not.
+    x = np.array([3 * big, 4 * big], dtype=dtype)
+    r = spec("py_nrm2", dtype)(x)
+    expected = 5 * float(dtype(big))
+    assert abs(r - expected) <= RTOL[dtype] * expected
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_copy(dtype, n):
+    rng = np.random.default_rng([n, 5])
+    x = rand(rng, n, dtype)
+    y = np.full(n, np.nan, dtype)
+    spec("py_copy", dtype)(x, y)
+    np.testing.assert_array_equal(y, x)
+
+
+@pytest.mark.parametrize("name", ["py_axpy", "py_dot", "py_copy"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_level1_length_mismatch(dtype, name):
+    x, y = np.ones(3, dtype), np.ones(4, dtype)
+    args = (x, y) if name != "py_axpy" else (1.0, x, y)
+    with pytest.raises(ValueError, match="same length"):
+        spec(name, dtype)(*args)
+    np.testing.assert_array_equal(y, 1)
+
+
+# --- dispatch ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["py_dot", "py_copy"])
+def test_mixed_dtypes_are_rejected(name):
+    with pytest.raises(ValueError, match="Buffer dtype mismatch"):
+        getattr(blas, name)(np.ones(2), np.ones(2, np.float32))
+
+
+@pytest.mark.parametrize("name", ["py_dot", "py_nrm2"])
+def test_plain_call_dispatches_on_array_dtype(name):
+    # Functions whose first fused argument is an array dispatch on its dtype.
+    x = np.array([3.0, 4.0], np.float32)
+    args = (x, x) if name == "py_dot" else (x,)
+    assert getattr(blas, name)(*args) == (25.0 if name == "py_dot" else 5.0)
+
+
+@pytest.mark.xfail(
+    strict=True, raises=(TypeError, ValueError),
+    # Fused dispatch is decided by the first fused argument, the scalar
+    # alpha: a Python float picks the double specialisation (ValueError
+    # "Buffer dtype mismatch" on float32 arrays) and a np.float32 scalar
+    # matches no signature (TypeError).
+    reason="fused dispatch on the scalar alpha: float32 arrays need "
+           "explicit indexing, py_gemm['float']",
+)
+@pytest.mark.parametrize("name", ["py_gemm", "py_gemv", "py_axpy", "py_scal"])
+def test_plain_call_with_float32_arrays(name):
+    f = np.float32
+    args = {
+        "py_gemm": (False, False, 1.0, np.ones((2, 2), f), np.ones((2, 2), f),
+                    0.0, np.ones((2, 2), f)),
+        "py_gemv": (False, 1.0, np.ones((2, 2), f), np.ones(2, f), 0.0,
+                    np.ones(2, f)),
+        "py_axpy": (1.0, np.ones(2, f), np.ones(2, f)),
+        "py_scal": (2.0, np.ones(2, f)),
+    }[name]
+    getattr(blas, name)(*args)

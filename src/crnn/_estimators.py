@@ -182,7 +182,9 @@ class _RNNBase(BaseEstimator):
         dtype = self._validate_params()
         continuing = self.warm_start and self._is_fitted()
         X, target = self._prepare_fit(X, y, dtype, reset=not continuing)
-        if not continuing:
+        if continuing:
+            self._check_warm_start(dtype)
+        else:
             self._initialize(X.shape[2], dtype)
         self._train(_time_major(X), self._model_targets(target), self.max_iter,
                     self.early_stopping, warn=True)
@@ -197,6 +199,16 @@ class _RNNBase(BaseEstimator):
             self._initialize(X.shape[2], dtype)
         self._train(_time_major(X), self._model_targets(target), 1, False, warn=False)
         return self
+
+    def _check_warm_start(self, dtype):
+        expected = self._make_network(self.n_features_in_, self.n_outputs_, dtype)
+        if dtype != self.params_.dtype or expected.layout.size != self.params_.size:
+            raise ValueError(
+                f"warm_start continues from the fitted weights, which have "
+                f"{self.params_.size} {self.params_.dtype} parameters; the current "
+                f"hyper-parameters need {expected.layout.size} {dtype} parameters. "
+                f"Keep hidden_size and dtype, or set warm_start=False"
+            )
 
     def _initialize(self, n_features, dtype):
         self._rng = v.check_random_state(self.random_state)
@@ -279,7 +291,7 @@ class _RNNBase(BaseEstimator):
                 message += f", validation loss = {val_loss:.6g}"
                 score = val_loss
                 if val_loss < best_val:
-                    best_val = val_loss
+                    best_val, best_epoch = val_loss, self.n_iter_
                     best_params[...] = params
             else:
                 score = epoch_loss
@@ -301,6 +313,9 @@ class _RNNBase(BaseEstimator):
 
         if early_stopping:
             params[...] = best_params
+            if self.verbose:
+                print(f"Restored the weights of epoch {best_epoch}, the best on the "
+                      f"validation set (loss {best_val:.6g}).")
         if warn and not converged:
             warnings.warn(
                 f"{type(self).__name__} stopped at max_iter={self.max_iter} epochs "

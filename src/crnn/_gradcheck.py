@@ -11,7 +11,10 @@ class GradientCheck:
     ----------
     errors : dict of str to float
         Relative error of each parameter block in the max norm:
-        ``max|g_bptt - g_fd| / max(max|g_fd|, max|g_bptt|)``.
+        ``max|g_bptt - g_fd| / max(max|g_fd|, max|g_bptt|, 1e-3 * G)``, with
+        ``G`` the largest gradient entry over all blocks. The floor keeps a
+        block whose gradient is exactly zero (``W_hh`` for one step from a
+        zero state) from dividing rounding noise by zero.
     analytic, numeric : dict of str to ndarray
         The BPTT and finite-difference gradients, block by block.
     max_error : float
@@ -31,8 +34,8 @@ class GradientCheck:
                 + "\n".join(rows))
 
 
-def _block_error(a, n):
-    scale = max(np.max(np.abs(a)), np.max(np.abs(n)))
+def _block_error(a, n, floor):
+    scale = max(np.max(np.abs(a)), np.max(np.abs(n)), floor)
     if scale == 0:
         return 0.0
     return float(np.max(np.abs(a - n)) / scale)
@@ -105,6 +108,7 @@ def check_gradient(estimator, X, y, *, epsilon=1e-4, random_state=0):
     layout = network.layout
     analytic_blocks = layout.views(grad)
     numeric_blocks = layout.views(numeric)
-    errors = {name: _block_error(analytic_blocks[name], numeric_blocks[name])
+    floor = 1e-3 * max(np.max(np.abs(grad)), np.max(np.abs(numeric)))
+    errors = {name: _block_error(analytic_blocks[name], numeric_blocks[name], floor)
               for name in layout.names}
     return GradientCheck(errors, analytic_blocks, numeric_blocks)

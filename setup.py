@@ -34,6 +34,6 @@ setup(
     ext_modules=cythonize(
         extensions,
         compiler_directives=COMPILER_DIRECTIVES,
-        build_dir="build/cython",
+        build_dir="build/cython-debug" if DEBUG else "build/cython",
     ),
 )

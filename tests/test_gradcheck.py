@@ -170,7 +170,7 @@ def test_network_loss_grad_is_deterministic_and_overwrites_grad():
 
 
 @pytest.mark.parametrize("activation,return_sequences",
-                         itertools.product(["tanh", "relu"], [False, True]))
+                         list(itertools.product(["tanh", "relu"], [False, True])))
 def test_long_sequences(activation, return_sequences):
     X, y = classification_data(40, 2, 2, 2, return_sequences, seed=6)
     model = RNNClassifier(3, activation=activation, return_sequences=return_sequences)

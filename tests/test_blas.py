@@ -7,12 +7,9 @@ the terms that make up that entry (for instance ``|alpha| |op(A)| |op(B)| +
 |beta| |C|`` for GEMM), which is the natural bound for rounding errors of a
 sum and does not break down when an entry cancels to (nearly) zero.
 
-The fused ``py_*`` functions whose first fused argument is a scalar
-(``py_gemm``, ``py_gemv``, ``py_axpy``, ``py_scal``) are dispatched on that
-scalar, and a Python float selects the ``double`` specialisation; the tests
-therefore select the specialisation explicitly, ``py_gemm["float"]``, and a
-separate (strict xfail) test records that the plain call does not work for
-float32 arrays.
+The tests select each fused specialisation explicitly
+(``py_gemm["float"]``); a separate test checks that a plain call is
+dispatched on the dtype of the arrays, the scalars being Python floats.
 """
 import numpy as np
 import pytest
@@ -204,12 +201,6 @@ def test_gemv(dtype, trans_a, M, N, alpha, beta):
     assert_within(y, expected, scale, dtype)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="bug in blas.pyx gemv(): op(A) with zero columns reaches ?gemv "
-           "with a zero dimension, a BLAS quick return, so y is not scaled "
-           "by beta",
-)
 @pytest.mark.parametrize("beta", [0.5, 0.0])
 @pytest.mark.parametrize("trans_a", TRANS)
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -351,15 +342,6 @@ def test_plain_call_dispatches_on_array_dtype(name):
     assert getattr(blas, name)(*args) == (25.0 if name == "py_dot" else 5.0)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=(TypeError, ValueError),
-    # Fused dispatch is decided by the first fused argument, the scalar
-    # alpha: a Python float picks the double specialisation (ValueError
-    # "Buffer dtype mismatch" on float32 arrays) and a np.float32 scalar
-    # matches no signature (TypeError).
-    reason="fused dispatch on the scalar alpha: float32 arrays need "
-           "explicit indexing, py_gemm['float']",
-)
 @pytest.mark.parametrize("name", ["py_gemm", "py_gemv", "py_axpy", "py_scal"])
 def test_plain_call_with_float32_arrays(name):
     f = np.float32
@@ -372,3 +354,7 @@ def test_plain_call_with_float32_arrays(name):
         "py_scal": (2.0, np.ones(2, f)),
     }[name]
     getattr(blas, name)(*args)
+    out = args[-1]
+    expected = {"py_gemm": 2.0, "py_gemv": 2.0, "py_axpy": 2.0, "py_scal": 2.0}[name]
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, np.full(out.shape, expected, np.float32))

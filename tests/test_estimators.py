@@ -359,10 +359,6 @@ def test_warm_start_refits_after_new_features(data):
     assert model.predict(X[:, :, :2]).shape == (N,)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "warm_start keeps the optimizer created by the first fit, so a learning_rate "
-    "(or solver, momentum, ...) changed with set_params before a warm-started fit "
-    "is silently ignored"))
 def test_warm_start_uses_new_learning_rate(data):
     X, y = data
     a = fit_quietly(make(warm_start=True, solver="sgd", momentum=0.0, max_iter=1), X, y)
@@ -611,7 +607,6 @@ def test_divergence_raises_and_keeps_finite_weights(data):
     y = _huge_targets()
     model = make(**DIVERGING)
     with warnings.catch_warnings():
-        # numpy's own overflow warnings are a separate matter (see the xfail below)
         warnings.simplefilter("ignore", RuntimeWarning)
         with pytest.raises(TrainingDivergedError) as info:
             model.fit(X, y)
@@ -631,12 +626,6 @@ def test_divergence_raises_and_keeps_finite_weights(data):
     np.testing.assert_array_equal(model.params_, before.params_)
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeWarning, reason=(
-    "on divergence numpy emits 'RuntimeWarning: overflow encountered in dot' "
-    "from crnn._optim.clip_by_global_norm (no np.errstate around training); "
-    "with warnings turned into errors (pytest filterwarnings=error, python -W "
-    "error) that escapes instead of TrainingDivergedError, and params_ are left "
-    "mid-epoch instead of being restored to the last finite epoch"))
 def test_divergence_emits_no_numpy_warning(data):
     X, _ = data
     model = make(**DIVERGING)
@@ -646,11 +635,6 @@ def test_divergence_emits_no_numpy_warning(data):
             model.fit(X, _huge_targets())
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "the snapshot of the 'last finite epoch' is taken without checking the "
-    "parameters: when the optimizer step overflows the weights to inf after a "
-    "finite loss and gradient, the next epoch's NaN loss restores the non-finite "
-    "weights, so params_ is not finite after TrainingDivergedError"))
 def test_divergence_by_overflowing_step_keeps_finite_weights(data):
     X, _ = data
     y = np.random.default_rng(4).normal(size=N) * 1e12
@@ -658,10 +642,17 @@ def test_divergence_by_overflowing_step_keeps_finite_weights(data):
                  max_iter=10, n_iter_no_change=100)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        with pytest.raises(TrainingDivergedError, match="epoch 2"):
+        with pytest.raises(TrainingDivergedError, match="epoch 1: the weights"):
             model.fit(X, y)
-    assert model.n_iter_ == 1 and np.isfinite(model.loss_curve_).all()
+    # The step overflowed the weights in the first epoch: the model keeps its
+    # initial weights (the last finite ones), and records no finished epoch.
+    assert model.n_iter_ == 0 and model.loss_curve_ == []
     assert np.isfinite(model.params_).all()
+    fresh = make(learning_rate=1e300, solver="sgd", momentum=0.0, batch_size=N)
+    fresh._validate_params()
+    fresh.n_outputs_ = 1
+    fresh._initialize(X.shape[2], np.float64)
+    np.testing.assert_array_equal(model.params_, fresh.params_)
 
 
 # -- verbosity ----------------------------------------------------------------

@@ -272,16 +272,9 @@ def _not_fitted_calls():
         pytest.param(RNNClassifier, lambda m: m.predict_proba(X), id="classifier-predict_proba"),
         pytest.param(RNNClassifier, lambda m: m.weights_, id="classifier-weights_"),
         pytest.param(
-            RNNClassifier, lambda m: m.predict(X), id="classifier-predict",
-            marks=pytest.mark.xfail(strict=True, raises=AttributeError, reason=(
-                "RNNClassifier.predict evaluates self.classes_ before self._forward "
-                "checks fitting, so an unfitted classifier raises a bare "
-                "AttributeError ('no attribute classes_'), not NotFittedError"))),
+            RNNClassifier, lambda m: m.predict(X), id="classifier-predict"),
         pytest.param(
-            RNNClassifier, lambda m: m.score(X, np.zeros(3)), id="classifier-score",
-            marks=pytest.mark.xfail(strict=True, raises=AttributeError, reason=(
-                "RNNClassifier.score calls predict, which evaluates self.classes_ "
-                "first: bare AttributeError instead of NotFittedError"))),
+            RNNClassifier, lambda m: m.score(X, np.zeros(3)), id="classifier-score"),
     ]
 
 
@@ -477,3 +470,20 @@ def test_input_not_modified(X, y):
     np.testing.assert_array_equal(X, X_before)
     np.testing.assert_array_equal(Xf, X_before)
     np.testing.assert_array_equal(y, y_before)
+
+
+def test_partial_fit_with_other_classes_is_refused():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(6, 3, 2)), np.array([0, 1, 0, 1, 0, 1])
+    model = RNNClassifier(3).partial_fit(X, y, classes=[0, 1])
+    with pytest.raises(ValueError, match=r"classes=\[0, 1, 2\] differs from the classes "
+                                         r"of the first partial_fit call, \[0, 1\]"):
+        model.partial_fit(X, y, classes=[0, 1, 2])
+    model.partial_fit(X, y, classes=[1, 0])  # the same classes in another order
+
+
+def test_unsortable_mixed_labels_get_a_clear_error():
+    X = np.random.default_rng(0).normal(size=(4, 3, 2))
+    y = np.array([1, "a", 1, "a"], dtype=object)
+    with pytest.raises(TypeError, match="class labels must be of one sortable type"):
+        RNNClassifier(3, max_iter=1).fit(X, y)

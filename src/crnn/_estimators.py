@@ -215,13 +215,7 @@ class _RNNBase(BaseEstimator):
         network = self._make_network(n_features, self.n_outputs_, dtype)
         self.n_features_in_ = n_features
         self.params_ = network.init_params(self._rng)
-        size = network.layout.size
-        if self.solver == "adam":
-            self._optimizer = Adam(size, dtype, self.learning_rate, self.beta_1,
-                                   self.beta_2, self.epsilon)
-        else:
-            self._optimizer = SGD(size, dtype, self.learning_rate, self.momentum,
-                                  self.nesterov)
+        self._optimizer = None
         self.n_iter_ = 0
         self.t_ = 0
         self.loss_curve_ = []
@@ -229,8 +223,43 @@ class _RNNBase(BaseEstimator):
         self.validation_loss_curve_ = []
         self.loss_ = None
 
+    def _configure_optimizer(self):
+        """Apply the current solver settings, keeping the optimizer's state
+        (moments, velocity) when the solver is unchanged."""
+        size, dtype = self.params_.size, self.params_.dtype
+        if self.solver == "adam":
+            if not isinstance(self._optimizer, Adam):
+                self._optimizer = Adam(size, dtype, self.learning_rate)
+            opt = self._optimizer
+            opt.beta_1, opt.beta_2, opt.epsilon = self.beta_1, self.beta_2, self.epsilon
+        else:
+            if not isinstance(self._optimizer, SGD):
+                self._optimizer = SGD(size, dtype, self.learning_rate)
+            opt = self._optimizer
+            opt.momentum, opt.nesterov = self.momentum, self.nesterov
+        opt.learning_rate = self.learning_rate
+
     def _train(self, X, target, n_epochs, early_stopping, warn):
-        """Mini-batch training on time-major ``X`` (T, n, I)."""
+        """Mini-batch training on time-major ``X`` (T, n, I).
+
+        Overflow is expected when training diverges and is reported as
+        :class:`TrainingDivergedError`, so numpy's floating-point warnings
+        are silenced here.
+        """
+        self._configure_optimizer()
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            self._train_epochs(X, target, n_epochs, early_stopping, warn)
+
+    def _diverged(self, what, value, last_good):
+        self.params_[...] = last_good
+        return TrainingDivergedError(
+            f"training diverged in epoch {self.n_iter_ + 1}: the {what} became "
+            f"{value}. The model keeps the weights of the last finite epoch. "
+            f"Lower learning_rate (now {self.learning_rate}), set clip_norm (now "
+            f"{self.clip_norm}), or scale the inputs and targets."
+        )
+
+    def _train_epochs(self, X, target, n_epochs, early_stopping, warn):
         network = self._network()
         params = self.params_
         alpha = float(self.alpha)
@@ -265,18 +294,14 @@ class _RNNBase(BaseEstimator):
                 loss, _ = network.loss_grad(params, np.take(X, idx, axis=1),
                                             self._take(target, idx), alpha, grad)
                 norm = clip_by_global_norm(grad, self.clip_norm)
-                if not (np.isfinite(loss) and np.isfinite(norm)):
-                    params[...] = last_good
-                    raise TrainingDivergedError(
-                        f"training diverged in epoch {self.n_iter_ + 1}: the "
-                        f"{'loss' if not np.isfinite(loss) else 'gradient'} became "
-                        f"{loss if not np.isfinite(loss) else norm}. The model keeps "
-                        f"the weights of the last finite epoch. Lower learning_rate "
-                        f"(now {self.learning_rate}), set clip_norm (now "
-                        f"{self.clip_norm}), or scale the inputs and targets."
-                    )
+                if not np.isfinite(loss):
+                    raise self._diverged("loss", loss, last_good)
+                if not np.isfinite(norm):
+                    raise self._diverged("gradient norm", norm, last_good)
                 self._optimizer.step(params, grad)
                 total += loss * idx.size
+            if not np.isfinite(params).all():
+                raise self._diverged("weights", "non-finite", last_good)
             self.n_iter_ += 1
             self.t_ += n_train
             epoch_loss = total / n_train
@@ -572,6 +597,17 @@ class RNNRegressor(RegressorMixin, _RNNBase):
         return float(np.mean(r2))
 
 
+def _unique_labels(labels):
+    """Sorted distinct labels, or a TypeError saying why they cannot be sorted."""
+    try:
+        return np.unique(np.asarray(labels))
+    except TypeError as exc:
+        raise TypeError(
+            f"class labels must be of one sortable type (all numbers or all "
+            f"strings); sorting them failed with: {exc}"
+        ) from None
+
+
 class RNNClassifier(ClassifierMixin, _RNNBase):
     __doc__ = f"""Elman recurrent network for classification of sequences.
 
@@ -622,10 +658,16 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
     def _prepare_fit(self, X, y, dtype, reset, classes=None, partial=False):
         X = v.check_X(X, dtype, None if reset else self.n_features_in_)
         y = v.check_class_labels(y, X, self.return_sequences)
+        if not reset and classes is not None and not np.array_equal(
+                _unique_labels(classes), self.classes_):
+            raise ValueError(
+                f"classes={np.asarray(classes).tolist()} differs from the classes "
+                f"of the first partial_fit call, {self.classes_.tolist()}"
+            )
         if reset:
             if partial and classes is None:
                 raise ValueError("classes must be given on the first call to partial_fit")
-            found = np.unique(y) if classes is None else np.unique(np.asarray(classes))
+            found = _unique_labels(y if classes is None else classes)
             if found.size < 2:
                 raise ValueError(
                     f"a classifier needs at least 2 classes; got {found.size} "
@@ -638,7 +680,7 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
     def _gradcheck_data(self, X, y, fitted):
         X = v.check_X(X, np.float64, self.n_features_in_ if fitted else None)
         y = v.check_class_labels(y, X, self.return_sequences)
-        classes = self.classes_ if fitted else np.unique(y)
+        classes = self.classes_ if fitted else _unique_labels(y)
         if classes.size < 2:
             raise ValueError("the gradient check of a classifier needs 2 classes in y")
         return X, self._encode(y, classes), classes.size
@@ -666,7 +708,8 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
 
     def predict(self, X):
         """Most probable class label, ``(n_samples[, n_timesteps])``."""
-        return self.classes_[np.argmax(self._forward(X), axis=-1)]
+        proba = self._forward(X)
+        return self.classes_[np.argmax(proba, axis=-1)]
 
     def score(self, X, y):
         """Accuracy over every scored label (every step with return_sequences)."""

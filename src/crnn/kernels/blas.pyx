@@ -2,7 +2,8 @@
 
 The ``py_*`` functions at the end expose each wrapper to Python on typed
 memoryviews; they exist so that the test suite can check every wrapper
-against NumPy, and check their arguments before calling.
+against NumPy, and check their arguments before calling. Their scalars are
+Python floats, so the float32 or float64 version is chosen by the arrays.
 """
 from scipy.linalg.cython_blas cimport (
     dgemm, sgemm, dgemv, sgemv, daxpy, saxpy, ddot, sdot,
@@ -41,7 +42,15 @@ cdef void gemv(BLAS_Trans ta, int M, int N, floating alpha,
                floating beta, floating* y, int incy) noexcept nogil:
     # A row-major (M, N) is A^T column-major (N, M): flip the transpose flag.
     cdef char ta_ = b't' if ta == NoTrans else b'n'
-    if (M <= 0 and ta == NoTrans) or (N <= 0 and ta == Trans):
+    cdef int n_out = M if ta == NoTrans else N
+    cdef int n_in = N if ta == NoTrans else M
+    cdef int k
+    if n_out <= 0:
+        return
+    if n_in <= 0:
+        # Empty product: y = beta * y (BLAS would return without scaling y).
+        for k in range(n_out):
+            y[k * incy] = 0 if beta == 0 else beta * y[k * incy]
         return
     lda = _ld(lda)
     if floating is float:
@@ -96,9 +105,9 @@ cdef inline BLAS_Trans _trans(bint transpose):
     return Trans if transpose else NoTrans
 
 
-def py_gemm(bint trans_a, bint trans_b, floating alpha,
+def py_gemm(bint trans_a, bint trans_b, double alpha,
             const floating[:, ::1] A, const floating[:, ::1] B,
-            floating beta, floating[:, ::1] C):
+            double beta, floating[:, ::1] C):
     """C = alpha * op(A) @ op(B) + beta * C, in place, on C-ordered arrays."""
     cdef int M = C.shape[0]
     cdef int N = C.shape[1]
@@ -109,29 +118,29 @@ def py_gemm(bint trans_a, bint trans_b, floating alpha,
         raise ValueError("op(B) must have as many rows as op(A) has columns")
     if (B.shape[0] if trans_b else B.shape[1]) != N:
         raise ValueError("op(B) must have as many columns as C")
-    gemm(_trans(trans_a), _trans(trans_b), M, N, K, alpha,
+    gemm(_trans(trans_a), _trans(trans_b), M, N, K, <floating> alpha,
          &A[0, 0] if A.size else NULL, A.shape[1],
          &B[0, 0] if B.size else NULL, B.shape[1],
-         beta, &C[0, 0] if C.size else NULL, C.shape[1])
+         <floating> beta, &C[0, 0] if C.size else NULL, C.shape[1])
 
 
-def py_gemv(bint trans_a, floating alpha, const floating[:, ::1] A,
-            const floating[::1] x, floating beta, floating[::1] y):
+def py_gemv(bint trans_a, double alpha, const floating[:, ::1] A,
+            const floating[::1] x, double beta, floating[::1] y):
     """y = alpha * op(A) @ x + beta * y, in place."""
     cdef int M = A.shape[0]
     cdef int N = A.shape[1]
     if x.shape[0] != (M if trans_a else N) or y.shape[0] != (N if trans_a else M):
         raise ValueError("x and y do not match the shape of op(A)")
-    gemv(_trans(trans_a), M, N, alpha, &A[0, 0] if A.size else NULL, N,
-         &x[0] if x.size else NULL, 1, beta, &y[0] if y.size else NULL, 1)
+    gemv(_trans(trans_a), M, N, <floating> alpha, &A[0, 0] if A.size else NULL, N,
+         &x[0] if x.size else NULL, 1, <floating> beta, &y[0] if y.size else NULL, 1)
 
 
-def py_axpy(floating alpha, const floating[::1] x, floating[::1] y):
+def py_axpy(double alpha, const floating[::1] x, floating[::1] y):
     """y += alpha * x, in place."""
     if x.shape[0] != y.shape[0]:
         raise ValueError("x and y must have the same length")
     if x.shape[0]:
-        axpy(x.shape[0], alpha, &x[0], 1, &y[0], 1)
+        axpy(x.shape[0], <floating> alpha, &x[0], 1, &y[0], 1)
 
 
 def py_dot(const floating[::1] x, const floating[::1] y):
@@ -141,10 +150,10 @@ def py_dot(const floating[::1] x, const floating[::1] y):
     return dot(x.shape[0], &x[0], 1, &y[0], 1) if x.shape[0] else 0.0
 
 
-def py_scal(floating alpha, floating[::1] x):
+def py_scal(double alpha, floating[::1] x):
     """x *= alpha, in place."""
     if x.shape[0]:
-        scal(x.shape[0], alpha, &x[0], 1)
+        scal(x.shape[0], <floating> alpha, &x[0], 1)
 
 
 def py_nrm2(const floating[::1] x):

@@ -19,7 +19,7 @@ COMPILER_DIRECTIVES = {
     "embedsignature": True,
 }
 
-KERNELS = ["blas", "activations", "elman"]
+KERNELS = ["blas", "activations", "recurrence", "elman", "lstm", "gru"]
 
 extensions = [
     Extension(

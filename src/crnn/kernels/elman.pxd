@@ -1,42 +1,49 @@
 # cython: language_level=3
 """Elman (vanilla) recurrent layer: forward pass and backpropagation through time.
 
-One layer, one direction, a batch of ``B`` sequences of equal length ``T``,
-time-major and row-major throughout:
+One layer, one direction, over a packed batch (see ``recurrence.pxd``): ``T``
+steps, ``batch_sizes[t] = B_t`` active sequences at step ``t`` (sorted
+longest first, ``B_0 = B``), ``N = sum_t B_t`` packed rows. All arrays are
+C-contiguous, row-major, with leading dimension equal to their last extent:
 
-    X       (T, B, I)      inputs, X[t] = x_t
-    W_ih    (H, I)         input weights (the seeds' W_x)
-    W_hh    (H, H)         recurrent weights (the seeds' W_s)
-    b       (H,)           bias
-    H_all   (T + 1, B, H)  states: H_all[0] = h_0, H_all[t + 1] = h_{t+1}
+    X       (N, I)   inputs x_t, packed
+    W_ih    (H, I)   input weights (the seeds' W_x)
+    W_hh    (H, H)   recurrent weights (the seeds' W_s)
+    b       (H,)     bias
+    h0      (B, H)   initial states
+    Hs      (N, H)   states h_t, packed
+    h_n     (B, H)   final state of each sequence: at its last step, or at
+                     step 0 when ``reverse``
 
-Forward computes, for t = 1..T,
+    h_t = g(W_ih x_t + W_hh h_prev + b)
 
-    h_t = g(W_ih x_t + W_hh h_{t-1} + b)
-
-with ``g`` one of the codes of ``crnn.kernels.activations.Activation``.
-All arrays are C-contiguous with the shapes above (leading dimensions equal
-to the last extent); the caller allocates every output and workspace.
+with ``h_prev`` the state of step t - 1 (t + 1 when ``reverse``) or ``h0``
+where the sequence starts, and ``g`` an ``Activation`` code.
 """
 from cython cimport floating
 
 
 cdef void elman_forward(
-    Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
+    Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
     const floating* X, const floating* W_ih, const floating* W_hh,
     const floating* b, const floating* h0,
-    floating* H_all, int activation,
+    floating* Hs, floating* h_n, bint reverse, int activation,
 ) noexcept nogil
 
 
-# BPTT. On entry dH (T, B, H) holds dE/dh_t coming from above the layer (the
-# output layer, or the next layer); on return it holds dE/da_t, the gradient
-# of the pre-activations a_t = W_ih x_t + W_hh h_{t-1} + b. dh0 (B, H)
-# receives dE/dh_0. dW_ih, dW_hh and db are ACCUMULATED into (+=); dX
-# (T, B, I) is overwritten with dE/dx_t, or skipped when dX is NULL.
+# BPTT through one forward pass.
+#   dHs    (N, H)  in: dE/dh_t from above the layer; out: dE/da_t, the
+#                  gradient of the pre-activation a_t = W_ih x_t + W_hh h_prev + b
+#   dh     (B, H)  in: dE/dh_n (zeros if the final states are not used);
+#                  out: dE/dh0
+#   H_prev (N, H)  workspace: the previous state of every packed row
+#   dX     (N, I)  out: dE/dx_t, overwritten; skipped when NULL
+#   dW_ih, dW_hh, db   ACCUMULATED into (+=)
 cdef void elman_backward(
-    Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
+    Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
     const floating* X, const floating* W_ih, const floating* W_hh,
-    const floating* H_all, floating* dH, floating* dh0, floating* dX,
-    floating* dW_ih, floating* dW_hh, floating* db, int activation,
+    const floating* h0, const floating* Hs,
+    floating* dHs, floating* dh, floating* H_prev, floating* dX,
+    floating* dW_ih, floating* dW_hh, floating* db,
+    bint reverse, int activation,
 ) noexcept nogil

@@ -1,141 +1,153 @@
 """Elman recurrent layer kernels (see ``elman.pxd`` for shapes and layout).
 
-Forward, for a batch of B sequences of length T:
+Forward, over the N packed rows:
 
-    A       = X W_ih^T                 one GEMM over all T*B rows, before the loop
-    a_t     = A[t] + h_{t-1} W_hh^T    one (B, H) x (H, H) GEMM per step
-    h_t     = g(a_t + b)               one fused element-wise pass per step
+    A       = X W_ih^T                     one GEMM over all rows, before the loop
+    a_t     = A[t] + h_prev W_hh^T         one (B_t, H) x (H, H) GEMM per step
+    h_t     = g(a_t + b)                   one fused element-wise pass per step
 
-Backward (BPTT), from t = T down to 1, with dh_next = dE/dh_t flowing back
-from step t + 1 (zero after the last step):
+Backward (BPTT), visiting the steps in the opposite order, with ``dh``
+holding dE/dh of each sequence's current state:
 
-    da_t      = (dE/dh_t|above + dh_next) * g'(a_t)    one fused pass
-    dh_next   = da_t W_hh                               one GEMM per step
+    da_t    = (dE/dh_t|above + dh) * g'(a_t)       one fused pass
+    dh      = da_t W_hh                            one GEMM per step
 
-and after the loop, over all steps at once:
+and after the loop, over all rows at once:
 
-    dW_ih += dA^T X,  dW_hh += dA^T H_prev,  db += sum_t da_t,  dX = dA W_ih
+    dW_ih += dA^T X,  dW_hh += dA^T H_prev,  db += sum of the rows of dA,  dX = dA W_ih
 """
-from libc.string cimport memcpy, memset
+import numpy as np
 
 from crnn.kernels.activations cimport bias_activation, mul_derivative
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
+from crnn.kernels.recurrence cimport (
+    Step, gather_prev, prev_row, recurrent_gemm, step_in_order, store_final, total_rows,
+)
+from crnn.kernels.recurrence import check, check_packed, check_shape
 
 
 cdef void elman_forward(
-    Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
+    Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
     const floating* X, const floating* W_ih, const floating* W_hh,
     const floating* b, const floating* h0,
-    floating* H_all, int activation,
+    floating* Hs, floating* h_n, bint reverse, int activation,
 ) noexcept nogil:
-    cdef Py_ssize_t t
-    cdef Py_ssize_t BH = B * H
-    cdef floating* A = H_all + BH        # a_t is built in place of h_t
-    cdef floating* h_t
-    memcpy(H_all, h0, BH * sizeof(floating))
-    # A(T*B, H) = X(T*B, I) @ W_ih^T
-    gemm(NoTrans, Trans, T * B, H, I, 1, X, I, W_ih, I, 0, A, H)
-    for t in range(T):
-        h_t = A + t * BH
-        # a_t(B, H) += h_{t-1}(B, H) @ W_hh^T
-        gemm(NoTrans, Trans, B, H, H, 1, H_all + t * BH, H, W_hh, H, 1, h_t, H)
+    cdef Py_ssize_t k, off = 0
+    cdef Py_ssize_t N = total_rows(T, batch_sizes)
+    cdef Step s
+    cdef floating* a_t
+    # A(N, H) = X(N, I) @ W_ih^T, built in place of the states
+    gemm(NoTrans, Trans, N, H, I, 1, X, I, W_ih, I, 0, Hs, H)
+    for k in range(T):
+        s = step_in_order(k, T, N, batch_sizes, reverse, False, &off)
+        a_t = Hs + s.off * H
+        # a_t(B_t, H) += h_prev(B_t, H) @ W_hh^T
+        recurrent_gemm(s, H, H, W_hh, h0, Hs, 1, a_t)
         # h_t = g(a_t + b)
-        bias_activation(B, H, h_t, b, activation)
+        bias_activation(s.B, H, a_t, b, activation)
+        store_final(s, H, Hs, h_n)
 
 
 cdef void elman_backward(
-    Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
+    Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
     const floating* X, const floating* W_ih, const floating* W_hh,
-    const floating* H_all, floating* dH, floating* dh0, floating* dX,
-    floating* dW_ih, floating* dW_hh, floating* db, int activation,
+    const floating* h0, const floating* Hs,
+    floating* dHs, floating* dh, floating* H_prev, floating* dX,
+    floating* dW_ih, floating* dW_hh, floating* db,
+    bint reverse, int activation,
 ) noexcept nogil:
-    cdef Py_ssize_t t, i, j
-    cdef Py_ssize_t BH = B * H
-    cdef floating* dA = dH               # da_t overwrites dE/dh_t
+    cdef Py_ssize_t k, i, j, off = 0
+    cdef Py_ssize_t N = total_rows(T, batch_sizes)
+    cdef Step s
+    cdef floating* dA = dHs                # da_t overwrites dE/dh_t|above
     cdef floating* da_t
-    cdef floating* dh_next = dh0         # dE/dh_t from step t + 1; ends as dE/dh_0
-    memset(dh_next, 0, BH * sizeof(floating))
-    for t in range(T - 1, -1, -1):
-        da_t = dA + t * BH
-        # da_t = (dE/dh_t + dh_next) * g'(a_t), differentiating h_t = g(a_t)
-        mul_derivative(BH, da_t, da_t, dh_next, H_all + (t + 1) * BH, activation)
-        # dh_next(B, H) = da_t(B, H) @ W_hh(H, H), differentiating W_hh h_{t-1}
-        gemm(NoTrans, NoTrans, B, H, H, 1, da_t, H, W_hh, H, 0, dh_next, H)
-    # dW_ih(H, I) += dA(T*B, H)^T @ X(T*B, I)
-    gemm(Trans, NoTrans, H, I, T * B, 1, dA, H, X, I, 1, dW_ih, I)
-    # dW_hh(H, H) += dA(T*B, H)^T @ H_prev(T*B, H), H_prev = H_all[0:T]
-    gemm(Trans, NoTrans, H, H, T * B, 1, dA, H, H_all, H, 1, dW_hh, H)
-    # db(H) += sum over the T*B rows of dA
-    for i in range(T * B):
+    for k in range(T):
+        s = step_in_order(k, T, N, batch_sizes, reverse, True, &off)
+        da_t = dA + s.off * H
+        # da_t = (dE/dh_t|above + dh) * g'(a_t), differentiating h_t = g(a_t)
+        mul_derivative(s.B * H, da_t, da_t, dh, Hs + s.off * H, activation)
+        # dh[:B_t](B_t, H) = da_t(B_t, H) @ W_hh(H, H), differentiating W_hh h_prev
+        gemm(NoTrans, NoTrans, s.B, H, H, 1, da_t, H, W_hh, H, 0, dh, H)
+        gather_prev(s, H, h0, Hs, H_prev)
+    # dW_ih(H, I) += dA(N, H)^T @ X(N, I)
+    gemm(Trans, NoTrans, H, I, N, 1, dA, H, X, I, 1, dW_ih, I)
+    # dW_hh(H, H) += dA(N, H)^T @ H_prev(N, H)
+    gemm(Trans, NoTrans, H, H, N, 1, dA, H, H_prev, H, 1, dW_hh, H)
+    # db(H) += sum over the N rows of dA
+    for i in range(N):
         da_t = dA + i * H
         for j in range(H):
             db[j] += da_t[j]
     if dX != NULL:
-        # dX(T*B, I) = dA(T*B, H) @ W_ih(H, I)
-        gemm(NoTrans, NoTrans, T * B, I, H, 1, dA, H, W_ih, I, 0, dX, I)
+        # dX(N, I) = dA(N, H) @ W_ih(H, I)
+        gemm(NoTrans, NoTrans, N, I, H, 1, dA, H, W_ih, I, 0, dX, I)
 
 
-# --- Python entry points: O(1) shape checks, then the nogil kernels ----------
+# --- Python entry points: O(T) argument checks, then the nogil kernels --------
 
-def _check(bint ok, str what):
-    if not ok:
-        raise ValueError(f"elman kernel: {what}")
+def _check_layer(X, batch_sizes, W_ih, W_hh, b, h0, int activation):
+    cdef Py_ssize_t N = X.shape[0], I = X.shape[1], H = W_hh.shape[1]
+    cdef Py_ssize_t B = h0.shape[0]
+    check(N >= 1 and I >= 1 and H >= 1 and B >= 1, "elman: empty dimension")
+    check_packed(batch_sizes, N, B)
+    check_shape(W_ih, (H, I), "W_ih")
+    check_shape(W_hh, (H, H), "W_hh")
+    check_shape(b, (H,), "b")
+    check_shape(h0, (B, H), "h0")
+    check(0 <= activation <= 3, f"unknown activation code {activation}")
+    return N, I, H, B
 
 
-def forward(const floating[:, :, ::1] X, const floating[:, ::1] W_ih,
-            const floating[:, ::1] W_hh, const floating[::1] b,
-            const floating[:, ::1] h0, floating[:, :, ::1] H_all,
-            int activation):
-    """Run the Elman forward pass; fills ``H_all`` (T + 1, B, H) in place.
+def forward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
+            const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
+            const floating[::1] b, const floating[:, ::1] h0,
+            floating[:, ::1] Hs, floating[:, ::1] h_n,
+            bint reverse=False, int activation=1):
+    """Elman forward pass over a packed batch; fills ``Hs`` and ``h_n``.
 
-    ``H_all[0]`` is a copy of ``h0`` and ``H_all[t]`` is the state after
-    step ``t``. All arrays must be C-contiguous and of one dtype.
+    Parameters
+    ----------
+    X : (N, I) packed inputs; batch_sizes : (T,) intp, non-increasing
+    W_ih : (H, I); W_hh : (H, H); b : (H,); h0 : (B, H)
+    Hs : (N, H) output states; h_n : (B, H) output final states
+    reverse : run each sequence from its last step to its first
+    activation : code of ``crnn.kernels.activations.CODES``
     """
-    cdef Py_ssize_t T = X.shape[0], B = X.shape[1], I = X.shape[2]
-    cdef Py_ssize_t H = W_hh.shape[0]
-    _check(T >= 1 and B >= 1 and I >= 1 and H >= 1, "empty dimension")
-    _check(W_ih.shape[0] == H and W_ih.shape[1] == I, "W_ih must be (H, I)")
-    _check(W_hh.shape[1] == H and b.shape[0] == H, "W_hh must be (H, H), b (H,)")
-    _check(h0.shape[0] == B and h0.shape[1] == H, "h0 must be (B, H)")
-    _check(H_all.shape[0] == T + 1 and H_all.shape[1] == B
-           and H_all.shape[2] == H, "H_all must be (T + 1, B, H)")
-    _check(0 <= activation <= 3, "unknown activation code")
+    cdef Py_ssize_t N, I, H, B
+    N, I, H, B = _check_layer(X, batch_sizes, W_ih, W_hh, b, h0, activation)
+    check_shape(Hs, (N, H), "Hs")
+    check_shape(h_n, (B, H), "h_n")
     with nogil:
-        elman_forward(T, B, I, H, &X[0, 0, 0], &W_ih[0, 0], &W_hh[0, 0],
-                      &b[0], &h0[0, 0], &H_all[0, 0, 0], activation)
+        elman_forward(batch_sizes.shape[0], &batch_sizes[0], I, H, &X[0, 0],
+                      &W_ih[0, 0], &W_hh[0, 0], &b[0], &h0[0, 0], &Hs[0, 0],
+                      &h_n[0, 0], reverse, activation)
 
 
-def backward(const floating[:, :, ::1] X, const floating[:, ::1] W_ih,
-             const floating[:, ::1] W_hh, const floating[:, :, ::1] H_all,
-             floating[:, :, ::1] dH, floating[:, ::1] dh0,
-             floating[:, :, ::1] dX, floating[:, ::1] dW_ih,
-             floating[:, ::1] dW_hh, floating[::1] db, int activation):
-    """Backpropagate through time; see ``elman.pxd`` for what each array holds.
+def backward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
+             const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
+             const floating[:, ::1] h0, const floating[:, ::1] Hs,
+             floating[:, ::1] dHs, floating[:, ::1] dh, floating[:, ::1] dX,
+             floating[:, ::1] dW_ih, floating[:, ::1] dW_hh, floating[::1] db,
+             bint reverse=False, int activation=1):
+    """BPTT through :func:`forward`; see ``elman.pxd`` for what each array holds.
 
-    ``dH`` is overwritten with the pre-activation gradients; ``dW_ih``,
-    ``dW_hh`` and ``db`` are accumulated into; ``dX`` may be None when the
-    input gradient is not needed.
+    ``dHs`` (N, H) is overwritten with dE/da_t; ``dh`` (B, H) goes in as
+    dE/dh_n and comes out as dE/dh0; ``dW_ih``, ``dW_hh`` and ``db`` are
+    accumulated into; ``dX`` (N, I) may be None.
     """
-    cdef Py_ssize_t T = X.shape[0], B = X.shape[1], I = X.shape[2]
-    cdef Py_ssize_t H = W_hh.shape[0]
-    cdef floating* dX_ptr = NULL
-    _check(T >= 1 and B >= 1 and I >= 1 and H >= 1, "empty dimension")
-    _check(W_ih.shape[0] == H and W_ih.shape[1] == I, "W_ih must be (H, I)")
-    _check(W_hh.shape[1] == H, "W_hh must be (H, H)")
-    _check(H_all.shape[0] == T + 1 and H_all.shape[1] == B
-           and H_all.shape[2] == H, "H_all must be (T + 1, B, H)")
-    _check(dH.shape[0] == T and dH.shape[1] == B and dH.shape[2] == H,
-           "dH must be (T, B, H)")
-    _check(dh0.shape[0] == B and dh0.shape[1] == H, "dh0 must be (B, H)")
-    _check(dW_ih.shape[0] == H and dW_ih.shape[1] == I, "dW_ih must be (H, I)")
-    _check(dW_hh.shape[0] == H and dW_hh.shape[1] == H, "dW_hh must be (H, H)")
-    _check(db.shape[0] == H, "db must be (H,)")
-    _check(0 <= activation <= 3, "unknown activation code")
-    if dX is not None:
-        _check(dX.shape[0] == T and dX.shape[1] == B and dX.shape[2] == I,
-               "dX must be (T, B, I)")
-        dX_ptr = &dX[0, 0, 0]
+    cdef Py_ssize_t N, I, H, B
+    N, I, H, B = _check_layer(X, batch_sizes, W_ih, W_hh, None, h0, activation)
+    check_shape(Hs, (N, H), "Hs")
+    check_shape(dHs, (N, H), "dHs")
+    check_shape(dh, (B, H), "dh")
+    check_shape(dX, (N, I), "dX")
+    check_shape(dW_ih, (H, I), "dW_ih")
+    check_shape(dW_hh, (H, H), "dW_hh")
+    check_shape(db, (H,), "db")
+    cdef floating[:, ::1] H_prev = np.empty((N, H), dtype=np.asarray(Hs).dtype)
+    cdef floating* dX_ptr = &dX[0, 0] if dX is not None else NULL
     with nogil:
-        elman_backward(T, B, I, H, &X[0, 0, 0], &W_ih[0, 0], &W_hh[0, 0],
-                       &H_all[0, 0, 0], &dH[0, 0, 0], &dh0[0, 0], dX_ptr,
-                       &dW_ih[0, 0], &dW_hh[0, 0], &db[0], activation)
+        elman_backward(batch_sizes.shape[0], &batch_sizes[0], I, H, &X[0, 0],
+                       &W_ih[0, 0], &W_hh[0, 0], &h0[0, 0], &Hs[0, 0], &dHs[0, 0],
+                       &dh[0, 0], &H_prev[0, 0], dX_ptr, &dW_ih[0, 0],
+                       &dW_hh[0, 0], &db[0], reverse, activation)

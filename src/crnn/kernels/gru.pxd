@@ -1,0 +1,59 @@
+# cython: language_level=3
+"""GRU layer (PyTorch's equations and gate order): forward pass and BPTT.
+
+One layer, one direction, over a packed batch (see ``recurrence.pxd``):
+``T`` steps, ``B_t = batch_sizes[t]`` active sequences, ``N = sum_t B_t``
+packed rows. Gates are stored side by side in the order (r, z, n), so
+``G = 3H`` columns:
+
+    X       (N, I)    inputs, packed
+    W_ih    (3H, I)   input weights [W_ir; W_iz; W_in]
+    W_hh    (3H, H)   recurrent weights [W_hr; W_hz; W_hn]
+    b       (3H,)     bias: b_ir + b_hr, b_iz + b_hz, b_in (PyTorch's names)
+    b_hn    (H,)      the recurrent bias of the candidate, inside the reset
+    h0      (B, H)    initial states
+    gates   (N, 3H)   activated gates (r, z, n) of every row, kept for backward
+    hn      (N, H)    W_hn h_prev + b_hn of every row, kept for backward
+    Hs      (N, H)    states h_t, packed
+    h_n     (B, H)    final state of each sequence
+    work    (B, 3H)   workspace for the recurrent product of one step
+
+    r = sigmoid(W_ir x + W_hr h_prev + b_r)     z = sigmoid(W_iz x + W_hz h_prev + b_z)
+    n = tanh(W_in x + b_in + r * (W_hn h_prev + b_hn))
+    h_t = (1 - z) * n + z * h_prev
+
+so weights of ``torch.nn.GRU`` and of Keras' GRU with ``reset_after=True``
+carry over exactly. All arrays are C-contiguous with leading dimension equal
+to their last extent.
+"""
+from cython cimport floating
+
+
+cdef void gru_forward(
+    Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
+    const floating* X, const floating* W_ih, const floating* W_hh,
+    const floating* b, const floating* b_hn, const floating* h0,
+    floating* gates, floating* hn, floating* Hs, floating* h_n, floating* work,
+    bint reverse,
+) noexcept nogil
+
+
+# BPTT through one forward pass.
+#   dHs      (N, H)   dE/dh_t from above the layer (read only)
+#   dgates   (N, 3H)  out: dE/d(input-side pre-activations of r, z, n); may be
+#                     ``gates`` itself
+#   dgates_h (N, 3H)  out: dE/d(recurrent-side pre-activations) (the n part
+#                     is the input-side one times r)
+#   dh       (B, H)   in: dE/dh_n; out: dE/dh0
+#   H_prev   (N, H)   workspace
+#   dX       (N, I)   out, overwritten; skipped when NULL
+#   dW_ih, dW_hh, db, db_hn  ACCUMULATED into (+=)
+cdef void gru_backward(
+    Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
+    const floating* X, const floating* W_ih, const floating* W_hh,
+    const floating* h0, const floating* gates, const floating* hn,
+    const floating* Hs, const floating* dHs,
+    floating* dgates, floating* dgates_h, floating* dh,
+    floating* H_prev, floating* dX,
+    floating* dW_ih, floating* dW_hh, floating* db, floating* db_hn, bint reverse,
+) noexcept nogil

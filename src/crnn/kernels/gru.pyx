@@ -1,0 +1,192 @@
+"""GRU layer kernels (see ``gru.pxd`` for shapes, layout and equations).
+
+Forward: one GEMM ``X W_ih^T`` for all rows before the loop; per step one
+GEMM ``h_prev W_hh^T`` for all three gates into a workspace and one fused
+pass for the gates and the new state.
+
+Backward, per step (in the opposite order), one fused pass
+
+    dh_t  = dE/dh_t|above + dh
+    dn    = dh_t * (1 - z),   dz = dh_t * (h_prev - n),   dh = dh_t * z
+    dn~   = dn * (1 - n^2)                  (n~: pre-activation of n)
+    dr~   = dn~ * (W_hn h_prev + b_hn) * r * (1 - r),     dz~ = dz * z * (1 - z)
+
+then one GEMM ``dh += [dr~, dz~, dn~ * r] W_hh``; after the loop one GEMM
+per weight gradient.
+"""
+import numpy as np
+
+from libc.math cimport tanh
+
+from crnn.kernels.activations cimport sigmoid
+from crnn.kernels.blas cimport NoTrans, Trans, gemm
+from crnn.kernels.recurrence cimport (
+    Step, gather_prev, prev_row, recurrent_gemm, step_in_order, store_final, total_rows,
+)
+from crnn.kernels.recurrence import check, check_packed, check_shape
+
+
+cdef void gru_forward(
+    Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
+    const floating* X, const floating* W_ih, const floating* W_hh,
+    const floating* b, const floating* b_hn, const floating* h0,
+    floating* gates, floating* hn, floating* Hs, floating* h_n, floating* work,
+    bint reverse,
+) noexcept nogil:
+    cdef Py_ssize_t k, j, m, row, off = 0
+    cdef Py_ssize_t G = 3 * H
+    cdef Py_ssize_t N = total_rows(T, batch_sizes)
+    cdef Step s
+    cdef floating* a
+    cdef const floating* w
+    cdef const floating* h_prev
+    cdef floating r, z, n, hn_m
+    # gates(N, 3H) = X(N, I) @ W_ih^T
+    gemm(NoTrans, Trans, N, G, I, 1, X, I, W_ih, I, 0, gates, G)
+    for k in range(T):
+        s = step_in_order(k, T, N, batch_sizes, reverse, False, &off)
+        # work(B_t, 3H) = h_prev(B_t, H) @ W_hh^T
+        recurrent_gemm(s, H, G, W_hh, h0, Hs, 0, work)
+        for j in range(s.B):
+            row = s.off + j
+            a = gates + row * G
+            w = work + j * G
+            h_prev = prev_row(s, j, H, h0, Hs)
+            for m in range(H):
+                r = sigmoid(a[m] + w[m] + b[m])
+                z = sigmoid(a[H + m] + w[H + m] + b[H + m])
+                hn_m = w[2 * H + m] + b_hn[m]
+                n = tanh(a[2 * H + m] + b[2 * H + m] + r * hn_m)
+                a[m] = r
+                a[H + m] = z
+                a[2 * H + m] = n
+                hn[row * H + m] = hn_m
+                Hs[row * H + m] = (1 - z) * n + z * h_prev[m]
+        store_final(s, H, Hs, h_n)
+
+
+cdef void gru_backward(
+    Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
+    const floating* X, const floating* W_ih, const floating* W_hh,
+    const floating* h0, const floating* gates, const floating* hn,
+    const floating* Hs, const floating* dHs,
+    floating* dgates, floating* dgates_h, floating* dh,
+    floating* H_prev, floating* dX,
+    floating* dW_ih, floating* dW_hh, floating* db, floating* db_hn, bint reverse,
+) noexcept nogil:
+    cdef Py_ssize_t k, j, m, row, off = 0
+    cdef Py_ssize_t G = 3 * H
+    cdef Py_ssize_t N = total_rows(T, batch_sizes)
+    cdef Step s
+    cdef const floating* a
+    cdef floating* d
+    cdef floating* d_h
+    cdef const floating* h_prev
+    cdef floating r, z, n, dh_t, dn_pre, dr_pre, dz_pre
+    for k in range(T):
+        s = step_in_order(k, T, N, batch_sizes, reverse, True, &off)
+        for j in range(s.B):
+            row = s.off + j
+            a = gates + row * G
+            d = dgates + row * G
+            d_h = dgates_h + row * G
+            h_prev = prev_row(s, j, H, h0, Hs)
+            for m in range(H):
+                r = a[m]
+                z = a[H + m]
+                n = a[2 * H + m]
+                # h_t = (1 - z) * n + z * h_prev
+                dh_t = dHs[row * H + m] + dh[j * H + m]
+                dh[j * H + m] = dh_t * z
+                # n = tanh(n~), n~ = W_in x + b_in + r * hn
+                dn_pre = dh_t * (1 - z) * (1 - n * n)
+                dr_pre = dn_pre * hn[row * H + m] * r * (1 - r)
+                dz_pre = dh_t * (h_prev[m] - n) * z * (1 - z)
+                d[m] = dr_pre
+                d[H + m] = dz_pre
+                d[2 * H + m] = dn_pre
+                d_h[m] = dr_pre
+                d_h[H + m] = dz_pre
+                d_h[2 * H + m] = dn_pre * r
+        # dh[:B_t](B_t, H) += dgates_h_t(B_t, 3H) @ W_hh(3H, H)
+        gemm(NoTrans, NoTrans, s.B, H, G, 1, dgates_h + s.off * G, G, W_hh, H, 1, dh, H)
+        gather_prev(s, H, h0, Hs, H_prev)
+    # dW_ih(3H, I) += dgates(N, 3H)^T @ X(N, I)
+    gemm(Trans, NoTrans, G, I, N, 1, dgates, G, X, I, 1, dW_ih, I)
+    # dW_hh(3H, H) += dgates_h(N, 3H)^T @ H_prev(N, H)
+    gemm(Trans, NoTrans, G, H, N, 1, dgates_h, G, H_prev, H, 1, dW_hh, H)
+    # db(3H) += column sums of dgates; db_hn(H) += column sums of dgates_h[:, 2H:]
+    for row in range(N):
+        d = dgates + row * G
+        d_h = dgates_h + row * G
+        for m in range(G):
+            db[m] += d[m]
+        for m in range(H):
+            db_hn[m] += d_h[2 * H + m]
+    if dX != NULL:
+        # dX(N, I) = dgates(N, 3H) @ W_ih(3H, I)
+        gemm(NoTrans, NoTrans, N, I, G, 1, dgates, G, W_ih, I, 0, dX, I)
+
+
+# --- Python entry points: O(T) argument checks, then the nogil kernels --------
+
+def _check_layer(X, batch_sizes, W_ih, W_hh, h0):
+    cdef Py_ssize_t N = X.shape[0], I = X.shape[1], H = W_hh.shape[1]
+    cdef Py_ssize_t B = h0.shape[0]
+    check(N >= 1 and I >= 1 and H >= 1 and B >= 1, "gru: empty dimension")
+    check_packed(batch_sizes, N, B)
+    check_shape(W_ih, (3 * H, I), "W_ih")
+    check_shape(W_hh, (3 * H, H), "W_hh")
+    check_shape(h0, (B, H), "h0")
+    return N, I, H, B
+
+
+def forward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
+            const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
+            const floating[::1] b, const floating[::1] b_hn,
+            const floating[:, ::1] h0, floating[:, ::1] gates,
+            floating[:, ::1] hn, floating[:, ::1] Hs, floating[:, ::1] h_n,
+            bint reverse=False):
+    """GRU forward pass over a packed batch; fills gates, hn, Hs and h_n."""
+    cdef Py_ssize_t N, I, H, B
+    N, I, H, B = _check_layer(X, batch_sizes, W_ih, W_hh, h0)
+    for a, shape, name in ((b, (3 * H,), "b"), (b_hn, (H,), "b_hn"),
+                           (gates, (N, 3 * H), "gates"), (hn, (N, H), "hn"),
+                           (Hs, (N, H), "Hs"), (h_n, (B, H), "h_n")):
+        check_shape(a, shape, name)
+    cdef floating[:, ::1] work = np.empty((B, 3 * H), dtype=np.asarray(Hs).dtype)
+    with nogil:
+        gru_forward(batch_sizes.shape[0], &batch_sizes[0], I, H, &X[0, 0],
+                    &W_ih[0, 0], &W_hh[0, 0], &b[0], &b_hn[0], &h0[0, 0],
+                    &gates[0, 0], &hn[0, 0], &Hs[0, 0], &h_n[0, 0], &work[0, 0],
+                    reverse)
+
+
+def backward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
+             const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
+             const floating[:, ::1] h0, const floating[:, ::1] gates,
+             const floating[:, ::1] hn, const floating[:, ::1] Hs,
+             const floating[:, ::1] dHs, floating[:, ::1] dgates,
+             floating[:, ::1] dh, floating[:, ::1] dX,
+             floating[:, ::1] dW_ih, floating[:, ::1] dW_hh,
+             floating[::1] db, floating[::1] db_hn, bint reverse=False):
+    """BPTT through :func:`forward`; see ``gru.pxd`` for what each array holds."""
+    cdef Py_ssize_t N, I, H, B
+    N, I, H, B = _check_layer(X, batch_sizes, W_ih, W_hh, h0)
+    for a, shape, name in ((gates, (N, 3 * H), "gates"), (hn, (N, H), "hn"),
+                           (Hs, (N, H), "Hs"), (dHs, (N, H), "dHs"),
+                           (dgates, (N, 3 * H), "dgates"), (dh, (B, H), "dh"),
+                           (dX, (N, I), "dX"), (dW_ih, (3 * H, I), "dW_ih"),
+                           (dW_hh, (3 * H, H), "dW_hh"), (db, (3 * H,), "db"),
+                           (db_hn, (H,), "db_hn")):
+        check_shape(a, shape, name)
+    dtype = np.asarray(Hs).dtype
+    cdef floating[:, ::1] dgates_h = np.empty((N, 3 * H), dtype=dtype)
+    cdef floating[:, ::1] H_prev = np.empty((N, H), dtype=dtype)
+    cdef floating* dX_ptr = &dX[0, 0] if dX is not None else NULL
+    with nogil:
+        gru_backward(batch_sizes.shape[0], &batch_sizes[0], I, H, &X[0, 0],
+                     &W_ih[0, 0], &W_hh[0, 0], &h0[0, 0], &gates[0, 0], &hn[0, 0],
+                     &Hs[0, 0], &dHs[0, 0], &dgates[0, 0], &dgates_h[0, 0], &dh[0, 0],
+                     &H_prev[0, 0], dX_ptr, &dW_ih[0, 0], &dW_hh[0, 0], &db[0],
+                     &db_hn[0], reverse)

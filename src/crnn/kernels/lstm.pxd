@@ -1,0 +1,53 @@
+# cython: language_level=3
+"""LSTM layer (PyTorch's equations and gate order): forward pass and BPTT.
+
+One layer, one direction, over a packed batch (see ``recurrence.pxd``):
+``T`` steps, ``B_t = batch_sizes[t]`` active sequences, ``N = sum_t B_t``
+packed rows. Gates are stored side by side in the order (i, f, g, o), so
+``G = 4H`` columns:
+
+    X       (N, I)    inputs, packed
+    W_ih    (4H, I)   input weights [W_ii; W_if; W_ig; W_io]
+    W_hh    (4H, H)   recurrent weights [W_hi; W_hf; W_hg; W_ho]
+    b       (4H,)     bias (PyTorch's b_ih + b_hh: the sum is all that matters)
+    h0, c0  (B, H)    initial hidden and cell states
+    gates   (N, 4H)   activated gates (i, f, g, o) of every row, kept for backward
+    Hs, Cs  (N, H)    hidden and cell states h_t, c_t, packed
+    h_n, c_n (B, H)   final states of each sequence (at its last step, or at
+                      step 0 when ``reverse``)
+
+    i = sigmoid(W_ii x + W_hi h_prev + b_i)     f = sigmoid(W_if x + W_hf h_prev + b_f)
+    g = tanh(W_ig x + W_hg h_prev + b_g)        o = sigmoid(W_io x + W_ho h_prev + b_o)
+    c_t = f * c_prev + i * g                    h_t = o * tanh(c_t)
+
+All arrays are C-contiguous with leading dimension equal to their last extent.
+"""
+from cython cimport floating
+
+
+cdef void lstm_forward(
+    Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
+    const floating* X, const floating* W_ih, const floating* W_hh,
+    const floating* b, const floating* h0, const floating* c0,
+    floating* gates, floating* Hs, floating* Cs, floating* h_n, floating* c_n,
+    bint reverse,
+) noexcept nogil
+
+
+# BPTT through one forward pass.
+#   dHs     (N, H)   dE/dh_t from above the layer (read only)
+#   dgates  (N, 4H)  out: dE/d(gate pre-activations); may be ``gates`` itself
+#                    (the activations are consumed step by step)
+#   dh, dc  (B, H)   in: dE/dh_n, dE/dc_n; out: dE/dh0, dE/dc0
+#   H_prev  (N, H)   workspace
+#   dX      (N, I)   out, overwritten; skipped when NULL
+#   dW_ih, dW_hh, db ACCUMULATED into (+=)
+cdef void lstm_backward(
+    Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
+    const floating* X, const floating* W_ih, const floating* W_hh,
+    const floating* h0, const floating* c0,
+    const floating* gates, const floating* Hs, const floating* Cs,
+    const floating* dHs, floating* dgates, floating* dh, floating* dc,
+    floating* H_prev, floating* dX,
+    floating* dW_ih, floating* dW_hh, floating* db, bint reverse,
+) noexcept nogil

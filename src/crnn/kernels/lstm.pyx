@@ -1,0 +1,190 @@
+"""LSTM layer kernels (see ``lstm.pxd`` for shapes, layout and equations).
+
+Forward: one GEMM ``X W_ih^T`` for all rows before the loop; per step one
+GEMM ``h_prev W_hh^T`` for all four gates at once and one fused pass that
+applies the gate activations and updates ``c`` and ``h``.
+
+Backward, per step (in the opposite order), one fused pass
+
+    dh_t  = dE/dh_t|above + dh                 (dh: from step t+1 through W_hh)
+    do    = dh_t * tanh(c_t)
+    dc_t  = dc + dh_t * o * (1 - tanh(c_t)^2)  (dc: from step t+1 through f)
+    di    = dc_t * g,   dg = dc_t * i,   df = dc_t * c_prev,   dc = dc_t * f
+
+with each gate gradient taken through its activation, then one GEMM
+``dh = dgates_t W_hh``; after the loop one GEMM per weight gradient.
+"""
+import numpy as np
+
+from libc.math cimport tanh
+
+from crnn.kernels.activations cimport sigmoid
+from crnn.kernels.blas cimport NoTrans, Trans, gemm
+from crnn.kernels.recurrence cimport (
+    Step, gather_prev, prev_row, recurrent_gemm, step_in_order, store_final, total_rows,
+)
+from crnn.kernels.recurrence import check, check_packed, check_shape
+
+
+cdef void lstm_forward(
+    Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
+    const floating* X, const floating* W_ih, const floating* W_hh,
+    const floating* b, const floating* h0, const floating* c0,
+    floating* gates, floating* Hs, floating* Cs, floating* h_n, floating* c_n,
+    bint reverse,
+) noexcept nogil:
+    cdef Py_ssize_t k, j, m, off = 0
+    cdef Py_ssize_t G = 4 * H
+    cdef Py_ssize_t N = total_rows(T, batch_sizes)
+    cdef Step s
+    cdef floating* a
+    cdef const floating* c_prev
+    cdef floating* h_row
+    cdef floating* c_row
+    cdef floating i, f, g, o, c
+    # gates(N, 4H) = X(N, I) @ W_ih^T
+    gemm(NoTrans, Trans, N, G, I, 1, X, I, W_ih, I, 0, gates, G)
+    for k in range(T):
+        s = step_in_order(k, T, N, batch_sizes, reverse, False, &off)
+        # gates_t(B_t, 4H) += h_prev(B_t, H) @ W_hh^T
+        recurrent_gemm(s, H, G, W_hh, h0, Hs, 1, gates + s.off * G)
+        for j in range(s.B):
+            a = gates + (s.off + j) * G
+            c_prev = prev_row(s, j, H, c0, Cs)
+            h_row = Hs + (s.off + j) * H
+            c_row = Cs + (s.off + j) * H
+            for m in range(H):
+                i = sigmoid(a[m] + b[m])
+                f = sigmoid(a[H + m] + b[H + m])
+                g = tanh(a[2 * H + m] + b[2 * H + m])
+                o = sigmoid(a[3 * H + m] + b[3 * H + m])
+                c = f * c_prev[m] + i * g
+                a[m] = i
+                a[H + m] = f
+                a[2 * H + m] = g
+                a[3 * H + m] = o
+                c_row[m] = c
+                h_row[m] = o * tanh(c)
+        store_final(s, H, Hs, h_n)
+        store_final(s, H, Cs, c_n)
+
+
+cdef void lstm_backward(
+    Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
+    const floating* X, const floating* W_ih, const floating* W_hh,
+    const floating* h0, const floating* c0,
+    const floating* gates, const floating* Hs, const floating* Cs,
+    const floating* dHs, floating* dgates, floating* dh, floating* dc,
+    floating* H_prev, floating* dX,
+    floating* dW_ih, floating* dW_hh, floating* db, bint reverse,
+) noexcept nogil:
+    cdef Py_ssize_t k, j, m, row, off = 0
+    cdef Py_ssize_t G = 4 * H
+    cdef Py_ssize_t N = total_rows(T, batch_sizes)
+    cdef Step s
+    cdef const floating* a
+    cdef floating* d
+    cdef const floating* c_prev
+    cdef floating i, f, g, o, tc, dh_t, dc_t
+    for k in range(T):
+        s = step_in_order(k, T, N, batch_sizes, reverse, True, &off)
+        for j in range(s.B):
+            row = s.off + j
+            a = gates + row * G
+            d = dgates + row * G
+            c_prev = prev_row(s, j, H, c0, Cs)
+            for m in range(H):
+                i = a[m]
+                f = a[H + m]
+                g = a[2 * H + m]
+                o = a[3 * H + m]
+                tc = tanh(Cs[row * H + m])
+                # h_t = o * tanh(c_t)
+                dh_t = dHs[row * H + m] + dh[j * H + m]
+                dc_t = dc[j * H + m] + dh_t * o * (1 - tc * tc)
+                # c_t = f * c_prev + i * g
+                dc[j * H + m] = dc_t * f
+                # through each gate's activation
+                d[m] = dc_t * g * i * (1 - i)
+                d[H + m] = dc_t * c_prev[m] * f * (1 - f)
+                d[2 * H + m] = dc_t * i * (1 - g * g)
+                d[3 * H + m] = dh_t * tc * o * (1 - o)
+        # dh[:B_t](B_t, H) = dgates_t(B_t, 4H) @ W_hh(4H, H)
+        gemm(NoTrans, NoTrans, s.B, H, G, 1, dgates + s.off * G, G, W_hh, H, 0, dh, H)
+        gather_prev(s, H, h0, Hs, H_prev)
+    # dW_ih(4H, I) += dgates(N, 4H)^T @ X(N, I)
+    gemm(Trans, NoTrans, G, I, N, 1, dgates, G, X, I, 1, dW_ih, I)
+    # dW_hh(4H, H) += dgates(N, 4H)^T @ H_prev(N, H)
+    gemm(Trans, NoTrans, G, H, N, 1, dgates, G, H_prev, H, 1, dW_hh, H)
+    # db(4H) += sum over the N rows of dgates
+    for row in range(N):
+        d = dgates + row * G
+        for m in range(G):
+            db[m] += d[m]
+    if dX != NULL:
+        # dX(N, I) = dgates(N, 4H) @ W_ih(4H, I)
+        gemm(NoTrans, NoTrans, N, I, G, 1, dgates, G, W_ih, I, 0, dX, I)
+
+
+# --- Python entry points: O(T) argument checks, then the nogil kernels --------
+
+def _check_layer(X, batch_sizes, W_ih, W_hh, h0, c0):
+    cdef Py_ssize_t N = X.shape[0], I = X.shape[1], H = W_hh.shape[1]
+    cdef Py_ssize_t B = h0.shape[0]
+    check(N >= 1 and I >= 1 and H >= 1 and B >= 1, "lstm: empty dimension")
+    check_packed(batch_sizes, N, B)
+    check_shape(W_ih, (4 * H, I), "W_ih")
+    check_shape(W_hh, (4 * H, H), "W_hh")
+    check_shape(h0, (B, H), "h0")
+    check_shape(c0, (B, H), "c0")
+    return N, I, H, B
+
+
+def forward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
+            const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
+            const floating[::1] b, const floating[:, ::1] h0,
+            const floating[:, ::1] c0, floating[:, ::1] gates,
+            floating[:, ::1] Hs, floating[:, ::1] Cs,
+            floating[:, ::1] h_n, floating[:, ::1] c_n, bint reverse=False):
+    """LSTM forward pass over a packed batch; fills gates, Hs, Cs, h_n, c_n."""
+    cdef Py_ssize_t N, I, H, B
+    N, I, H, B = _check_layer(X, batch_sizes, W_ih, W_hh, h0, c0)
+    check_shape(b, (4 * H,), "b")
+    check_shape(gates, (N, 4 * H), "gates")
+    check_shape(Hs, (N, H), "Hs")
+    check_shape(Cs, (N, H), "Cs")
+    check_shape(h_n, (B, H), "h_n")
+    check_shape(c_n, (B, H), "c_n")
+    with nogil:
+        lstm_forward(batch_sizes.shape[0], &batch_sizes[0], I, H, &X[0, 0],
+                     &W_ih[0, 0], &W_hh[0, 0], &b[0], &h0[0, 0], &c0[0, 0],
+                     &gates[0, 0], &Hs[0, 0], &Cs[0, 0], &h_n[0, 0], &c_n[0, 0],
+                     reverse)
+
+
+def backward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
+             const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
+             const floating[:, ::1] h0, const floating[:, ::1] c0,
+             const floating[:, ::1] gates, const floating[:, ::1] Hs,
+             const floating[:, ::1] Cs, const floating[:, ::1] dHs,
+             floating[:, ::1] dgates, floating[:, ::1] dh, floating[:, ::1] dc,
+             floating[:, ::1] dX, floating[:, ::1] dW_ih,
+             floating[:, ::1] dW_hh, floating[::1] db, bint reverse=False):
+    """BPTT through :func:`forward`; see ``lstm.pxd`` for what each array holds."""
+    cdef Py_ssize_t N, I, H, B
+    N, I, H, B = _check_layer(X, batch_sizes, W_ih, W_hh, h0, c0)
+    for a, shape, name in ((gates, (N, 4 * H), "gates"), (Hs, (N, H), "Hs"),
+                           (Cs, (N, H), "Cs"), (dHs, (N, H), "dHs"),
+                           (dgates, (N, 4 * H), "dgates"), (dh, (B, H), "dh"),
+                           (dc, (B, H), "dc"), (dX, (N, I), "dX"),
+                           (dW_ih, (4 * H, I), "dW_ih"), (dW_hh, (4 * H, H), "dW_hh"),
+                           (db, (4 * H,), "db")):
+        check_shape(a, shape, name)
+    cdef floating[:, ::1] H_prev = np.empty((N, H), dtype=np.asarray(Hs).dtype)
+    cdef floating* dX_ptr = &dX[0, 0] if dX is not None else NULL
+    with nogil:
+        lstm_backward(batch_sizes.shape[0], &batch_sizes[0], I, H, &X[0, 0],
+                      &W_ih[0, 0], &W_hh[0, 0], &h0[0, 0], &c0[0, 0], &gates[0, 0],
+                      &Hs[0, 0], &Cs[0, 0], &dHs[0, 0], &dgates[0, 0], &dh[0, 0],
+                      &dc[0, 0], &H_prev[0, 0], dX_ptr, &dW_ih[0, 0], &dW_hh[0, 0],
+                      &db[0], reverse)

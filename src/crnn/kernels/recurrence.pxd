@@ -1,0 +1,125 @@
+# cython: language_level=3
+"""Packed variable-length batches: the bookkeeping every cell kernel shares.
+
+A batch of ``B`` sequences, sorted longest first, is stored *packed* and
+time-major: step ``t`` holds the ``B_t = batch_sizes[t]`` sequences still
+running (a non-increasing prefix of the batch), in rows
+``offset_t .. offset_t + B_t - 1`` of an ``(N, ·)`` array, where
+``offset_t = B_0 + ... + B_{t-1}`` and ``N = B_0 + ... + B_{T-1}``. Row ``j``
+of every step belongs to sequence ``j``. Equal lengths are the special case
+``B_t = B`` for all ``t``: the packed array is the time-major ``(T, B, ·)``
+array, reshaped.
+
+A recurrence runs forward (``reverse = False``: step ``t`` reads the state of
+step ``t - 1``) or in reverse (``reverse = True``: step ``t`` reads the state
+of step ``t + 1``, each sequence starting from its own last step). Either
+way, row ``j`` of step ``t`` reads its previous state from
+
+* row ``j`` of the previous step, for the first ``n_prev`` rows, and
+* row ``j`` of the initial state ``S0`` (``(B, H)``) for rows
+  ``n_prev .. B_t - 1``, which start at this step,
+
+so the recurrent product of one step is at most two GEMMs and never needs a
+mask.
+"""
+from libc.string cimport memcpy
+
+from cython cimport floating
+
+from crnn.kernels.blas cimport NoTrans, Trans, gemm
+
+
+cdef struct Step:
+    Py_ssize_t t         # time index
+    Py_ssize_t B         # active rows, B_t
+    Py_ssize_t off       # packed row of (step t, sequence 0)
+    Py_ssize_t n_prev    # rows whose previous state is in the previous step
+    Py_ssize_t prev_off  # packed row of (previous step, sequence 0)
+    Py_ssize_t n_cont    # rows whose state the next step of the recurrence reads
+
+
+cdef inline Py_ssize_t total_rows(Py_ssize_t T, const Py_ssize_t* batch_sizes) noexcept nogil:
+    """N = B_0 + ... + B_{T-1}."""
+    cdef Py_ssize_t t, N = 0
+    for t in range(T):
+        N += batch_sizes[t]
+    return N
+
+
+cdef inline Step make_step(Py_ssize_t t, Py_ssize_t off, Py_ssize_t T,
+                           const Py_ssize_t* bs, bint reverse) noexcept nogil:
+    """Describe step ``t`` (whose first packed row is ``off``) of a recurrence."""
+    cdef Step s
+    s.t = t
+    s.B = bs[t]
+    s.off = off
+    if not reverse:
+        s.n_prev = bs[t] if t > 0 else 0
+        s.prev_off = off - bs[t - 1] if t > 0 else 0
+        s.n_cont = bs[t + 1] if t + 1 < T else 0
+    else:
+        s.n_prev = bs[t + 1] if t + 1 < T else 0
+        s.prev_off = off + bs[t]
+        s.n_cont = bs[t] if t > 0 else 0
+    return s
+
+
+cdef inline Step step_in_order(Py_ssize_t k, Py_ssize_t T, Py_ssize_t N,
+                               const Py_ssize_t* bs, bint reverse,
+                               bint backward, Py_ssize_t* off) noexcept nogil:
+    """The ``k``-th step to process, k = 0 .. T - 1.
+
+    The forward pass visits t = 0 .. T - 1 (or T - 1 .. 0 when ``reverse``);
+    backpropagation visits them in the opposite order. ``off`` carries the
+    running packed offset between calls: set it to 0 before k = 0.
+    """
+    cdef bint ascending = (not reverse) != backward
+    cdef Py_ssize_t t = k if ascending else T - 1 - k
+    cdef Step s
+    if k == 0 and not ascending:
+        off[0] = N
+    if not ascending:
+        off[0] -= bs[t]
+    s = make_step(t, off[0], T, bs, reverse)
+    if ascending:
+        off[0] += bs[t]
+    return s
+
+
+cdef inline const floating* prev_row(Step s, Py_ssize_t j, Py_ssize_t H,
+                                     const floating* S0, const floating* Ss) noexcept nogil:
+    """The previous state of row ``j`` of step ``s``: a row of ``Ss`` or of ``S0``."""
+    if j < s.n_prev:
+        return Ss + (s.prev_off + j) * H
+    return S0 + j * H
+
+
+cdef inline void recurrent_gemm(Step s, Py_ssize_t H, Py_ssize_t G,
+                                const floating* W_hh, const floating* S0,
+                                const floating* Ss, floating beta,
+                                floating* out) noexcept nogil:
+    """out(B_t, G) = S_prev(B_t, H) @ W_hh(G, H)^T + beta * out."""
+    if s.n_prev > 0:
+        # out[:n_prev] = Ss[previous step](n_prev, H) @ W_hh^T + beta * out[:n_prev]
+        gemm(NoTrans, Trans, s.n_prev, G, H, 1, Ss + s.prev_off * H, H,
+             W_hh, H, beta, out, G)
+    if s.B > s.n_prev:
+        # out[n_prev:B_t] = S0[n_prev:B_t](., H) @ W_hh^T + beta * out[n_prev:B_t]
+        gemm(NoTrans, Trans, s.B - s.n_prev, G, H, 1, S0 + s.n_prev * H, H,
+             W_hh, H, beta, out + s.n_prev * G, G)
+
+
+cdef inline void gather_prev(Step s, Py_ssize_t H, const floating* S0,
+                             const floating* Ss, floating* S_prev) noexcept nogil:
+    """S_prev[off_t : off_t + B_t] = the previous states of step ``s``."""
+    cdef floating* dst = S_prev + s.off * H
+    memcpy(dst, Ss + s.prev_off * H, s.n_prev * H * sizeof(floating))
+    memcpy(dst + s.n_prev * H, S0 + s.n_prev * H,
+           (s.B - s.n_prev) * H * sizeof(floating))
+
+
+cdef inline void store_final(Step s, Py_ssize_t H, const floating* Ss,
+                             floating* S_n) noexcept nogil:
+    """Copy the rows of step ``s`` whose recurrence ends here into ``S_n`` (B, H)."""
+    memcpy(S_n + s.n_cont * H, Ss + (s.off + s.n_cont) * H,
+           (s.B - s.n_cont) * H * sizeof(floating))

@@ -49,13 +49,14 @@ def fit_quietly(model, X, y):
 @pytest.fixture
 def no_kernel(monkeypatch):
     """Make every kernel entry point fail loudly: validation must come first."""
-    from crnn import _network
+    from crnn import _cells, _network
 
     def boom(*args, **kwargs):  # pragma: no cover - only runs on a bug
         raise AssertionError("a kernel ran before the input was validated")
 
-    monkeypatch.setattr(_network.elman, "forward", boom)
-    monkeypatch.setattr(_network.elman, "backward", boom)
+    for kernels in (_cells.elman, _cells.lstm, _cells.gru):
+        monkeypatch.setattr(kernels, "forward", boom)
+        monkeypatch.setattr(kernels, "backward", boom)
     monkeypatch.setattr(_network.RecurrentNetwork, "init_params", boom)
 
 
@@ -158,10 +159,15 @@ def test_y_none(cls, X, no_kernel):
     [[1.0, 2.0, 3.0], [1.0, 2.0]],
     [[[1.0], [2.0], [3.0]], [[1.0], [2.0]]],
 ], ids=["2-D", "3-D"])
-def test_ragged_sequences(X_ragged, no_kernel):
-    with pytest.raises(ValueError, match=r"X could not be made into an array.*"
-                       r"sequences of one length.*pad or cut"):
-        quick().fit(X_ragged, [1.0, 2.0])
+def test_ragged_sequences_are_accepted(X_ragged):
+    model = fit_quietly(quick(), X_ragged, [1.0, 2.0])
+    assert model.predict(X_ragged).shape == (2,)
+
+
+def test_ragged_sequences_with_different_feature_counts(no_kernel):
+    X = [np.zeros((3, 2)), np.zeros((2, 3))]
+    with pytest.raises(ValueError, match=r"different numbers of features: \[2, 3\]"):
+        quick().fit(X, [1.0, 2.0])
 
 
 # -- y shapes -----------------------------------------------------------------
@@ -229,7 +235,7 @@ def test_classifier_y_1d_sequence_to_sequence(X, labels, no_kernel):
 def test_classifier_y_wrong_number_of_steps(X, no_kernel):
     y = np.zeros((N, T + 2), dtype=int)
     y[::2] = 1
-    with pytest.raises(ValueError, match=r"y must have shape \(12, 5\).*got shape \(12, 7\)"):
+    with pytest.raises(ValueError, match=r"y must hold one label per time step.*\(12, 5\); got shape \(12, 7\)"):
         quick(RNNClassifier, return_sequences=True).fit(X, y)
 
 

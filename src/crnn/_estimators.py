@@ -8,18 +8,15 @@ import numpy as np
 
 from crnn import _validation as v
 from crnn._compat import BaseEstimator, ClassifierMixin, RegressorMixin
-from crnn._network import ACTIVATIONS, CELLS, RecurrentNetwork
+from crnn._cells import CELLS
+from crnn._network import RecurrentNetwork
+from crnn.kernels.activations import CODES as ACTIVATIONS
 from crnn._optim import SGD, Adam, clip_by_global_norm
 from crnn._output import OUTPUT_ACTIVATIONS
 from crnn.exceptions import ConvergenceWarning, NotFittedError, TrainingDivergedError
 
-# Elements of the (T, chunk, H) state array that predict holds at once.
+# State values (steps x sequences x hidden units) that predict holds at once.
 _PREDICT_CHUNK_ELEMENTS = 1 << 22
-
-
-def _time_major(a):
-    """(n, T, ...) -> (T, n, ...), C-contiguous."""
-    return np.ascontiguousarray(np.swapaxes(a, 0, 1))
 
 
 class _RNNBase(BaseEstimator):
@@ -30,16 +27,19 @@ class _RNNBase(BaseEstimator):
     and ``score``.
     """
 
-    def __init__(self, hidden_size=32, *, cell="elman", activation="tanh",
-                 return_sequences=False, solver="adam", learning_rate=1e-3,
-                 momentum=0.9, nesterov=False, beta_1=0.9, beta_2=0.999,
-                 epsilon=1e-8, batch_size=32, max_iter=200, tol=1e-4,
-                 n_iter_no_change=10, early_stopping=False,
-                 validation_fraction=0.1, shuffle=True, clip_norm=None,
-                 alpha=0.0, dtype="float64", random_state=None, verbose=False,
-                 warm_start=False):
+    def __init__(self, hidden_size=32, *, cell="elman", num_layers=1,
+                 bidirectional=False, activation="tanh", return_sequences=False,
+                 solver="adam", learning_rate=1e-3, momentum=0.9, nesterov=False,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, batch_size=32,
+                 max_iter=200, tol=1e-4, n_iter_no_change=10,
+                 early_stopping=False, validation_fraction=0.1, shuffle=True,
+                 clip_norm=None, alpha=0.0, dropout=0.0, bptt_steps=None,
+                 forget_bias=1.0, dtype="float64", random_state=None,
+                 verbose=False, warm_start=False):
         self.hidden_size = hidden_size
         self.cell = cell
+        self.num_layers = num_layers
+        self.bidirectional = bidirectional
         self.activation = activation
         self.return_sequences = return_sequences
         self.solver = solver
@@ -58,6 +58,9 @@ class _RNNBase(BaseEstimator):
         self.shuffle = shuffle
         self.clip_norm = clip_norm
         self.alpha = alpha
+        self.dropout = dropout
+        self.bptt_steps = bptt_steps
+        self.forget_bias = forget_bias
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
@@ -92,7 +95,24 @@ class _RNNBase(BaseEstimator):
 
         integer("hidden_size", 1)
         choice("cell", CELLS)
+        integer("num_layers", 1)
         choice("activation", tuple(ACTIVATIONS))
+        if self.cell != "elman" and self.activation != "tanh":
+            raise ValueError(
+                f"activation applies to the Elman cell; the {self.cell} cell uses "
+                f"sigmoid gates and tanh as PyTorch does. Got activation="
+                f"{self.activation!r} with cell={self.cell!r}"
+            )
+        real("dropout", 0, 1)
+        real("forget_bias", -np.inf)
+        if self.bptt_steps is not None:
+            integer("bptt_steps", 1)
+            if self.bidirectional:
+                raise ValueError(
+                    "bptt_steps (truncated BPTT) carries states forward in time, "
+                    "which a bidirectional model cannot do; set bptt_steps=None or "
+                    "bidirectional=False"
+                )
         choice("solver", ("adam", "sgd"))
         real("learning_rate", 0, low_open=True)
         real("momentum", 0, 1)
@@ -107,8 +127,8 @@ class _RNNBase(BaseEstimator):
         real("alpha", 0)
         if self.clip_norm is not None:
             real("clip_norm", 0, low_open=True)
-        for name in ("return_sequences", "nesterov", "early_stopping", "shuffle",
-                     "warm_start"):
+        for name in ("bidirectional", "return_sequences", "nesterov", "early_stopping",
+                     "shuffle", "warm_start"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 fail(name, "True or False")
         if not isinstance(self.verbose, (bool, numbers.Integral)) or self.verbose < 0:
@@ -127,10 +147,15 @@ class _RNNBase(BaseEstimator):
     def _make_network(self, n_features, n_outputs, dtype):
         return RecurrentNetwork(
             n_features, self.hidden_size, n_outputs,
+            cell=self.cell,
+            num_layers=self.num_layers,
+            bidirectional=self.bidirectional,
             activation=self.activation,
             output_activation=self._output_activation(),
             loss=self._loss,
             return_sequences=self.return_sequences,
+            dropout=self.dropout,
+            forget_bias=self.forget_bias,
             dtype=dtype,
         )
 
@@ -146,8 +171,9 @@ class _RNNBase(BaseEstimator):
 
     @property
     def weights_(self):
-        """Named views into :attr:`params_`: ``W_ih_l0`` (H, I), ``W_hh_l0``
-        (H, H), ``b_l0`` (H,), ``W_y`` (O, H), ``b_y`` (O,). Writing to a view
+        """Named views into :attr:`params_`, with PyTorch's suffixes: ``W_ih_l0``,
+        ``W_hh_l0``, ``b_l0`` (and ``b_hn_l0`` for the GRU), ``..._reverse``
+        for the reverse direction, ``W_y`` and ``b_y``. Writing to a view
         changes the model."""
         self._check_is_fitted()
         return self._network().layout.views(self.params_)
@@ -155,25 +181,28 @@ class _RNNBase(BaseEstimator):
     def _network(self):
         return self._make_network(self.n_features_in_, self.n_outputs_, self.params_.dtype)
 
-    def _model_targets(self, target):
-        """Move the sample axis of model targets to where batches take it."""
-        return _time_major(target) if self.return_sequences else target
-
-    def _take(self, target, idx):
-        return np.take(target, idx, axis=1 if self.return_sequences else 0)
+    def _batch_target(self, batch, target):
+        """The targets of a packed batch, packed like the scored states."""
+        if self.return_sequences:
+            return batch.pack_like(target)
+        return batch.per_sequence(target)
 
     # -- training -----------------------------------------------------------
 
-    def fit(self, X, y):
+    def fit(self, X, y, lengths=None):
         """Train on sequences ``X`` and targets ``y`` for up to ``max_iter`` epochs.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_timesteps, n_features) or (n_samples, n_timesteps)
-            Input sequences; 2-D means one feature per step.
-        y : array-like
+        X : array-like (n_samples, n_timesteps[, n_features]) or list of arrays
+            Input sequences: a 3-D array, a 2-D array (one feature per step),
+            or a list of ``(n_timesteps_i[, n_features])`` arrays of any lengths.
+        y : array-like or list
             One target per sequence (``return_sequences=False``) or one per
-            time step (``return_sequences=True``); see the class docstring.
+            time step (``return_sequences=True``: padded like ``X``, or a list
+            of per-sequence arrays); see the class docstring.
+        lengths : array-like of int (n_samples,), optional
+            With a padded array ``X``: the length of each sequence.
 
         Returns
         -------
@@ -181,23 +210,24 @@ class _RNNBase(BaseEstimator):
         """
         dtype = self._validate_params()
         continuing = self.warm_start and self._is_fitted()
-        X, target = self._prepare_fit(X, y, dtype, reset=not continuing)
+        seqs, target = self._prepare_fit(X, y, lengths, dtype, reset=not continuing)
         if continuing:
             self._check_warm_start(dtype)
         else:
-            self._initialize(X.shape[2], dtype)
-        self._train(_time_major(X), self._model_targets(target), self.max_iter,
-                    self.early_stopping, warn=True)
+            self._initialize(seqs.item_shape[0], dtype)
+        self._train(seqs, target, self.max_iter, self.early_stopping, warn=True)
         return self
 
-    def _partial_fit(self, X, y, classes=None):
+    def _partial_fit(self, X, y, lengths=None, classes=None):
         dtype = self._validate_params()
         first = not self._is_fitted()
-        X, target = self._prepare_fit(X, y, dtype, reset=first, classes=classes,
-                                      partial=True)
+        if not first:
+            self._check_warm_start(dtype)
+        seqs, target = self._prepare_fit(X, y, lengths, dtype, reset=first,
+                                         classes=classes, partial=True)
         if first:
-            self._initialize(X.shape[2], dtype)
-        self._train(_time_major(X), self._model_targets(target), 1, False, warn=False)
+            self._initialize(seqs.item_shape[0], dtype)
+        self._train(seqs, target, 1, False, warn=False)
         return self
 
     def _check_warm_start(self, dtype):
@@ -207,7 +237,7 @@ class _RNNBase(BaseEstimator):
                 f"warm_start continues from the fitted weights, which have "
                 f"{self.params_.size} {self.params_.dtype} parameters; the current "
                 f"hyper-parameters need {expected.layout.size} {dtype} parameters. "
-                f"Keep hidden_size and dtype, or set warm_start=False"
+                f"Keep the architecture and dtype, or set warm_start=False"
             )
 
     def _initialize(self, n_features, dtype):
@@ -239,8 +269,8 @@ class _RNNBase(BaseEstimator):
             opt.momentum, opt.nesterov = self.momentum, self.nesterov
         opt.learning_rate = self.learning_rate
 
-    def _train(self, X, target, n_epochs, early_stopping, warn):
-        """Mini-batch training on time-major ``X`` (T, n, I).
+    def _train(self, seqs, target, n_epochs, early_stopping, warn):
+        """Mini-batch training.
 
         Overflow is expected when training diverges and is reported as
         :class:`TrainingDivergedError`, so numpy's floating-point warnings
@@ -248,7 +278,7 @@ class _RNNBase(BaseEstimator):
         """
         self._configure_optimizer()
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            self._train_epochs(X, target, n_epochs, early_stopping, warn)
+            self._train_epochs(seqs, target, n_epochs, early_stopping, warn)
 
     def _diverged(self, what, value, last_good):
         self.params_[...] = last_good
@@ -259,12 +289,19 @@ class _RNNBase(BaseEstimator):
             f"{self.clip_norm}), or scale the inputs and targets."
         )
 
-    def _train_epochs(self, X, target, n_epochs, early_stopping, warn):
+    def _loss_grad(self, network, params, batch, target, alpha, grad, rng):
+        if self.bptt_steps is not None:
+            return network.loss_grad_truncated(params, batch, target, self.bptt_steps,
+                                               alpha, grad, rng)
+        return network.loss_grad(params, batch, target, alpha, grad, rng)
+
+    def _train_epochs(self, seqs, target, n_epochs, early_stopping, warn):
         network = self._network()
         params = self.params_
         alpha = float(self.alpha)
-        n = X.shape[1]
+        n = seqs.n
         rng = self._rng
+        dropout_rng = rng if self.dropout > 0 else None
         if early_stopping:
             n_val = max(1, int(round(self.validation_fraction * n)))
             if n - n_val < 1:
@@ -274,7 +311,8 @@ class _RNNBase(BaseEstimator):
                 )
             perm = rng.permutation(n)
             train_idx, val_idx = np.sort(perm[n_val:]), np.sort(perm[:n_val])
-            X_val, t_val = np.take(X, val_idx, axis=1), self._take(target, val_idx)
+            val_batch = seqs.pack(val_idx)
+            val_target = self._batch_target(val_batch, target)
             best_val, best_params = np.inf, params.copy()
         else:
             train_idx = np.arange(n)
@@ -290,16 +328,17 @@ class _RNNBase(BaseEstimator):
             order = rng.permutation(train_idx) if self.shuffle else train_idx
             total = 0.0
             for start in range(0, n_train, batch_size):
-                idx = order[start:start + batch_size]
-                loss, _ = network.loss_grad(params, np.take(X, idx, axis=1),
-                                            self._take(target, idx), alpha, grad)
+                batch = seqs.pack(order[start:start + batch_size])
+                loss, _ = self._loss_grad(network, params, batch,
+                                          self._batch_target(batch, target), alpha,
+                                          grad, dropout_rng)
                 norm = clip_by_global_norm(grad, self.clip_norm)
                 if not np.isfinite(loss):
                     raise self._diverged("loss", loss, last_good)
                 if not np.isfinite(norm):
                     raise self._diverged("gradient norm", norm, last_good)
                 self._optimizer.step(params, grad)
-                total += loss * idx.size
+                total += loss * batch.B
             if not np.isfinite(params).all():
                 raise self._diverged("weights", "non-finite", last_good)
             self.n_iter_ += 1
@@ -311,7 +350,7 @@ class _RNNBase(BaseEstimator):
             message = f"Epoch {self.n_iter_}: loss = {epoch_loss:.6g}"
 
             if early_stopping:
-                val_loss = network.loss(params, X_val, t_val, alpha)
+                val_loss = network.loss(params, val_batch, val_target, alpha)
                 self.validation_loss_curve_.append(val_loss)
                 message += f", validation loss = {val_loss:.6g}"
                 score = val_loss
@@ -350,27 +389,85 @@ class _RNNBase(BaseEstimator):
 
     # -- prediction ---------------------------------------------------------
 
-    def _forward(self, X):
-        """Network outputs for user inputs, as (n, T, O) or (n, O)."""
-        self._check_is_fitted()
-        X = v.check_X(X, self.params_.dtype, self.n_features_in_)
-        network = self._network()
-        n, T = X.shape[:2]
-        chunk = max(1, _PREDICT_CHUNK_ELEMENTS // (T * max(self.hidden_size, 1)))
-        out = []
-        for start in range(0, n, chunk):
-            Y = network.output(self.params_, _time_major(X[start:start + chunk]))
-            out.append(np.swapaxes(Y, 0, 1) if self.return_sequences else Y)
-        return np.concatenate(out, axis=0)
+    def _outputs(self, X, lengths=None, initial_state=None, return_state=False):
+        """Network outputs for user inputs, in the user's order and form.
 
-    def check_gradient(self, X, y, *, epsilon=1e-4, random_state=0):
+        Returns the outputs (``(n, O)`` per sequence; ``(n, T, O)`` or a list
+        of ``(L_i, O)`` per step) and the final states (or None).
+        """
+        self._check_is_fitted()
+        seqs = v.check_sequences(X, self.params_.dtype, lengths, self.n_features_in_)
+        network = self._network()
+        initial = self._check_state(initial_state, seqs.n, network)
+        T = int(seqs.lengths.max())
+        per_chunk = _PREDICT_CHUNK_ELEMENTS // (T * self.hidden_size * network.D
+                                                * network.L * network.cell.n_gates)
+        chunk = max(1, per_chunk)
+        outputs, finals = [], None
+        if return_state:
+            finals = [np.empty((network.L * network.D, seqs.n, self.hidden_size),
+                               dtype=self.params_.dtype)
+                      for _ in range(network.cell.n_states)]
+        for start in range(0, seqs.n, chunk):
+            idx = np.arange(start, min(start + chunk, seqs.n))
+            batch = seqs.pack(idx)
+            rows = batch.src_seq[:batch.B]
+            state0 = None if initial is None else [
+                tuple(np.ascontiguousarray(s[k][rows]) for s in initial)
+                for k in range(len(network.units))]
+            Y, final = network.output(self.params_, batch, state0)
+            if self.return_sequences:
+                outputs.append(batch.unpack_steps(Y, seqs.as_list, T))
+            else:
+                outputs.append(batch.unpack_last(Y))
+            if return_state:
+                for k, state in enumerate(final):
+                    for s, value in enumerate(state):
+                        finals[s][k, idx] = batch.unpack_last(value)
+        if self.return_sequences and seqs.as_list:
+            Y = [y for part in outputs for y in part]
+        else:
+            Y = np.concatenate(outputs, axis=0)
+        state = None
+        if return_state:
+            state = tuple(finals) if network.cell.n_states == 2 else finals[0]
+        return Y, state
+
+    def _check_state(self, state, n, network):
+        """User initial states -> list of (L*D, n, H) arrays, one per state kind."""
+        if state is None:
+            return None
+        shape = (network.L * network.D, n, self.hidden_size)
+        if network.cell.n_states == 2:
+            if not (isinstance(state, (tuple, list)) and len(state) == 2):
+                raise ValueError(
+                    f"an LSTM's initial_state is a pair (h0, c0), each of shape "
+                    f"(num_layers * num_directions, n_samples, hidden_size) = {shape}"
+                )
+            parts = list(state)
+        else:
+            parts = [state]
+        checked = []
+        for name, part in zip(("h0", "c0"), parts):
+            arr = v.as_float_array(part, name, self.params_.dtype)
+            if arr.shape != shape:
+                raise ValueError(
+                    f"initial state {name} must have shape (num_layers * "
+                    f"num_directions, n_samples, hidden_size) = {shape}; got {arr.shape}"
+                )
+            v.check_finite(arr, name)
+            checked.append(arr)
+        return checked
+
+    def check_gradient(self, X, y, lengths=None, *, epsilon=1e-4, random_state=0):
         """Compare the BPTT gradient with finite differences on ``(X, y)``.
 
         See :func:`crnn.check_gradient`.
         """
         from crnn._gradcheck import check_gradient
 
-        return check_gradient(self, X, y, epsilon=epsilon, random_state=random_state)
+        return check_gradient(self, X, y, lengths, epsilon=epsilon,
+                              random_state=random_state)
 
     def __sklearn_is_fitted__(self):
         return self._is_fitted()
@@ -503,23 +600,26 @@ class RNNRegressor(RegressorMixin, _RNNBase):
 
     _loss = "squared_error"
 
-    def __init__(self, hidden_size=32, *, cell="elman", activation="tanh",
-                 output_activation="identity", return_sequences=False,
-                 solver="adam", learning_rate=1e-3, momentum=0.9, nesterov=False,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, batch_size=32,
-                 max_iter=200, tol=1e-4, n_iter_no_change=10,
-                 early_stopping=False, validation_fraction=0.1, shuffle=True,
-                 clip_norm=None, alpha=0.0, dtype="float64", random_state=None,
-                 verbose=False, warm_start=False):
+    def __init__(self, hidden_size=32, *, cell="elman", num_layers=1,
+                 bidirectional=False, activation="tanh", output_activation="identity",
+                 return_sequences=False, solver="adam", learning_rate=1e-3,
+                 momentum=0.9, nesterov=False, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-8, batch_size=32, max_iter=200, tol=1e-4,
+                 n_iter_no_change=10, early_stopping=False,
+                 validation_fraction=0.1, shuffle=True, clip_norm=None, alpha=0.0,
+                 dropout=0.0, bptt_steps=None, forget_bias=1.0, dtype="float64",
+                 random_state=None, verbose=False, warm_start=False):
         super().__init__(
-            hidden_size, cell=cell, activation=activation,
+            hidden_size, cell=cell, num_layers=num_layers,
+            bidirectional=bidirectional, activation=activation,
             return_sequences=return_sequences, solver=solver,
             learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, batch_size=batch_size,
             max_iter=max_iter, tol=tol, n_iter_no_change=n_iter_no_change,
             early_stopping=early_stopping,
             validation_fraction=validation_fraction, shuffle=shuffle,
-            clip_norm=clip_norm, alpha=alpha, dtype=dtype,
+            clip_norm=clip_norm, alpha=alpha, dropout=dropout,
+            bptt_steps=bptt_steps, forget_bias=forget_bias, dtype=dtype,
             random_state=random_state, verbose=verbose, warm_start=warm_start,
         )
         self.output_activation = output_activation
@@ -536,65 +636,101 @@ class RNNRegressor(RegressorMixin, _RNNBase):
         self._output_activation()
         return super()._validate_params()
 
-    def _prepare_fit(self, X, y, dtype, reset, classes=None, partial=False):
-        X = v.check_X(X, dtype, None if reset else self.n_features_in_)
-        target, squeeze = v.check_regression_targets(y, X, self.return_sequences, dtype)
+    def _targets(self, y, seqs, dtype):
+        if self.return_sequences:
+            return v.check_step_targets(y, seqs, "values", dtype)
+        return v.check_regression_targets(y, seqs.n, dtype)
+
+    def _prepare_fit(self, X, y, lengths, dtype, reset, classes=None, partial=False):
+        seqs = v.check_sequences(X, dtype, lengths, None if reset else self.n_features_in_)
+        target, squeeze = self._targets(y, seqs, dtype)
+        n_outputs = target.item_shape[-1] if self.return_sequences else target.shape[-1]
         if reset:
-            self.n_outputs_ = target.shape[-1]
+            self.n_outputs_ = n_outputs
             self._squeeze = squeeze
-        elif target.shape[-1] != self.n_outputs_:
+        elif n_outputs != self.n_outputs_:
             raise ValueError(
-                f"y has {target.shape[-1]} outputs, but this model was fitted "
+                f"y has {n_outputs} outputs, but this model was fitted "
                 f"with {self.n_outputs_}"
             )
-        return X, target
+        return seqs, target
 
-    def _gradcheck_data(self, X, y, fitted):
-        X = v.check_X(X, np.float64, self.n_features_in_ if fitted else None)
-        target, _ = v.check_regression_targets(y, X, self.return_sequences, np.float64)
-        n_outputs = self.n_outputs_ if fitted else target.shape[-1]
-        if target.shape[-1] != n_outputs:
-            raise ValueError(f"y has {target.shape[-1]} outputs; the model has {n_outputs}")
-        return X, target, n_outputs
+    def _gradcheck_data(self, X, y, lengths, fitted):
+        seqs = v.check_sequences(X, np.float64, lengths,
+                                 self.n_features_in_ if fitted else None)
+        target, _ = self._targets(y, seqs, np.float64)
+        n_outputs = target.item_shape[-1] if self.return_sequences else target.shape[-1]
+        if fitted and n_outputs != self.n_outputs_:
+            raise ValueError(f"y has {n_outputs} outputs; the model has {self.n_outputs_}")
+        return seqs, target, n_outputs
 
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y, lengths=None):
         """Train for one epoch on ``(X, y)``, from the current weights.
 
         Returns
         -------
         self
         """
-        return self._partial_fit(X, y)
+        return self._partial_fit(X, y, lengths)
 
-    def predict(self, X):
+    def predict(self, X, lengths=None, *, initial_state=None, return_state=False):
         """Predict targets for sequences ``X``.
+
+        Parameters
+        ----------
+        X, lengths
+            As for :meth:`fit`.
+        initial_state : array or (h0, c0), optional
+            Initial states, ``(num_layers * num_directions, n_samples,
+            hidden_size)`` (a pair for the LSTM); zeros by default.
+        return_state : bool, default=False
+            Also return the final states, in the same form. Feeding a long
+            sequence in chunks, each with the previous chunk's final state,
+            gives exactly the outputs of one pass over the whole sequence
+            (for a unidirectional model).
 
         Returns
         -------
-        y : ndarray
+        y : ndarray or list of ndarray
             ``(n_samples[, n_timesteps][, n_outputs])``: the shape of the
-            ``y`` given to ``fit``, with this ``X``'s number of samples and
-            steps.
+            ``y`` given to ``fit``; a list of per-sequence arrays for list input
+            with ``return_sequences``.
+        state : ndarray or tuple
+            Only with ``return_state``.
         """
-        Y = self._forward(X)
-        return Y[..., 0] if self._squeeze else Y
+        Y, state = self._outputs(X, lengths, initial_state, return_state)
+        if self._squeeze:
+            Y = [y[..., 0] for y in Y] if isinstance(Y, list) else Y[..., 0]
+        return (Y, state) if return_state else Y
 
-    def score(self, X, y):
+    def score(self, X, y, lengths=None):
         """Coefficient of determination R^2 of the predictions.
 
         Every scored step of every sequence is one observation; with several
         outputs the R^2 of each output is averaged uniformly.
         """
-        pred = self._forward(X)
-        target, _ = v.check_regression_targets(y, v.check_X(X, np.float64),
-                                               self.return_sequences, np.float64)
-        pred = pred.reshape(-1, pred.shape[-1])
-        target = target.reshape(pred.shape)
+        Y, _ = self._outputs(X, lengths)
+        seqs = v.check_sequences(X, np.float64, lengths, self.n_features_in_)
+        target, _ = self._targets(y, seqs, np.float64)
+        pred = _scored_rows(Y, seqs) if self.return_sequences else Y
+        target = target.data.reshape(-1, pred.shape[-1]) if self.return_sequences else target
+        if self.return_sequences and seqs.uniform:
+            target = target.reshape(-1, pred.shape[-1])
         ss_res = np.sum((target - pred) ** 2, axis=0)
         ss_tot = np.sum((target - target.mean(axis=0)) ** 2, axis=0)
         r2 = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1),
                       np.where(ss_res > 0, 0.0, 1.0))
         return float(np.mean(r2))
+
+
+def _scored_rows(Y, seqs):
+    """Per-step outputs (padded array or list) as rows, sequence after sequence,
+    in the order of ``Sequences.data`` (padding dropped)."""
+    if isinstance(Y, list):
+        return np.concatenate(Y)
+    if seqs.uniform:
+        return Y.reshape((-1,) + Y.shape[2:])
+    return np.concatenate([Y[i, :L] for i, L in enumerate(seqs.lengths)])
 
 
 def _unique_labels(labels):
@@ -655,9 +791,23 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
             )
         return codes.astype(np.intp)
 
-    def _prepare_fit(self, X, y, dtype, reset, classes=None, partial=False):
-        X = v.check_X(X, dtype, None if reset else self.n_features_in_)
-        y = v.check_class_labels(y, X, self.return_sequences)
+    def _labels(self, y, seqs):
+        """Validated labels: an array (n,), or a Sequences of per-step labels."""
+        if self.return_sequences:
+            return v.check_step_targets(y, seqs, "labels")[0]
+        return v.check_class_labels(y, seqs.n)
+
+    def _encode_targets(self, labels, classes):
+        if self.return_sequences:
+            from crnn._sequences import Sequences
+
+            return Sequences(self._encode(labels.data, classes), labels.lengths,
+                             labels.uniform)
+        return self._encode(labels, classes)
+
+    def _prepare_fit(self, X, y, lengths, dtype, reset, classes=None, partial=False):
+        seqs = v.check_sequences(X, dtype, lengths, None if reset else self.n_features_in_)
+        labels = self._labels(y, seqs)
         if not reset and classes is not None and not np.array_equal(
                 _unique_labels(classes), self.classes_):
             raise ValueError(
@@ -667,7 +817,9 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
         if reset:
             if partial and classes is None:
                 raise ValueError("classes must be given on the first call to partial_fit")
-            found = _unique_labels(y if classes is None else classes)
+            found = _unique_labels(
+                (labels.data if self.return_sequences else labels)
+                if classes is None else classes)
             if found.size < 2:
                 raise ValueError(
                     f"a classifier needs at least 2 classes; got {found.size} "
@@ -675,17 +827,19 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
                 )
             self.classes_ = found
             self.n_outputs_ = found.size
-        return X, self._encode(y, self.classes_)
+        return seqs, self._encode_targets(labels, self.classes_)
 
-    def _gradcheck_data(self, X, y, fitted):
-        X = v.check_X(X, np.float64, self.n_features_in_ if fitted else None)
-        y = v.check_class_labels(y, X, self.return_sequences)
-        classes = self.classes_ if fitted else _unique_labels(y)
+    def _gradcheck_data(self, X, y, lengths, fitted):
+        seqs = v.check_sequences(X, np.float64, lengths,
+                                 self.n_features_in_ if fitted else None)
+        labels = self._labels(y, seqs)
+        classes = self.classes_ if fitted else _unique_labels(
+            labels.data if self.return_sequences else labels)
         if classes.size < 2:
             raise ValueError("the gradient check of a classifier needs 2 classes in y")
-        return X, self._encode(y, classes), classes.size
+        return seqs, self._encode_targets(labels, classes), classes.size
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, lengths=None, classes=None):
         """Train for one epoch on ``(X, y)``, from the current weights.
 
         Parameters
@@ -697,22 +851,33 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
         -------
         self
         """
-        return self._partial_fit(X, y, classes=classes)
+        return self._partial_fit(X, y, lengths, classes=classes)
 
-    def predict_proba(self, X):
-        """Class probabilities, ``(n_samples[, n_timesteps], n_classes)``.
+    def predict_proba(self, X, lengths=None, *, initial_state=None, return_state=False):
+        """Class probabilities, ``(n_samples[, n_timesteps], n_classes)`` (a list
+        of per-sequence arrays for list input with ``return_sequences``).
 
-        Columns follow :attr:`classes_`.
+        Columns follow :attr:`classes_`. ``initial_state`` and
+        ``return_state`` are as for :meth:`predict`.
         """
-        return self._forward(X)
+        P, state = self._outputs(X, lengths, initial_state, return_state)
+        return (P, state) if return_state else P
 
-    def predict(self, X):
-        """Most probable class label, ``(n_samples[, n_timesteps])``."""
-        proba = self._forward(X)
-        return self.classes_[np.argmax(proba, axis=-1)]
+    def predict(self, X, lengths=None, *, initial_state=None, return_state=False):
+        """Most probable class label, ``(n_samples[, n_timesteps])`` (a list for
+        list input with ``return_sequences``)."""
+        P, state = self._outputs(X, lengths, initial_state, return_state)
+        if isinstance(P, list):
+            labels = [self.classes_[np.argmax(p, axis=-1)] for p in P]
+        else:
+            labels = self.classes_[np.argmax(P, axis=-1)]
+        return (labels, state) if return_state else labels
 
-    def score(self, X, y):
+    def score(self, X, y, lengths=None):
         """Accuracy over every scored label (every step with return_sequences)."""
-        pred = self.predict(X)
-        y = v.check_class_labels(y, v.check_X(X, np.float64), self.return_sequences)
-        return float(np.mean(pred == y))
+        pred = self.predict(X, lengths)
+        seqs = v.check_sequences(X, np.float64, lengths, self.n_features_in_)
+        labels = self._labels(y, seqs)
+        if self.return_sequences:
+            return float(np.mean(_scored_rows(pred, seqs) == labels.data.reshape(-1)))
+        return float(np.mean(pred == labels))

@@ -41,7 +41,7 @@ def _block_error(a, n, floor):
     return float(np.max(np.abs(a - n)) / scale)
 
 
-def check_gradient(estimator, X, y, *, epsilon=1e-4, random_state=0):
+def check_gradient(estimator, X, y, lengths=None, *, epsilon=1e-4, random_state=0):
     """Compare the analytic BPTT gradient with central finite differences.
 
     Every parameter ``w`` is perturbed in turn and the derivative of the
@@ -59,9 +59,11 @@ def check_gradient(estimator, X, y, *, epsilon=1e-4, random_state=0):
         Fitted: the check runs at its weights. Not fitted: at weights drawn as
         ``fit`` would draw them, with random non-zero biases so that every
         term of the gradient is exercised; the estimator is left unfitted.
-    X, y : array-like
+    X, y, lengths
         Data, as for ``fit``. Keep it small: the check costs four loss
-        evaluations per parameter.
+        evaluations per parameter. Dropout is not applied; with
+        ``bptt_steps`` the check is of the truncated gradient against the
+        loss it truncates (each chunk's gradient stops at its first step).
     epsilon : float, default=1e-4
         Finite-difference step.
     random_state : int, Generator or None, default=0
@@ -83,25 +85,35 @@ def check_gradient(estimator, X, y, *, epsilon=1e-4, random_state=0):
     """
     estimator._validate_params()
     fitted = estimator._is_fitted()
-    X, target, n_outputs = estimator._gradcheck_data(X, y, fitted)
-    n_features = X.shape[2]
-    network = estimator._make_network(n_features, n_outputs, np.float64)
+    seqs, target, n_outputs = estimator._gradcheck_data(X, y, lengths, fitted)
+    network = estimator._make_network(seqs.item_shape[0], n_outputs, np.float64)
     if fitted:
         params = estimator.params_.astype(np.float64)
     else:
         params = network.init_params(check_random_state(random_state), random_biases=True)
-    X = np.ascontiguousarray(np.swapaxes(X, 0, 1))
-    target = estimator._model_targets(target)
+    batch = seqs.pack()
+    target = estimator._batch_target(batch, target)
     alpha = float(estimator.alpha)
+    bptt = estimator.bptt_steps
 
-    _, grad = network.loss_grad(params, X, target, alpha)
+    def loss_grad(w):
+        if bptt is not None:
+            return network.loss_grad_truncated(w, batch, target, bptt, alpha)
+        return network.loss_grad(w, batch, target, alpha)
+
+    def loss(w):
+        if bptt is not None:
+            return network.loss_truncated(w, batch, target, bptt, alpha, params)
+        return network.loss(w, batch, target, alpha)
+
+    _, grad = loss_grad(params)
     numeric = np.empty_like(grad)
     w = params.copy()
     for i in range(w.size):
         values = []
         for step in (2, 1, -1, -2):
             w[i] = params[i] + step * epsilon
-            values.append(network.loss(w, X, target, alpha))
+            values.append(loss(w))
         w[i] = params[i]
         numeric[i] = (-values[0] + 8 * values[1] - 8 * values[2] + values[3]) / (12 * epsilon)
 

@@ -60,8 +60,11 @@ def activation_backward(Y, dY, g2):
     return Y * (dY - np.sum(dY * Y, axis=1, keepdims=True))
 
 
-def squared_error(Z, D, g2):
-    """Mean squared error of ``Y = g2(Z)`` against targets ``D``.
+def squared_error(Z, D, g2, count):
+    """Squared error of ``Y = g2(Z)`` against targets ``D``, divided by ``count``.
+
+    ``count`` is the number of scored outputs of the whole batch (``Z.size``
+    unless the batch is split into chunks, as truncated BPTT does).
 
     Returns
     -------
@@ -71,21 +74,22 @@ def squared_error(Z, D, g2):
     """
     Y = activate(Z, g2)
     R = Y - D
-    loss = float(np.dot(R.ravel(), R.ravel())) / R.size
-    return loss, activation_backward(Y, (2.0 / R.size) * R, g2)
+    loss = float(np.dot(R.ravel(), R.ravel())) / count
+    return loss, activation_backward(Y, (2.0 / count) * R, g2)
 
 
-def softmax_cross_entropy(Z, k):
-    """Mean cross-entropy of ``softmax(Z)`` against integer classes ``k``.
+def softmax_cross_entropy(Z, k, count):
+    """Cross-entropy of ``softmax(Z)`` against integer classes ``k``, summed
+    over the rows and divided by ``count`` (the scored rows of the batch).
 
     Returns
     -------
     loss : float
     dZ : ndarray of the shape of ``Z``
-        ``(softmax(Z) - onehot(k)) / N``.
+        ``(softmax(Z) - onehot(k)) / count``.
     """
-    N = Z.shape[0]
-    rows = np.arange(N)
+    N = count
+    rows = np.arange(Z.shape[0])
     shifted = Z - Z.max(axis=1, keepdims=True)
     log_norm = np.log(np.sum(np.exp(shifted), axis=1))
     loss = float(np.sum(log_norm - shifted[rows, k])) / N

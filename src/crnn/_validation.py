@@ -72,69 +72,51 @@ def check_X(X, dtype, n_features=None):
     return np.ascontiguousarray(X)
 
 
-def check_sample_count(X, y):
-    if y.shape[0] != X.shape[0]:
-        raise ValueError(
-            f"X and y have different numbers of samples: X has {X.shape[0]}, "
-            f"y has {y.shape[0]}"
-        )
-
-
-def check_regression_targets(y, X, return_sequences, dtype):
-    """Return regression targets as ``(n, O)`` or, for sequences, ``(n, T, O)``.
+def check_regression_targets(y, n, dtype):
+    """One regression target per sequence, as ``(n, O)``.
 
     Returns
     -------
-    y : ndarray
+    y : ndarray (n, O)
     squeeze : bool
         Whether ``y`` had no output axis (predictions will drop it too).
     """
     if y is None:
         raise TypeError("y must be an array of targets; got None")
     y = as_float_array(y, "y", dtype)
-    n, T = X.shape[:2]
-    if return_sequences:
-        if y.ndim not in (2, 3) or y.shape[1] != T:
-            raise ValueError(
-                f"with return_sequences=True, y holds one target per time step: "
-                f"shape (n_samples, n_timesteps) or (n_samples, n_timesteps, "
-                f"n_outputs) = ({n}, {T}[, n_outputs]); got shape {y.shape}"
-            )
-        squeeze = y.ndim == 2
-        y = y[:, :, None] if squeeze else y
-    else:
-        if y.ndim not in (1, 2):
-            raise ValueError(
-                f"with return_sequences=False, y holds one target per sequence: "
-                f"shape (n_samples,) or (n_samples, n_outputs); got shape "
-                f"{y.shape}. For one target per time step set return_sequences=True"
-            )
-        squeeze = y.ndim == 1
-        y = y[:, None] if squeeze else y
-    check_sample_count(X, y)
+    if y.ndim not in (1, 2):
+        raise ValueError(
+            f"with return_sequences=False, y holds one target per sequence: "
+            f"shape (n_samples,) or (n_samples, n_outputs); got shape "
+            f"{y.shape}. For one target per time step set return_sequences=True"
+        )
+    squeeze = y.ndim == 1
+    y = y[:, None] if squeeze else y
+    _check_count(n, y.shape[0])
     if 0 in y.shape:
         raise ValueError(f"y is empty: shape {y.shape}")
     check_finite(y, "y")
     return np.ascontiguousarray(y), squeeze
 
 
-def check_class_labels(y, X, return_sequences):
-    """Return class labels as an array ``(n,)`` or, for sequences, ``(n, T)``."""
+def _check_count(n_X, n_y):
+    if n_X != n_y:
+        raise ValueError(
+            f"X and y have different numbers of samples: X has {n_X}, y has {n_y}"
+        )
+
+
+def check_class_labels(y, n):
+    """One class label per sequence, as an array ``(n,)``."""
     if y is None:
         raise TypeError("y must be an array of class labels; got None")
     y = np.asarray(y)
-    n, T = X.shape[:2]
-    expected = (n, T) if return_sequences else (n,)
-    if y.ndim != len(expected):
-        what = ("one label per time step, shape (n_samples, n_timesteps)"
-                if return_sequences else "one label per sequence, shape (n_samples,)")
-        hint = ("" if return_sequences
-                else "; for one label per time step set return_sequences=True")
-        raise ValueError(f"y must hold {what} = {expected}; got shape {y.shape}{hint}")
-    check_sample_count(X, y)
-    if y.shape != expected:
-        raise ValueError(f"y must have shape {expected} (one label per time step); "
-                         f"got shape {y.shape}")
+    if y.ndim != 1:
+        raise ValueError(
+            f"y must hold one label per sequence, shape (n_samples,) = ({n},); got "
+            f"shape {y.shape}; for one label per time step set return_sequences=True"
+        )
+    _check_count(n, y.shape[0])
     if y.dtype.kind == "f":
         check_finite(y, "y")
     if y.dtype.kind == "c":
@@ -154,3 +136,170 @@ def check_random_state(seed):
         f"random_state must be None, an int, a numpy Generator or a RandomState; "
         f"got {seed!r}"
     )
+
+
+def _as_sequence_list(X):
+    """``X`` as a list of per-sequence arrays if it is a ragged collection."""
+    if isinstance(X, (list, tuple)) and len(X) and all(
+            hasattr(x, "__len__") and not isinstance(x, (str, bytes)) for x in X):
+        lengths = {len(x) for x in X}
+        first = np.asarray(X[0]) if lengths else None
+        if len(lengths) > 1 or (first is not None and first.dtype == object):
+            return list(X)
+    return None
+
+
+def check_sequences(X, dtype, lengths=None, n_features=None, name="X"):
+    """Validate input sequences and return them as a :class:`Sequences`.
+
+    Accepted forms:
+
+    * a 3-D array ``(n_samples, n_timesteps, n_features)``, or 2-D
+      ``(n_samples, n_timesteps)`` for one feature per step;
+    * the same with ``lengths`` (n_samples,): sequence ``i`` is
+      ``X[i, :lengths[i]]`` and the rest is padding, never read;
+    * a list of arrays ``(n_timesteps_i, n_features)`` or ``(n_timesteps_i,)``,
+      of any lengths.
+    """
+    from crnn._sequences import Sequences
+
+    ragged = _as_sequence_list(X) if lengths is None else None
+    if ragged is not None:
+        return _check_sequence_list(ragged, dtype, n_features, name)
+    seqs = check_X(X, dtype, n_features)
+    n, T = seqs.shape[:2]
+    if lengths is None:
+        return Sequences(seqs, np.full(n, T), True,
+                         as_list=isinstance(X, (list, tuple)))
+    lengths = check_lengths(lengths, n, T)
+    if (lengths == T).all():
+        return Sequences(seqs, lengths, True)
+    rows = np.concatenate([seqs[i, :L] for i, L in enumerate(lengths)])
+    return Sequences(np.ascontiguousarray(rows), lengths, False)
+
+
+def check_lengths(lengths, n, T):
+    """``lengths`` as an int array of ``n`` values in ``[1, T]``."""
+    arr = np.asarray(lengths)
+    if arr.dtype.kind not in "iu" and not (
+            arr.dtype.kind == "f" and np.isfinite(arr).all() and (arr == np.round(arr)).all()):
+        raise TypeError(f"lengths must be whole numbers; got an array of dtype {arr.dtype}")
+    arr = arr.astype(np.intp)
+    if arr.shape != (n,):
+        raise ValueError(f"lengths must have one entry per sequence, shape ({n},); "
+                         f"got shape {arr.shape}")
+    bad = (arr < 1) | (arr > T)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"lengths must lie in [1, {T}] (the padded length); "
+                         f"lengths[{i}] = {arr[i]}")
+    return arr
+
+
+def _check_sequence_list(items, dtype, n_features, name):
+    from crnn._sequences import Sequences
+
+    arrays = []
+    for i, x in enumerate(items):
+        a = as_float_array(x, f"{name}[{i}]", dtype)
+        if a.ndim == 1:
+            a = a[:, None]
+        if a.ndim != 2:
+            raise ValueError(f"{name}[{i}] must be 2-D (n_timesteps, n_features) or 1-D "
+                             f"(n_timesteps,); got shape {a.shape}")
+        if a.shape[0] == 0:
+            raise ValueError(f"{name}[{i}] is empty: every sequence needs at least one step")
+        arrays.append(a)
+    widths = {a.shape[1] for a in arrays}
+    if len(widths) > 1:
+        raise ValueError(f"the sequences of {name} have different numbers of features: "
+                         f"{sorted(widths)}")
+    F = widths.pop()
+    if F == 0:
+        raise ValueError(f"the sequences of {name} have no features")
+    if n_features is not None and F != n_features:
+        raise ValueError(f"{name} has {F} features per time step, but this model was "
+                         f"fitted with {n_features}")
+    data = np.concatenate(arrays)
+    check_finite(data, name)
+    return Sequences(np.ascontiguousarray(data), [a.shape[0] for a in arrays], False,
+                     as_list=True)
+
+
+def check_step_targets(y, seqs, what, dtype=None, lengths_given=False):
+    """Per-step targets for the sequences ``seqs``, as a :class:`Sequences`.
+
+    ``what`` is ``"values"`` (regression; float ``dtype``, items ``(O,)``) or
+    ``"labels"`` (classification; items are scalars of any type). ``y`` is a
+    list with one array per sequence, or an array ``(n, T[, O])`` padded like
+    the inputs.
+
+    Returns
+    -------
+    targets : Sequences
+    squeeze : bool
+        Whether the values had no output axis.
+    """
+    from crnn._sequences import Sequences
+
+    if y is None:
+        raise TypeError("y must hold targets; got None")
+    n, lengths = seqs.n, seqs.lengths
+    item_ndim = 1 if what == "values" else 0
+    ragged = _as_sequence_list(y)
+    if ragged is not None or (isinstance(y, (list, tuple)) and not seqs.uniform):
+        items = list(y)
+        if len(items) != n:
+            raise ValueError(f"X and y have different numbers of sequences: X has {n}, "
+                             f"y has {len(items)}")
+        arrays = [_step_target_array(v, what, dtype, f"y[{i}]") for i, v in enumerate(items)]
+        for i, (a, L) in enumerate(zip(arrays, lengths)):
+            if a.shape[0] != L:
+                raise ValueError(f"y[{i}] has {a.shape[0]} time steps, but X[{i}] has {L}: "
+                                 f"with return_sequences=True there is one target per step")
+        squeeze = what == "values" and all(a.ndim == 1 for a in arrays)
+        if what == "values":
+            arrays = [a[:, None] if a.ndim == 1 else a for a in arrays]
+            widths = {a.shape[1] for a in arrays}
+            if len(widths) > 1:
+                raise ValueError(f"the targets have different numbers of outputs: {sorted(widths)}")
+        data = np.concatenate(arrays)
+        if what == "values":
+            check_finite(data, "y")
+        return Sequences(data, lengths, False), squeeze
+    arr = _step_target_array(y, what, dtype, "y", padded=True)
+    T = int(lengths.max())
+    if arr.ndim >= 1:
+        _check_count(n, arr.shape[0])
+    if what == "values":
+        expected = (f"with return_sequences=True, y holds one target per time step: "
+                    f"shape (n_samples, n_timesteps) or (n_samples, n_timesteps, "
+                    f"n_outputs) = ({n}, {T}[, n_outputs])")
+    else:
+        expected = (f"y must hold one label per time step, shape (n_samples, "
+                    f"n_timesteps) = ({n}, {T})")
+    if arr.ndim not in (2, 2 + item_ndim) or arr.shape[1] < T or (
+            seqs.uniform and arr.shape[1] != T):
+        raise ValueError(f"{expected}; got shape {arr.shape}")
+    squeeze = what == "values" and arr.ndim == 2
+    if squeeze:
+        arr = arr[:, :, None]
+    if seqs.uniform:
+        if what == "values":
+            check_finite(arr, "y")
+        return Sequences(np.ascontiguousarray(arr), lengths, True), squeeze
+    rows = np.concatenate([arr[i, :L] for i, L in enumerate(lengths)])
+    if what == "values":
+        check_finite(rows, "y")
+    return Sequences(np.ascontiguousarray(rows), lengths, False), squeeze
+
+
+def _step_target_array(v, what, dtype, name, padded=False):
+    if what == "values":
+        return as_float_array(v, name, dtype)
+    a = np.asarray(v)
+    if a.dtype.kind == "c":
+        raise TypeError("class labels cannot be complex numbers")
+    if a.dtype.kind == "f":
+        check_finite(a, name)
+    return a

@@ -1,0 +1,148 @@
+"""Sets of sequences, possibly of different lengths, and packed batches of them.
+
+A :class:`Sequences` holds ``n`` validated sequences of ``F`` values per step:
+as one ``(n, T, F)`` array when they all have length ``T``, or as the rows of
+all sequences stacked into one ``(sum of lengths, F)`` array otherwise.
+
+A :class:`PackedBatch` is what the kernels take: the sequences of a batch
+sorted longest first and stored time-major, step after step, with only the
+sequences still running at each step (PyTorch's ``PackedSequence``). No
+compute is spent on padding and no mask is needed.
+"""
+import numpy as np
+
+
+class Sequences:
+    """``n`` sequences with per-step values of shape ``item_shape``.
+
+    Parameters
+    ----------
+    data : ndarray
+        ``(n, T, *item_shape)`` when ``uniform``, else ``(sum(lengths), *item_shape)``.
+    lengths : ndarray of int, shape (n,)
+    uniform : bool
+        Whether all sequences have one length and ``data`` is the 3-D form.
+    as_list : bool
+        Whether the user gave a list, so that per-step results go back as a list.
+    """
+
+    def __init__(self, data, lengths, uniform, as_list=False):
+        self.data = data
+        self.lengths = np.asarray(lengths, dtype=np.intp)
+        self.uniform = uniform
+        self.as_list = as_list
+        self.starts = None if uniform else np.concatenate(
+            ([0], np.cumsum(self.lengths)[:-1])).astype(np.intp)
+
+    @property
+    def n(self):
+        return self.lengths.size
+
+    @property
+    def item_shape(self):
+        return self.data.shape[2:] if self.uniform else self.data.shape[1:]
+
+    def sequence(self, i):
+        """Sequence ``i`` as an ``(L_i, *item_shape)`` array."""
+        if self.uniform:
+            return self.data[i]
+        return self.data[self.starts[i]:self.starts[i] + self.lengths[i]]
+
+    def subset(self, idx):
+        """The sequences ``idx``, in that order."""
+        idx = np.asarray(idx, dtype=np.intp)
+        if self.uniform:
+            return Sequences(np.take(self.data, idx, axis=0), self.lengths[idx], True,
+                             self.as_list)
+        rows = np.concatenate([np.arange(self.starts[i], self.starts[i] + self.lengths[i])
+                               for i in idx]) if idx.size else np.zeros(0, np.intp)
+        return Sequences(self.data[rows], self.lengths[idx], False, self.as_list)
+
+    def gather(self, seq, t):
+        """Rows ``(seq[k], t[k])`` for every ``k``, as one array."""
+        if self.uniform:
+            return self.data[seq, t]
+        return self.data[self.starts[seq] + t]
+
+    def pack(self, idx=None):
+        """The sequences ``idx`` (all by default) as a :class:`PackedBatch`."""
+        idx = np.arange(self.n) if idx is None else np.asarray(idx, dtype=np.intp)
+        return PackedBatch(self, idx)
+
+
+class PackedBatch:
+    """Sequences ``idx`` of a :class:`Sequences`, packed for the kernels.
+
+    Attributes
+    ----------
+    X : ndarray (N, F)
+        Packed rows, time-major: step 0 of every sequence, then step 1 of
+        those still running, ...; C-contiguous.
+    batch_sizes : ndarray (T,) of intp
+        Sequences running at each step, non-increasing.
+    order : ndarray (B,)
+        ``order[j]`` is the position in ``idx`` of the ``j``-th longest sequence.
+    lengths : ndarray (B,)
+        Lengths in packed (longest first) order.
+    src_seq, src_t : ndarray (N,)
+        Sequence (index into the source) and step of every packed row.
+    """
+
+    def __init__(self, source, idx):
+        lengths = source.lengths[idx]
+        self.order = np.argsort(-lengths, kind="stable")
+        self.lengths = lengths[self.order]
+        self.B = idx.size
+        self.T = int(self.lengths[0])
+        sources = idx[self.order]
+        if source.uniform:
+            # Equal lengths: packing is a transpose to time-major.
+            self.batch_sizes = np.full(self.T, self.B, dtype=np.intp)
+            self.X = np.ascontiguousarray(
+                np.swapaxes(np.take(source.data, sources, axis=0), 0, 1)
+            ).reshape(self.T * self.B, -1)
+            self.src_seq = np.tile(sources, self.T)
+            self.src_t = np.repeat(np.arange(self.T, dtype=np.intp), self.B)
+        else:
+            self.batch_sizes = np.count_nonzero(
+                self.lengths[None, :] > np.arange(self.T)[:, None], axis=1).astype(np.intp)
+            offsets = np.concatenate(([0], np.cumsum(self.batch_sizes)[:-1]))
+            self.src_t = np.repeat(np.arange(self.T, dtype=np.intp), self.batch_sizes)
+            position = np.arange(self.src_t.size) - np.repeat(offsets, self.batch_sizes)
+            self.src_seq = sources[position]
+            self.X = np.ascontiguousarray(source.gather(self.src_seq, self.src_t))
+        self.N = self.X.shape[0]
+        self._position = None
+
+    def pack_like(self, values):
+        """Per-step values (a :class:`Sequences` with the same lengths), packed."""
+        return np.ascontiguousarray(values.gather(self.src_seq, self.src_t))
+
+    def per_sequence(self, values):
+        """Per-sequence values ``values[idx]`` in packed order."""
+        return values[self.src_seq[:self.B]]
+
+    def unpack_last(self, P):
+        """Rows per packed sequence ``(B, ...)`` back in the order of ``idx``."""
+        out = np.empty_like(P)
+        out[self.order] = P
+        return out
+
+    def unpack_steps(self, P, as_list, T=None):
+        """Packed rows ``(N, ...)`` back to ``(B, T, ...)`` (or a list of
+        ``(L_i, ...)``) in the order of ``idx``."""
+        position = np.empty(self.B, dtype=np.intp)
+        position[self.order] = np.arange(self.B)
+        # Row of packed sequence j at step t, for the user's i: j = position[i].
+        j_of_row = np.arange(self.N) - np.repeat(
+            np.concatenate(([0], np.cumsum(self.batch_sizes)[:-1])), self.batch_sizes)
+        user_i = self.order[j_of_row]
+        if as_list:
+            flat_len = self.lengths[position]
+            starts = np.concatenate(([0], np.cumsum(flat_len)[:-1]))
+            flat = np.empty_like(P)
+            flat[starts[user_i] + self.src_t] = P
+            return [flat[s:s + n] for s, n in zip(starts, flat_len)]
+        out = np.zeros((self.B, T or self.T) + P.shape[1:], dtype=P.dtype)
+        out[user_i, self.src_t] = P
+        return out

@@ -183,3 +183,84 @@ def test_long_sequences(activation, return_sequences):
     assert_gradient_ok(check_gradient(model, X, y, random_state=6,
                                       epsilon=EPSILON.get(activation, 1e-4)),
                        relu=activation == "relu")
+
+
+# -- every cell, layer count and direction, on ragged batches ---------------------
+
+CELLS = ["elman", "lstm", "gru"]
+RAGGED = [[5, 1, 7, 3], [1], [1, 1, 1], [25, 2, 13]]
+
+
+def ragged_regression(lengths, I, O, return_sequences, seed):
+    rng = np.random.default_rng(seed)
+    X = [rng.normal(size=(L, I)) for L in lengths]
+    if return_sequences:
+        return X, [rng.normal(size=(L, O)) for L in lengths]
+    return X, rng.normal(size=(len(lengths), O))
+
+
+@pytest.mark.parametrize("lengths", RAGGED, ids=lambda l: "L" + "-".join(map(str, l)))
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("return_sequences", [False, True], ids=["last", "seq"])
+def test_cells_layers_directions_ragged(cell, num_layers, bidirectional, lengths,
+                                        return_sequences):
+    X, y = ragged_regression(lengths, 3, 2, return_sequences, seed=len(lengths))
+    model = RNNRegressor(4, cell=cell, num_layers=num_layers, bidirectional=bidirectional,
+                         return_sequences=return_sequences)
+    result = check_gradient(model, X, y, random_state=7)
+    names = model._make_network(3, 2, np.float64).layout.names
+    assert set(result.errors) == set(names)
+    for name, error in result.errors.items():
+        assert error <= GRAD_RTOL, f"{name}: relative error {error:.2e}\n{result!r}"
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (1, 3, 2, 4), (5, 1, 3, 4), (30, 3, 2, 5)],
+                         ids=lambda s: "T{}-B{}-I{}-H{}".format(*s))
+def test_gated_cells_classification(cell, shape):
+    T, B, I, H = shape
+    X, y = classification_data(T, B, I, 3, True, seed=T + B)
+    model = fitted_classifier(H, I, 3, seed=11, cell=cell, return_sequences=True)
+    result = check_gradient(model, X, y)
+    assert result.max_error <= GRAD_RTOL, repr(result)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("bptt_steps", [1, 2, 3, 100])
+@pytest.mark.parametrize("return_sequences", [False, True], ids=["last", "seq"])
+def test_truncated_bptt_gradient(cell, bptt_steps, return_sequences):
+    """The truncated gradient is the derivative of the chunked loss with the
+    carried states held constant (``RecurrentNetwork.loss_truncated``)."""
+    X, y = ragged_regression([7, 5, 5, 1], 2, 1, return_sequences, seed=3)
+    model = RNNRegressor(3, cell=cell, num_layers=2, bptt_steps=bptt_steps,
+                         return_sequences=return_sequences)
+    result = check_gradient(model, X, y, random_state=5)
+    assert result.max_error <= GRAD_RTOL, repr(result)
+
+
+def test_dropout_gradient_with_fixed_masks():
+    """With the dropout masks fixed (same seed), the gradient is exact."""
+    rng = np.random.default_rng(0)
+    network = RecurrentNetwork(2, 3, 1, cell="gru", num_layers=3, bidirectional=True,
+                               dropout=0.4)
+    params = network.init_params(rng, random_biases=True)
+    batch = check_sequences([rng.normal(size=(L, 2)) for L in (4, 2, 3)], np.float64).pack()
+    target = rng.normal(size=(batch.B, 1))
+
+    def loss(w):
+        return network.loss_grad(w, batch, target, rng=np.random.default_rng(42))[0]
+
+    _, grad = network.loss_grad(params, batch, target, rng=np.random.default_rng(42))
+    plain_loss, _ = network.loss_grad(params, batch, target)
+    assert abs(loss(params) - plain_loss) > 1e-6  # the masks do change the loss
+    numeric = np.empty_like(grad)
+    w, e = params.copy(), 1e-5
+    for i in range(w.size):
+        w[i] = params[i] + e
+        up = loss(w)
+        w[i] = params[i] - e
+        numeric[i] = (up - loss(w)) / (2 * e)
+        w[i] = params[i]
+    assert np.max(np.abs(grad - numeric)) / np.max(np.abs(numeric)) < 1e-7

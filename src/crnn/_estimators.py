@@ -476,10 +476,19 @@ class _RNNBase(BaseEstimator):
 _SHARED_PARAMETERS = """
     hidden_size : int, default=32
         Number of hidden units ``H``.
-    cell : {"elman"}, default="elman"
-        Recurrent cell. ``"elman"`` is ``S_t = g1(W_ih x_t + W_hh S_{t-1} + b)``.
+    cell : {"elman", "lstm", "gru"}, default="elman"
+        Recurrent cell. ``"elman"``: ``S_t = g1(W_ih x_t + W_hh S_{t-1} + b)``.
+        ``"lstm"`` and ``"gru"``: PyTorch's equations and gate orders (i, f, g,
+        o) and (r, z, n), so that weights move between crnn and PyTorch
+        exactly (see ``docs/maths.md``).
+    num_layers : int, default=1
+        Stacked recurrent layers, each reading the outputs of the one below.
+    bidirectional : bool, default=False
+        Add a reverse-direction layer that reads each sequence from its own
+        last step to its first; the two directions' outputs are concatenated.
     activation : {"tanh", "relu", "sigmoid", "identity"}, default="tanh"
-        Hidden activation ``g1``.
+        Hidden activation ``g1`` of the Elman cell (the LSTM and GRU use
+        sigmoid gates and tanh).
     return_sequences : bool, default=False
         False: one target per sequence, scored on the last step (sequence to
         one). True: one target per time step, every step scored (sequence to
@@ -518,6 +527,19 @@ _SHARED_PARAMETERS = """
     alpha : float, default=0.0
         L2 penalty: ``(alpha / 2) * sum of squared weights`` (biases excluded)
         is added to the loss.
+    dropout : float, default=0.0
+        In training, zero each input of layers 2 .. num_layers with this
+        probability (and scale the rest by ``1 / (1 - dropout)``); seeded by
+        ``random_state``; never applied by ``predict``.
+    bptt_steps : int or None, default=None
+        Truncated BPTT: run each batch forward in chunks of this many steps,
+        carrying the states from chunk to chunk, but backpropagate within each
+        chunk only. None backpropagates through whole sequences. Not with
+        ``bidirectional``.
+    forget_bias : float, default=1.0
+        Initial bias of the LSTM's forget gate (1 keeps the cell's memory
+        open at the start of training, as Jozefowicz et al. 2015 recommend;
+        PyTorch initialises it like the other biases).
     dtype : {"float64", "float32"}, default="float64"
         Precision of the parameters and of every computation.
     random_state : int, Generator, RandomState or None, default=None
@@ -534,7 +556,7 @@ _SHARED_ATTRIBUTES = """
         All weights and biases in one flat buffer.
     weights_ : dict of str to ndarray
         Named views into ``params_`` (``W_ih_l0``, ``W_hh_l0``, ``b_l0``,
-        ``W_y``, ``b_y``).
+        ``b_hn_l0`` for the GRU, ``..._reverse``, ``W_y``, ``b_y``).
     n_features_in_ : int
         Features per time step seen in ``fit``.
     n_outputs_ : int
@@ -554,10 +576,17 @@ _SHARED_ATTRIBUTES = """
 """
 
 _SHARED_NOTES = """
-    The model, for each sequence ``x_1 .. x_T`` and ``S_0 = 0``::
+    The Elman model, for each sequence ``x_1 .. x_T`` and ``S_0 = 0``::
 
         S_t = g1(W_ih x_t + W_hh S_{t-1} + b)
         Y_t = g2(W_y S_t + b_y)
+
+    With LSTM or GRU cells, stacked layers or both directions, ``S_t`` is the
+    last layer's state (both directions concatenated), and a sequence-to-one
+    model reads each direction's final state: the forward state at the
+    sequence's own last step and the reverse state after its first step.
+    Sequences may have different lengths (a list of arrays, or a padded
+    array with ``lengths``); batches are packed, so padding costs nothing.
 
     It is trained by backpropagation through time (BPTT) with gradients
     computed by compiled kernels: the input product ``W_ih x_t`` for all
@@ -568,7 +597,7 @@ _SHARED_NOTES = """
 
 
 class RNNRegressor(RegressorMixin, _RNNBase):
-    __doc__ = f"""Elman recurrent network for regression on sequences.
+    __doc__ = f"""Recurrent network (Elman, LSTM or GRU) for regression on sequences.
 
     Trained on the mean squared error over the scored outputs.
 
@@ -745,7 +774,7 @@ def _unique_labels(labels):
 
 
 class RNNClassifier(ClassifierMixin, _RNNBase):
-    __doc__ = f"""Elman recurrent network for classification of sequences.
+    __doc__ = f"""Recurrent network (Elman, LSTM or GRU) for classification of sequences.
 
     A softmax output over the classes, trained on the mean cross-entropy.
 

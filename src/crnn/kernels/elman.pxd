@@ -47,3 +47,13 @@ cdef void elman_backward(
     floating* dW_ih, floating* dW_hh, floating* db,
     bint reverse, int activation,
 ) noexcept nogil
+
+
+# One step for streaming inference, for B sequences at once:
+#   h(B, H) = g(x(B, I) W_ih^T + h_prev(B, H) W_hh^T + b)
+# ``h`` must not overlap ``h_prev``. No workspace.
+cdef void elman_step(
+    Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
+    const floating* x, const floating* W_ih, const floating* W_hh,
+    const floating* b, const floating* h_prev, floating* h, int activation,
+) noexcept nogil

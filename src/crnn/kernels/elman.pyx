@@ -48,6 +48,19 @@ cdef void elman_forward(
         store_final(s, H, Hs, h_n)
 
 
+cdef void elman_step(
+    Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
+    const floating* x, const floating* W_ih, const floating* W_hh,
+    const floating* b, const floating* h_prev, floating* h, int activation,
+) noexcept nogil:
+    # a(B, H) = x(B, I) @ W_ih^T
+    gemm(NoTrans, Trans, B, H, I, 1, x, I, W_ih, I, 0, h, H)
+    # a(B, H) += h_prev(B, H) @ W_hh^T
+    gemm(NoTrans, Trans, B, H, H, 1, h_prev, H, W_hh, H, 1, h, H)
+    # h = g(a + b)
+    bias_activation(B, H, h, b, activation)
+
+
 cdef void elman_backward(
     Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
     const floating* X, const floating* W_ih, const floating* W_hh,

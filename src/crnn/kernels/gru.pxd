@@ -24,7 +24,8 @@ packed rows. Gates are stored side by side in the order (r, z, n), so
 
 so weights of ``torch.nn.GRU`` and of Keras' GRU with ``reset_after=True``
 carry over exactly. All arrays are C-contiguous with leading dimension equal
-to their last extent.
+to their last extent. The caller allocates everything; the sizes, in
+elements, are below.
 """
 from cython cimport floating
 
@@ -57,3 +58,38 @@ cdef void gru_backward(
     floating* H_prev, floating* dX,
     floating* dW_ih, floating* dW_hh, floating* db, floating* db_hn, bint reverse,
 ) noexcept nogil
+
+
+# One step for streaming inference, for B sequences at once: h (B, H) from
+# h_prev and x (B, I). ``work`` is a workspace of gru_step_work_size(B, H)
+# elements; h must not overlap h_prev.
+cdef void gru_step(
+    Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
+    const floating* x, const floating* W_ih, const floating* W_hh,
+    const floating* b, const floating* b_hn, const floating* h_prev,
+    floating* h, floating* work,
+) noexcept nogil
+
+
+# Gates of one row: ``a`` (3H) holds the input-side products and receives the
+# activated gates (r, z, n); ``w`` (3H) holds h_prev W_hh^T; writes hn (H)
+# and the new state h (H).
+cdef void gru_cell_row(
+    Py_ssize_t H, floating* a, const floating* w, const floating* b,
+    const floating* b_hn, const floating* h_prev, floating* hn, floating* h,
+) noexcept nogil
+
+
+cdef inline Py_ssize_t gru_gates_size(Py_ssize_t N, Py_ssize_t H) noexcept nogil:
+    """Elements of ``gates`` (and of ``dgates_h`` in backward): N * 3H."""
+    return N * 3 * H
+
+
+cdef inline Py_ssize_t gru_forward_work_size(Py_ssize_t B, Py_ssize_t H) noexcept nogil:
+    """Elements of the ``work`` workspace of gru_forward: B * 3H."""
+    return B * 3 * H
+
+
+cdef inline Py_ssize_t gru_step_work_size(Py_ssize_t B, Py_ssize_t H) noexcept nogil:
+    """Elements of the ``work`` workspace of gru_step: B * 7H."""
+    return B * 7 * H

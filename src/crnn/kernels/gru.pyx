@@ -33,14 +33,10 @@ cdef void gru_forward(
     floating* gates, floating* hn, floating* Hs, floating* h_n, floating* work,
     bint reverse,
 ) noexcept nogil:
-    cdef Py_ssize_t k, j, m, row, off = 0
+    cdef Py_ssize_t k, j, row, off = 0
     cdef Py_ssize_t G = 3 * H
     cdef Py_ssize_t N = total_rows(T, batch_sizes)
     cdef Step s
-    cdef floating* a
-    cdef const floating* w
-    cdef const floating* h_prev
-    cdef floating r, z, n, hn_m
     # gates(N, 3H) = X(N, I) @ W_ih^T
     gemm(NoTrans, Trans, N, G, I, 1, X, I, W_ih, I, 0, gates, G)
     for k in range(T):
@@ -49,20 +45,46 @@ cdef void gru_forward(
         recurrent_gemm(s, H, G, W_hh, h0, Hs, 0, work)
         for j in range(s.B):
             row = s.off + j
-            a = gates + row * G
-            w = work + j * G
-            h_prev = prev_row(s, j, H, h0, Hs)
-            for m in range(H):
-                r = sigmoid(a[m] + w[m] + b[m])
-                z = sigmoid(a[H + m] + w[H + m] + b[H + m])
-                hn_m = w[2 * H + m] + b_hn[m]
-                n = tanh(a[2 * H + m] + b[2 * H + m] + r * hn_m)
-                a[m] = r
-                a[H + m] = z
-                a[2 * H + m] = n
-                hn[row * H + m] = hn_m
-                Hs[row * H + m] = (1 - z) * n + z * h_prev[m]
+            gru_cell_row(H, gates + row * G, work + j * G, b, b_hn,
+                         prev_row(s, j, H, h0, Hs), hn + row * H, Hs + row * H)
         store_final(s, H, Hs, h_n)
+
+
+cdef void gru_cell_row(
+    Py_ssize_t H, floating* a, const floating* w, const floating* b,
+    const floating* b_hn, const floating* h_prev, floating* hn, floating* h,
+) noexcept nogil:
+    cdef Py_ssize_t m
+    cdef floating r, z, n
+    for m in range(H):
+        r = sigmoid(a[m] + w[m] + b[m])
+        z = sigmoid(a[H + m] + w[H + m] + b[H + m])
+        hn[m] = w[2 * H + m] + b_hn[m]
+        n = tanh(a[2 * H + m] + b[2 * H + m] + r * hn[m])
+        a[m] = r
+        a[H + m] = z
+        a[2 * H + m] = n
+        h[m] = (1 - z) * n + z * h_prev[m]
+
+
+cdef void gru_step(
+    Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
+    const floating* x, const floating* W_ih, const floating* W_hh,
+    const floating* b, const floating* b_hn, const floating* h_prev,
+    floating* h, floating* work,
+) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef Py_ssize_t G = 3 * H
+    cdef floating* gates = work             # (B, 3H)
+    cdef floating* gh = work + B * G         # (B, 3H)
+    cdef floating* hn = work + 2 * B * G     # (B, H)
+    # gates(B, 3H) = x(B, I) @ W_ih^T
+    gemm(NoTrans, Trans, B, G, I, 1, x, I, W_ih, I, 0, gates, G)
+    # gh(B, 3H) = h_prev(B, H) @ W_hh^T
+    gemm(NoTrans, Trans, B, G, H, 1, h_prev, H, W_hh, H, 0, gh, G)
+    for j in range(B):
+        gru_cell_row(H, gates + j * G, gh + j * G, b, b_hn, h_prev + j * H,
+                     hn + j * H, h + j * H)
 
 
 cdef void gru_backward(

@@ -21,6 +21,7 @@ packed rows. Gates are stored side by side in the order (i, f, g, o), so
     c_t = f * c_prev + i * g                    h_t = o * tanh(c_t)
 
 All arrays are C-contiguous with leading dimension equal to their last extent.
+The caller allocates everything; the sizes, in elements, are below.
 """
 from cython cimport floating
 
@@ -51,3 +52,31 @@ cdef void lstm_backward(
     floating* H_prev, floating* dX,
     floating* dW_ih, floating* dW_hh, floating* db, bint reverse,
 ) noexcept nogil
+
+
+# One step for streaming inference, for B sequences at once: (h, c) from
+# (h_prev, c_prev) and x (B, I). ``gates`` is a workspace of
+# lstm_step_work_size(B, H) elements; h and c must not overlap h_prev, c_prev.
+cdef void lstm_step(
+    Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
+    const floating* x, const floating* W_ih, const floating* W_hh,
+    const floating* b, const floating* h_prev, const floating* c_prev,
+    floating* h, floating* c, floating* gates,
+) noexcept nogil
+
+
+# Gate activations of one row, in place in ``a`` (4H), and the new states.
+cdef void lstm_cell_row(
+    Py_ssize_t H, floating* a, const floating* b, const floating* c_prev,
+    floating* h, floating* c,
+) noexcept nogil
+
+
+cdef inline Py_ssize_t lstm_gates_size(Py_ssize_t N, Py_ssize_t H) noexcept nogil:
+    """Elements of ``gates`` for lstm_forward / lstm_backward: N * 4H."""
+    return N * 4 * H
+
+
+cdef inline Py_ssize_t lstm_step_work_size(Py_ssize_t B, Py_ssize_t H) noexcept nogil:
+    """Elements of the ``gates`` workspace of lstm_step: B * 4H."""
+    return B * 4 * H

@@ -33,15 +33,10 @@ cdef void lstm_forward(
     floating* gates, floating* Hs, floating* Cs, floating* h_n, floating* c_n,
     bint reverse,
 ) noexcept nogil:
-    cdef Py_ssize_t k, j, m, off = 0
+    cdef Py_ssize_t k, j, off = 0
     cdef Py_ssize_t G = 4 * H
     cdef Py_ssize_t N = total_rows(T, batch_sizes)
     cdef Step s
-    cdef floating* a
-    cdef const floating* c_prev
-    cdef floating* h_row
-    cdef floating* c_row
-    cdef floating i, f, g, o, c
     # gates(N, 4H) = X(N, I) @ W_ih^T
     gemm(NoTrans, Trans, N, G, I, 1, X, I, W_ih, I, 0, gates, G)
     for k in range(T):
@@ -49,24 +44,45 @@ cdef void lstm_forward(
         # gates_t(B_t, 4H) += h_prev(B_t, H) @ W_hh^T
         recurrent_gemm(s, H, G, W_hh, h0, Hs, 1, gates + s.off * G)
         for j in range(s.B):
-            a = gates + (s.off + j) * G
-            c_prev = prev_row(s, j, H, c0, Cs)
-            h_row = Hs + (s.off + j) * H
-            c_row = Cs + (s.off + j) * H
-            for m in range(H):
-                i = sigmoid(a[m] + b[m])
-                f = sigmoid(a[H + m] + b[H + m])
-                g = tanh(a[2 * H + m] + b[2 * H + m])
-                o = sigmoid(a[3 * H + m] + b[3 * H + m])
-                c = f * c_prev[m] + i * g
-                a[m] = i
-                a[H + m] = f
-                a[2 * H + m] = g
-                a[3 * H + m] = o
-                c_row[m] = c
-                h_row[m] = o * tanh(c)
+            lstm_cell_row(H, gates + (s.off + j) * G, b, prev_row(s, j, H, c0, Cs),
+                          Hs + (s.off + j) * H, Cs + (s.off + j) * H)
         store_final(s, H, Hs, h_n)
         store_final(s, H, Cs, c_n)
+
+
+cdef void lstm_cell_row(
+    Py_ssize_t H, floating* a, const floating* b, const floating* c_prev,
+    floating* h, floating* c,
+) noexcept nogil:
+    cdef Py_ssize_t m
+    cdef floating i, f, g, o
+    for m in range(H):
+        i = sigmoid(a[m] + b[m])
+        f = sigmoid(a[H + m] + b[H + m])
+        g = tanh(a[2 * H + m] + b[2 * H + m])
+        o = sigmoid(a[3 * H + m] + b[3 * H + m])
+        a[m] = i
+        a[H + m] = f
+        a[2 * H + m] = g
+        a[3 * H + m] = o
+        c[m] = f * c_prev[m] + i * g
+        h[m] = o * tanh(c[m])
+
+
+cdef void lstm_step(
+    Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
+    const floating* x, const floating* W_ih, const floating* W_hh,
+    const floating* b, const floating* h_prev, const floating* c_prev,
+    floating* h, floating* c, floating* gates,
+) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef Py_ssize_t G = 4 * H
+    # gates(B, 4H) = x(B, I) @ W_ih^T
+    gemm(NoTrans, Trans, B, G, I, 1, x, I, W_ih, I, 0, gates, G)
+    # gates(B, 4H) += h_prev(B, H) @ W_hh^T
+    gemm(NoTrans, Trans, B, G, H, 1, h_prev, H, W_hh, H, 1, gates, G)
+    for j in range(B):
+        lstm_cell_row(H, gates + j * G, b, c_prev + j * H, h + j * H, c + j * H)
 
 
 cdef void lstm_backward(

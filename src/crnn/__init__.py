@@ -11,7 +11,13 @@ BLAS. :func:`check_gradient` verifies the gradient by finite differences.
 from crnn._estimators import RNNClassifier, RNNRegressor
 from crnn._gradcheck import GradientCheck, check_gradient
 from crnn.datasets import load_sunspots
-from crnn.exceptions import ConvergenceWarning, NotFittedError, TrainingDivergedError
+from crnn.exceptions import (
+    ConvergenceWarning,
+    ModelFileError,
+    NotFittedError,
+    TrainingDivergedError,
+)
+from crnn._io import load, save
 
 __version__ = "0.1.0"
 
@@ -24,4 +30,7 @@ __all__ = [
     "ConvergenceWarning",
     "NotFittedError",
     "TrainingDivergedError",
+    "ModelFileError",
+    "save",
+    "load",
 ]

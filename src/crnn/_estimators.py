@@ -472,6 +472,14 @@ class _RNNBase(BaseEstimator):
     def __sklearn_is_fitted__(self):
         return self._is_fitted()
 
+    def save(self, path):
+        """Save this fitted estimator to ``path`` (one ``.npz`` file, no pickle,
+        written atomically); :func:`crnn.load` reads it back. See
+        :func:`crnn.save`."""
+        from crnn import _io
+
+        _io.save(self, path)
+
 
 _SHARED_PARAMETERS = """
     hidden_size : int, default=32

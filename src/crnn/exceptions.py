@@ -1,6 +1,6 @@
 """Exceptions and warnings raised by crnn."""
 
-__all__ = ["NotFittedError", "ConvergenceWarning", "TrainingDivergedError"]
+__all__ = ["NotFittedError", "ConvergenceWarning", "TrainingDivergedError", "ModelFileError"]
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -21,4 +21,14 @@ class TrainingDivergedError(FloatingPointError):
 
     The estimator keeps the last weights for which a whole epoch had a finite
     loss, so nothing that was learned before the divergence is lost.
+    """
+
+
+class ModelFileError(ValueError):
+    """A file given to :func:`crnn.load` is not a valid crnn model file.
+
+    The message names the file and what is wrong with it: not a zip archive,
+    a damaged or missing member, an unknown or newer format version, an
+    unknown hyper-parameter, an array of the wrong dtype or shape, a
+    non-finite value, ...
     """

@@ -1,0 +1,774 @@
+"""Saving and loading fitted estimators: one versioned ``.npz`` file, no pickle.
+
+:func:`save` writes a fitted :class:`~crnn.RNNRegressor` or
+:class:`~crnn.RNNClassifier` to one file and :func:`load` reads it back. The
+file is an ordinary NumPy ``.npz`` archive (a zip of ``.npy`` members, as
+``numpy.savez`` writes them: uncompressed) that holds no pickled object, so
+loading a file never runs code from it, and everything in it is checked
+before an estimator is built. ``docs/format.md`` describes the format for
+readers outside Python.
+
+Format, version 1
+-----------------
+Members of the archive (each ``<name>.npy``), all one-dimensional and
+little-endian:
+
+``header`` (``uint8``)
+    The UTF-8 bytes of a JSON document (strict JSON: no NaN or Infinity)::
+
+        {"format": "crnn-model", "format_version": 1, "crnn_version": "0.1.0",
+         "estimator": "RNNRegressor" | "RNNClassifier",
+         "params": {...},          # get_params(): every hyper-parameter
+         "notes": [...],           # strings for humans, e.g. why random_state is null
+         "fitted": {"n_features_in_": int, "n_outputs_": int,
+                    "squeeze": bool (regressor) | null (classifier),
+                    "n_iter_": int, "t_": int, "loss_": float | null,
+                    "best_loss_": float | "inf",
+                    "loss_curve_": [float], "validation_loss_curve_": [float]},
+         "dtype": "float64" | "float32",                      # of params_
+         "layout": [[block name, [dims]], ...],              # storage order
+         "optimizer": {"kind": "adam", "t": int} | {"kind": "sgd"} | null,
+         "rng": {"bit_generator": "PCG64", "state": {...}} | null,
+         "arrays": {"params": {"dtype": "<f8", "shape": [n]}, ...}}
+
+    ``params`` stores ``random_state`` when it is an int or None; a
+    ``Generator`` or ``RandomState`` instance is stored as null, with a note.
+    ``dtype`` hyper-parameters are stored by name (``"float32"``).
+    ``rng`` is the state of the training random generator
+    (``bit_generator.state``, arrays written as lists), so that a fit
+    continued after loading (``warm_start``, ``partial_fit``) draws the same
+    numbers as one continued on the original estimator.
+``params``
+    The flat parameter buffer ``params_`` (``<f8`` or ``<f4``), laid out as
+    ``layout`` says.
+``classes`` (classifier only)
+    ``classes_``: numbers or unicode strings (object labels cannot be saved).
+``adam_m``, ``adam_v`` (optimizer ``adam``) or ``sgd_velocity`` (``sgd``)
+    The optimizer's state, same dtype and size as ``params``.
+
+What :func:`load` checks
+------------------------
+The file opens as a zip (``numpy.load(..., allow_pickle=False)``); its
+members are exactly ``header`` and the arrays the header lists, stored
+uncompressed, each a valid ``.npy`` of at most the archive's own size; the
+header parses as strict JSON with no duplicate keys; ``format`` and
+``format_version`` are known (a newer version is refused, naming both
+versions); the estimator class is known; every hyper-parameter name is known
+(a missing one takes its default) and the estimator's own validation accepts
+the values; the fitted attributes have the right types and ranges; the layout
+recomputed from the hyper-parameters, ``n_features_in_`` and ``n_outputs_``
+equals the stored one; every array has exactly the dtype and shape expected
+(checked from its ``.npy`` header before its data is read); every float is
+finite (and Adam's second moments are not negative); classifier labels are
+sorted, distinct and as many as ``n_outputs_``; the random generator state
+is accepted by its bit generator. Any failure raises
+:class:`crnn.ModelFileError` naming the file and the problem. A path that
+cannot be opened at all raises the operating system's error
+(``FileNotFoundError``, ``IsADirectoryError``, ...).
+
+Saving is atomic: the archive is written to a temporary file in the target's
+directory, flushed and synced, then renamed onto the target with
+``os.replace``. If anything fails, the temporary file is removed and a file
+already at the target is left untouched.
+"""
+import json
+import math
+import os
+import re
+import tempfile
+import zipfile
+
+import numpy as np
+
+from crnn._estimators import RNNClassifier, RNNRegressor
+from crnn._optim import SGD, Adam
+from crnn.exceptions import ModelFileError
+
+__all__ = ["save", "load", "FORMAT", "FORMAT_VERSION"]
+
+FORMAT = "crnn-model"
+FORMAT_VERSION = 1
+
+_ESTIMATORS = {"RNNRegressor": RNNRegressor, "RNNClassifier": RNNClassifier}
+_HEADER_KEYS = {"format", "format_version", "crnn_version", "estimator", "params",
+                "notes", "fitted", "dtype", "layout", "optimizer", "rng", "arrays"}
+_FITTED_KEYS = {"n_features_in_", "n_outputs_", "squeeze", "n_iter_", "t_", "loss_",
+                "best_loss_", "loss_curve_", "validation_loss_curve_"}
+_FLOAT_DTYPES = {"float64": "<f8", "float32": "<f4"}
+# Label dtypes a file may hold (canonical numpy spellings, little-endian).
+_LABEL_DTYPE = re.compile(r"\|b1|\|[iu]1|<[iu][248]|<f[248]|<U[1-9][0-9]{0,5}")
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+# The JSON header is small (its longest parts are the loss curves); this
+# bounds what is read before anything is checked.
+_MAX_HEADER_BYTES = 64 << 20
+
+
+# -- saving -------------------------------------------------------------------
+
+
+def save(estimator, path):
+    """Save a fitted ``RNNRegressor`` or ``RNNClassifier`` to ``path``.
+
+    The file is written exactly at ``path`` (no ``.npz`` suffix is added)
+    and replaces any file there atomically: a failed save leaves the old file
+    as it was. See the module documentation for the format.
+
+    Parameters
+    ----------
+    estimator : RNNRegressor or RNNClassifier
+        A fitted estimator.
+    path : str or os.PathLike
+        Destination file.
+
+    Raises
+    ------
+    NotFittedError
+        If the estimator has not been fitted.
+    TypeError, ValueError
+        If the estimator cannot be saved: another class, class labels of
+        object dtype, hyper-parameters that are not plain values, or fitted
+        weights that no longer match the hyper-parameters.
+    """
+    path = _fspath(path)
+    header, arrays = _encode(estimator)
+    # Check what is about to be written exactly as load will check it, so
+    # that no file is written that load would refuse.
+    _check(json.loads(_dumps(header)), {k: (a.dtype, a.shape) for k, a in arrays.items()},
+           _save_failure(estimator))
+    for name, array in arrays.items():
+        _check_values(name, array, _save_failure(estimator))
+    arrays = dict(arrays, header=np.frombuffer(_dumps(header).encode("utf-8"),
+                                                dtype=np.uint8))
+    _write_atomic(path, arrays)
+
+
+def _fspath(path):
+    path = os.fspath(path)
+    return os.fsdecode(path) if isinstance(path, bytes) else path
+
+
+def _save_failure(estimator):
+    def fail(message):
+        raise ValueError(f"cannot save this {type(estimator).__name__}: {message}")
+    return fail
+
+
+def _dumps(header):
+    return json.dumps(header, allow_nan=False, ensure_ascii=False, sort_keys=False)
+
+
+def _plain(value):
+    """``value`` with NumPy scalars and arrays turned into JSON types."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    return value
+
+
+def _encode(estimator):
+    """The JSON header and the named arrays of a fitted estimator."""
+    cls = type(estimator)
+    if cls not in (RNNRegressor, RNNClassifier):
+        raise TypeError(
+            f"crnn.save saves RNNRegressor and RNNClassifier estimators; got "
+            f"{cls.__module__}.{cls.__qualname__}"
+        )
+    estimator._check_is_fitted()
+    notes = []
+    params = {}
+    for name, value in estimator.get_params(deep=False).items():
+        if name == "random_state" and not (value is None or isinstance(
+                value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))):
+            notes.append(
+                f"random_state was a {type(value).__name__} instance, which cannot be "
+                f"stored; it is saved as null. The training random generator's "
+                f"state is saved in 'rng'."
+            )
+            value = None
+        elif name == "dtype":
+            try:
+                value = np.dtype(value).name
+            except TypeError:
+                raise ValueError(f"dtype must be 'float32' or 'float64'; got {value!r}") \
+                    from None
+        value = _plain(value)
+        if not (value is None or isinstance(value, (bool, int, float, str))):
+            raise TypeError(
+                f"cannot save the hyper-parameter {name}={value!r}: only None, "
+                f"bools, numbers and strings can be stored"
+            )
+        params[name] = value
+
+    if isinstance(estimator, RNNClassifier):
+        classes = np.asarray(estimator.classes_)
+        if classes.dtype.kind not in "biufU" or classes.ndim != 1:
+            raise TypeError(
+                f"only numeric or unicode-string class labels can be saved; this "
+                f"classifier's classes_ have dtype {classes.dtype}. Fit it on labels "
+                f"converted with numpy.asarray(labels, dtype=str) (or numbers) to "
+                f"make it savable"
+            )
+        squeeze = None
+    else:
+        classes = None
+        squeeze = bool(estimator._squeeze)
+
+    params_ = estimator.params_
+    if not isinstance(params_, np.ndarray) or params_.dtype.name not in _FLOAT_DTYPES:
+        raise ValueError(f"params_ must be a float32 or float64 array; got "
+                         f"{getattr(params_, 'dtype', type(params_))}")
+    dtype = params_.dtype.name
+    arrays = {"params": params_}
+    if classes is not None:
+        arrays["classes"] = classes
+    optimizer = getattr(estimator, "_optimizer", None)
+    if isinstance(optimizer, Adam):
+        arrays["adam_m"], arrays["adam_v"] = optimizer.m, optimizer.v
+        optimizer_info = {"kind": "adam", "t": int(optimizer.t)}
+    elif isinstance(optimizer, SGD):
+        arrays["sgd_velocity"] = optimizer.velocity
+        optimizer_info = {"kind": "sgd"}
+    elif optimizer is None:
+        optimizer_info = None
+    else:
+        raise TypeError(f"unknown optimizer {type(optimizer).__name__}")
+    # Little-endian, contiguous copies, whatever the host.
+    arrays = {name: np.ascontiguousarray(
+        np.asarray(a).astype(np.asarray(a).dtype.newbyteorder("<"), copy=False))
+        for name, a in arrays.items()}
+
+    rng = getattr(estimator, "_rng", None)
+    rng_info = None
+    if isinstance(rng, np.random.Generator):
+        state = _plain(rng.bit_generator.state)
+        if state.get("bit_generator") in _BIT_GENERATORS:
+            rng_info = {"bit_generator": state["bit_generator"], "state": state}
+    if rng_info is None:
+        notes.append(
+            "the training random generator's state could not be stored; a fit "
+            "continued after loading draws from a new generator"
+        )
+
+    def number(x):
+        x = float(x)
+        return "inf" if x == math.inf else x
+
+    network = estimator._network()
+    if network.layout.size != params_.size:
+        raise ValueError(
+            f"cannot save this {cls.__name__}: its fitted weights have "
+            f"{params_.size} parameters, but its current hyper-parameters define "
+            f"{network.layout.size}; were hyper-parameters changed after fit? "
+            f"Restore them or fit again"
+        )
+    fitted = {
+        "n_features_in_": int(estimator.n_features_in_),
+        "n_outputs_": int(estimator.n_outputs_),
+        "squeeze": squeeze,
+        "n_iter_": int(estimator.n_iter_),
+        "t_": int(estimator.t_),
+        "loss_": None if estimator.loss_ is None else float(estimator.loss_),
+        "best_loss_": number(estimator.best_loss_),
+        "loss_curve_": [float(x) for x in estimator.loss_curve_],
+        "validation_loss_curve_": [float(x) for x in estimator.validation_loss_curve_],
+    }
+    import crnn
+
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "crnn_version": crnn.__version__,
+        "estimator": cls.__name__,
+        "params": params,
+        "notes": notes,
+        "fitted": fitted,
+        "dtype": dtype,
+        "layout": [[name, list(shape)] for name, shape in network.layout.shapes.items()],
+        "optimizer": optimizer_info,
+        "rng": rng_info,
+        "arrays": {name: {"dtype": a.dtype.str, "shape": list(a.shape)}
+                   for name, a in arrays.items()},
+    }
+    try:
+        _dumps(header)
+    except ValueError as exc:  # a NaN or infinite float somewhere
+        raise ValueError(f"cannot save this {cls.__name__}: {exc}") from None
+    return header, arrays
+
+
+def _write_atomic(path, arrays):
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = tempfile.NamedTemporaryFile(
+        dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".npz",
+        delete=False)
+    try:
+        try:
+            np.savez(tmp, **arrays)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        finally:
+            tmp.close()
+        _set_mode(tmp.name, path)
+        os.replace(tmp.name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp.name)
+        except OSError:
+            pass
+        raise
+    _fsync_directory(directory)
+
+
+def _set_mode(tmp_name, path):
+    """Give the new file the mode of the file it replaces, or the mode a newly
+    created file gets (NamedTemporaryFile creates files readable by their
+    owner only)."""
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except OSError:
+        # Reading the umask means setting it; restored at once.
+        umask = os.umask(0o022)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    try:
+        os.chmod(tmp_name, mode)
+    except OSError:  # pragma: no cover - e.g. file systems without modes
+        pass
+
+
+def _fsync_directory(directory):
+    """Make the rename durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+# -- loading ------------------------------------------------------------------
+
+
+def load(path):
+    """Load an estimator saved by :func:`save` (or ``estimator.save``).
+
+    Everything in the file is validated before the estimator is built (see
+    the module documentation); the file is read with
+    ``numpy.load(path, allow_pickle=False)`` and no code from it is run.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    RNNRegressor or RNNClassifier
+        Fitted, with its optimizer and random generator state, so that
+        ``partial_fit`` or a ``warm_start`` fit continues as it would have
+        on the saved estimator.
+
+    Raises
+    ------
+    ModelFileError
+        If the file is not a valid crnn model file (the message names the
+        file and the problem).
+    OSError
+        If the file cannot be opened.
+    """
+    path = _fspath(path)
+
+    def fail(message):
+        raise ModelFileError(f"crnn model file '{path}': {message}")
+
+    # The file is opened here and handed to numpy.load: an OSError (missing
+    # file, ...) propagates as it is, the checks below see the very file that
+    # is parsed, and the handle is closed even when numpy.load fails on a
+    # damaged archive (given a path, numpy 2.x leaks its handle then).
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+        size = os.fstat(fh.fileno()).st_size
+        if magic != b"PK\x03\x04":
+            fail("not an .npz (zip) file")
+        fh.seek(0)
+        try:
+            with np.load(fh, allow_pickle=False) as npz:
+                if not isinstance(npz, np.lib.npyio.NpzFile):
+                    fail("not an .npz (zip) file")
+                return _load(npz, size, fail)
+        except ModelFileError:
+            raise
+        except Exception as exc:
+            # zipfile, the .npy reader and json raise many kinds of errors on
+            # damaged files; each is a damaged model file to the caller.
+            raise ModelFileError(
+                f"crnn model file '{path}': damaged or not a crnn model file "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
+
+
+def _npy_header(npz, member, fail):
+    """dtype and shape from the ``.npy`` header of a member, before its data."""
+    with npz.zip.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            fail(f"member {member!r} has an unsupported .npy version {version}")
+        offset = f.tell()
+    info = npz.zip.getinfo(member)
+    if dtype.hasobject:
+        fail(f"member {member!r} holds Python objects (dtype {dtype}), which a "
+             f"crnn model file never contains")
+    if len(shape) != 1:
+        fail(f"member {member!r} must be one-dimensional; its shape is {shape}")
+    if offset + shape[0] * dtype.itemsize != info.file_size:
+        fail(f"member {member!r}: its .npy header announces {shape[0]} values of "
+             f"{dtype.str}, which does not match its size of {info.file_size} bytes")
+    return dtype, tuple(shape)
+
+
+def _load(npz, size, fail):
+    infos = npz.zip.infolist()
+    names = [info.filename for info in infos]
+    if len(set(names)) != len(names):
+        fail("the archive has duplicate members")
+    members = {}
+    for info in infos:
+        if not info.filename.endswith(".npy"):
+            fail(f"unexpected member {info.filename!r} (every member is a .npy array)")
+        if info.compress_type != zipfile.ZIP_STORED:
+            fail(f"member {info.filename!r} is compressed; crnn model files are "
+                 f"written uncompressed (numpy.savez)")
+        if info.file_size > size:
+            fail(f"member {info.filename!r} claims {info.file_size} bytes, more than "
+                 f"the whole file ({size} bytes)")
+        members[info.filename[:-4]] = info.filename
+    if "header" not in members:
+        fail("no 'header' member: not a crnn model file")
+
+    dtype, shape = _npy_header(npz, members["header"], fail)
+    if dtype != np.uint8:
+        fail(f"'header' must be uint8 bytes; got dtype {dtype}")
+    if shape[0] > _MAX_HEADER_BYTES:
+        fail(f"'header' has {shape[0]} bytes, more than the limit of "
+             f"{_MAX_HEADER_BYTES}")
+    raw = npz["header"]
+    try:
+        text = raw.tobytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        fail(f"the header is not UTF-8 text ({exc})")
+    header = _parse_json(text, fail)
+
+    declared = {}
+    for name, member in members.items():
+        if name != "header":
+            declared[name] = _npy_header(npz, member, fail)
+    spec = _check(header, declared, fail)
+
+    arrays = {}
+    for name in spec["arrays"]:
+        array = npz[name]
+        dtype, shape = declared[name]
+        if array.dtype != dtype or array.shape != shape:  # pragma: no cover - defensive
+            fail(f"array {name!r} read as {array.dtype} {array.shape}, expected "
+                 f"{dtype} {shape}")
+        _check_values(name, array, fail)
+        arrays[name] = array.astype(array.dtype.newbyteorder("="), copy=False)
+    return _build(spec, arrays, fail)
+
+
+def _parse_json(text, fail):
+    def no_constants(name):
+        raise ValueError(f"{name} is not valid JSON")
+
+    def no_duplicates(pairs):
+        result = {}
+        for key, value in pairs:
+            if key in result:
+                raise ValueError(f"duplicate key {key!r}")
+            result[key] = value
+        return result
+
+    try:
+        header = json.loads(text, parse_constant=no_constants,
+                            object_pairs_hook=no_duplicates)
+    except (ValueError, RecursionError) as exc:
+        fail(f"the header is not valid JSON ({exc})")
+    if not isinstance(header, dict):
+        fail("the header is not a JSON object")
+    return header
+
+
+# -- checks shared by save and load ---------------------------------------------
+
+
+def _is_int(x):
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check(header, declared, fail):
+    """Validate a parsed header against the arrays' declared (dtype, shape).
+
+    Returns what is needed to build the estimator. ``declared`` maps array
+    names (without ``header``) to (numpy dtype, shape).
+    """
+    if header.get("format") != FORMAT:
+        fail(f"not a crnn model file (format is {header.get('format')!r}, expected "
+             f"{FORMAT!r})")
+    version = header.get("format_version")
+    if not _is_int(version) or version < 1:
+        fail(f"unknown format_version {version!r}")
+    if version > FORMAT_VERSION:
+        fail(f"written in format_version {version} by a newer crnn "
+             f"({header.get('crnn_version')!r}); this crnn reads format_version "
+             f"{FORMAT_VERSION} and older. Upgrade crnn to load it")
+    missing = _HEADER_KEYS - header.keys()
+    if missing:
+        fail(f"the header lacks {sorted(missing)}")
+    extra = header.keys() - _HEADER_KEYS
+    if extra:
+        fail(f"unknown header entries {sorted(extra)}")
+    if not isinstance(header["crnn_version"], str):
+        fail("crnn_version must be a string")
+    notes = header["notes"]
+    if not (isinstance(notes, list) and all(isinstance(n, str) for n in notes)):
+        fail("notes must be a list of strings")
+
+    # Estimator and hyper-parameters.
+    name = header["estimator"]
+    if not isinstance(name, str) or name not in _ESTIMATORS:
+        fail(f"unknown estimator {name!r} (expected one of {sorted(_ESTIMATORS)})")
+    cls = _ESTIMATORS[name]
+    params = header["params"]
+    if not isinstance(params, dict):
+        fail("params must be a JSON object")
+    known = set(cls._get_param_names())
+    unknown = sorted(set(params) - known)
+    if unknown:
+        fail(f"unknown hyper-parameter(s) {unknown} for {name}")
+    for key, value in params.items():
+        if not (value is None or isinstance(value, (bool, int, float, str))):
+            fail(f"hyper-parameter {key}={value!r} is not a plain value")
+    if "random_state" in params and not (params["random_state"] is None
+                                         or _is_int(params["random_state"])):
+        fail(f"random_state must be an int or null; got {params['random_state']!r}")
+    estimator = cls(**params)
+    try:
+        estimator._validate_params()
+    except (ValueError, TypeError) as exc:
+        fail(f"invalid hyper-parameters: {exc}")
+
+    # Fitted attributes.
+    fitted = header["fitted"]
+    if not isinstance(fitted, dict):
+        fail("fitted must be a JSON object")
+    if fitted.keys() != _FITTED_KEYS:
+        fail(f"fitted must have exactly the entries {sorted(_FITTED_KEYS)}; got "
+             f"{sorted(fitted)}")
+    for key in ("n_features_in_", "n_outputs_"):
+        if not _is_int(fitted[key]) or fitted[key] < 1:
+            fail(f"{key} must be an integer >= 1; got {fitted[key]!r}")
+    for key in ("n_iter_", "t_"):
+        if not _is_int(fitted[key]) or fitted[key] < 0:
+            fail(f"{key} must be an integer >= 0; got {fitted[key]!r}")
+    if not (fitted["loss_"] is None or _is_number(fitted["loss_"])):
+        fail(f"loss_ must be a finite number or null; got {fitted['loss_']!r}")
+    if not (fitted["best_loss_"] == "inf" or _is_number(fitted["best_loss_"])):
+        fail(f"best_loss_ must be a finite number or 'inf'; got "
+             f"{fitted['best_loss_']!r}")
+    for key in ("loss_curve_", "validation_loss_curve_"):
+        curve = fitted[key]
+        if not (isinstance(curve, list) and all(_is_number(x) for x in curve)):
+            fail(f"{key} must be a list of finite numbers")
+    if cls is RNNRegressor:
+        if not isinstance(fitted["squeeze"], bool):
+            fail(f"squeeze must be true or false for a regressor; got "
+                 f"{fitted['squeeze']!r}")
+        if fitted["squeeze"] and fitted["n_outputs_"] != 1:
+            fail(f"squeeze is true but n_outputs_ is {fitted['n_outputs_']}, not 1")
+    else:
+        if fitted["squeeze"] is not None:
+            fail("squeeze must be null for a classifier")
+        if fitted["n_outputs_"] < 2:
+            fail(f"a classifier has at least 2 outputs; n_outputs_ is "
+                 f"{fitted['n_outputs_']}")
+
+    # Layout, recomputed from the hyper-parameters.
+    dtype = header["dtype"]
+    if not isinstance(dtype, str) or dtype not in _FLOAT_DTYPES:
+        fail(f"dtype must be 'float64' or 'float32'; got {dtype!r}")
+    if not isinstance(header["layout"], list):
+        fail("layout must be a list of [name, shape] pairs")
+    # Every layer has parameter blocks: a num_layers larger than the stored
+    # layout is wrong, and is refused before the network is built (in a time
+    # proportional to num_layers).
+    if estimator.num_layers > len(header["layout"]):
+        fail(f"num_layers={estimator.num_layers} does not fit the stored layout of "
+             f"{len(header['layout'])} parameter blocks")
+    try:
+        network = estimator._make_network(fitted["n_features_in_"],
+                                          fitted["n_outputs_"], np.dtype(dtype))
+        expected_layout = [[block, list(shape)]
+                           for block, shape in network.layout.shapes.items()]
+        n_params = int(network.layout.size)
+    except (ValueError, TypeError, OverflowError, MemoryError) as exc:
+        fail(f"the hyper-parameters do not define a network ({exc})")
+    if header["layout"] != expected_layout:
+        fail(f"the stored parameter layout {header['layout']!r} differs from the "
+             f"layout the hyper-parameters define, {expected_layout!r}")
+
+    # Optimizer and random generator.
+    optimizer = header["optimizer"]
+    arrays = {"params": (_FLOAT_DTYPES[dtype], (n_params,))}
+    if cls is RNNClassifier:
+        arrays["classes"] = (None, (fitted["n_outputs_"],))
+    if optimizer is not None:
+        if not isinstance(optimizer, dict):
+            fail(f"optimizer must be an object or null; got {optimizer!r}")
+        if optimizer == {"kind": "sgd"}:
+            arrays["sgd_velocity"] = arrays["params"]
+        elif optimizer.keys() == {"kind", "t"} and optimizer["kind"] == "adam":
+            if not _is_int(optimizer["t"]) or optimizer["t"] < 0:
+                fail(f"the Adam step count t must be an integer >= 0; got "
+                     f"{optimizer['t']!r}")
+            arrays["adam_m"] = arrays["adam_v"] = arrays["params"]
+        else:
+            fail(f"unknown optimizer state {optimizer!r}")
+    rng = _check_rng(header["rng"], fail)
+
+    # Arrays: the header's declarations, the expected ones and the members agree.
+    described = header["arrays"]
+    if not isinstance(described, dict):
+        fail("arrays must be a JSON object")
+    if set(described) != set(arrays):
+        fail(f"the header describes arrays {sorted(described)}; expected "
+             f"{sorted(arrays)}")
+    if set(declared) != set(arrays):
+        missing = sorted(set(arrays) - set(declared))
+        extra = sorted(set(declared) - set(arrays))
+        fail("; ".join(filter(None, [
+            f"missing array(s) {missing}" if missing else "",
+            f"unexpected array(s) {extra}" if extra else ""])))
+    for key, (expected_dtype, expected_shape) in arrays.items():
+        entry = described[key]
+        if not (isinstance(entry, dict) and entry.keys() == {"dtype", "shape"}
+                and isinstance(entry["dtype"], str) and isinstance(entry["shape"], list)):
+            fail(f"the description of array {key!r} must be "
+                 f"{{'dtype': str, 'shape': [int]}}; got {entry!r}")
+        if expected_dtype is None:  # class labels
+            if not _LABEL_DTYPE.fullmatch(entry["dtype"]):
+                fail(f"array 'classes' has dtype {entry['dtype']!r}; class labels "
+                     f"must be booleans, numbers or unicode strings")
+            expected_dtype = entry["dtype"]
+        if entry["dtype"] != expected_dtype:
+            fail(f"array {key!r} is described with dtype {entry['dtype']!r}; "
+                 f"expected {expected_dtype!r}")
+        if entry["shape"] != list(expected_shape):
+            fail(f"array {key!r} is described with shape {entry['shape']!r}; "
+                 f"expected {list(expected_shape)!r}")
+        found_dtype, found_shape = declared[key]
+        if found_dtype.str != expected_dtype:
+            fail(f"array {key!r} has dtype {found_dtype.str!r}; expected "
+                 f"{expected_dtype!r}")
+        if found_shape != tuple(expected_shape):
+            fail(f"array {key!r} has shape {found_shape}; expected "
+                 f"{tuple(expected_shape)}")
+
+    return {"estimator": estimator, "fitted": fitted, "optimizer": optimizer,
+            "rng": rng, "arrays": list(arrays)}
+
+
+def _check_rng(info, fail):
+    """The training Generator described by ``info`` (None if not stored)."""
+    if info is None:
+        return None
+    if not (isinstance(info, dict) and info.keys() == {"bit_generator", "state"}
+            and info["bit_generator"] in _BIT_GENERATORS
+            and isinstance(info["state"], dict)):
+        fail(f"rng must be null or {{'bit_generator': one of {list(_BIT_GENERATORS)}, "
+             f"'state': {{...}}}}")
+    bit_generator = getattr(np.random, info["bit_generator"])()
+    try:
+        bit_generator.state = info["state"]
+        restored = _plain(bit_generator.state)
+    except Exception as exc:
+        fail(f"invalid random generator state ({type(exc).__name__}: {exc})")
+    if restored != info["state"]:
+        fail("invalid random generator state (it does not survive being set)")
+    return np.random.Generator(bit_generator)
+
+
+def _check_values(name, array, fail):
+    """Values of a loaded (or about to be saved) array."""
+    if name == "classes":
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            fail("the class labels contain NaN or infinity")
+        if array.size > 1 and not (array[1:] > array[:-1]).all():
+            fail("the class labels are not sorted and distinct")
+        return
+    if not np.isfinite(array).all():
+        fail(f"array {name!r} contains NaN or infinite values")
+    if name == "adam_v" and (array < 0).any():
+        fail("array 'adam_v' (Adam's second moments) contains negative values")
+
+
+def _build(spec, arrays, fail):
+    estimator = spec["estimator"]
+    fitted = spec["fitted"]
+    params = arrays["params"]
+    estimator.params_ = params
+    estimator.n_features_in_ = fitted["n_features_in_"]
+    estimator.n_outputs_ = fitted["n_outputs_"]
+    if isinstance(estimator, RNNClassifier):
+        estimator.classes_ = arrays["classes"]
+    else:
+        estimator._squeeze = fitted["squeeze"]
+    estimator.n_iter_ = fitted["n_iter_"]
+    estimator.t_ = fitted["t_"]
+    estimator.loss_ = None if fitted["loss_"] is None else float(fitted["loss_"])
+    estimator.best_loss_ = (math.inf if fitted["best_loss_"] == "inf"
+                            else float(fitted["best_loss_"]))
+    estimator.loss_curve_ = [float(x) for x in fitted["loss_curve_"]]
+    estimator.validation_loss_curve_ = [float(x)
+                                        for x in fitted["validation_loss_curve_"]]
+    rng = spec["rng"]
+    if rng is None:
+        from crnn._validation import check_random_state
+
+        rng = check_random_state(estimator.random_state)
+    estimator._rng = rng
+    optimizer = spec["optimizer"]
+    if optimizer is None:
+        estimator._optimizer = None
+    elif optimizer["kind"] == "adam":
+        adam = Adam(params.size, params.dtype, estimator.learning_rate,
+                    estimator.beta_1, estimator.beta_2, estimator.epsilon)
+        adam.m[...] = arrays["adam_m"]
+        adam.v[...] = arrays["adam_v"]
+        adam.t = optimizer["t"]
+        estimator._optimizer = adam
+    else:
+        sgd = SGD(params.size, params.dtype, estimator.learning_rate,
+                  estimator.momentum, estimator.nesterov)
+        sgd.velocity[...] = arrays["sgd_velocity"]
+        estimator._optimizer = sgd
+    return estimator

@@ -11,6 +11,8 @@ BLAS. :func:`check_gradient` verifies the gradient by finite differences.
 from crnn._estimators import RNNClassifier, RNNRegressor
 from crnn._gradcheck import GradientCheck, check_gradient
 from crnn.datasets import load_sunspots
+from crnn.interop import (from_keras_weights, from_torch_state_dict,
+                          to_torch_state_dict, torch_module_kwargs)
 from crnn.exceptions import (
     ConvergenceWarning,
     ModelFileError,
@@ -27,6 +29,10 @@ __all__ = [
     "check_gradient",
     "GradientCheck",
     "load_sunspots",
+    "to_torch_state_dict",
+    "torch_module_kwargs",
+    "from_torch_state_dict",
+    "from_keras_weights",
     "ConvergenceWarning",
     "NotFittedError",
     "TrainingDivergedError",

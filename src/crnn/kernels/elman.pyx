@@ -18,7 +18,8 @@ and after the loop, over all rows at once:
 """
 import numpy as np
 
-from crnn.kernels.activations cimport bias_activation, mul_derivative
+from crnn.kernels._elementwise cimport bias_activation
+from crnn.kernels.activations cimport mul_derivative
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
 from crnn.kernels.recurrence cimport (
     Step, gather_prev, prev_row, recurrent_gemm, step_in_order, store_final, total_rows,

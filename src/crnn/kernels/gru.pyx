@@ -16,9 +16,9 @@ per weight gradient.
 """
 import numpy as np
 
-from libc.math cimport tanh
+from libc.string cimport memcpy
 
-from crnn.kernels.activations cimport sigmoid
+from crnn.kernels._elementwise cimport gru_row, gru_row_backward
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
 from crnn.kernels.recurrence cimport (
     Step, gather_prev, prev_row, recurrent_gemm, step_in_order, store_final, total_rows,
@@ -54,17 +54,7 @@ cdef void gru_cell_row(
     Py_ssize_t H, floating* a, const floating* w, const floating* b,
     const floating* b_hn, const floating* h_prev, floating* hn, floating* h,
 ) noexcept nogil:
-    cdef Py_ssize_t m
-    cdef floating r, z, n
-    for m in range(H):
-        r = sigmoid(a[m] + w[m] + b[m])
-        z = sigmoid(a[H + m] + w[H + m] + b[H + m])
-        hn[m] = w[2 * H + m] + b_hn[m]
-        n = tanh(a[2 * H + m] + b[2 * H + m] + r * hn[m])
-        a[m] = r
-        a[H + m] = z
-        a[2 * H + m] = n
-        h[m] = (1 - z) * n + z * h_prev[m]
+    gru_row(H, a, w, b, b_hn, h_prev, hn, h)
 
 
 cdef void gru_step(
@@ -100,36 +90,20 @@ cdef void gru_backward(
     cdef Py_ssize_t G = 3 * H
     cdef Py_ssize_t N = total_rows(T, batch_sizes)
     cdef Step s
-    cdef const floating* a
     cdef floating* d
     cdef floating* d_h
-    cdef const floating* h_prev
-    cdef floating r, z, n, dh_t, dn_pre, dr_pre, dz_pre
+    if dgates != gates:
+        # The input-side gate gradients are computed in place over the gates.
+        memcpy(dgates, gates, N * G * sizeof(floating))
     for k in range(T):
         s = step_in_order(k, T, N, batch_sizes, reverse, True, &off)
         for j in range(s.B):
             row = s.off + j
-            a = gates + row * G
-            d = dgates + row * G
-            d_h = dgates_h + row * G
-            h_prev = prev_row(s, j, H, h0, Hs)
-            for m in range(H):
-                r = a[m]
-                z = a[H + m]
-                n = a[2 * H + m]
-                # h_t = (1 - z) * n + z * h_prev
-                dh_t = dHs[row * H + m] + dh[j * H + m]
-                dh[j * H + m] = dh_t * z
-                # n = tanh(n~), n~ = W_in x + b_in + r * hn
-                dn_pre = dh_t * (1 - z) * (1 - n * n)
-                dr_pre = dn_pre * hn[row * H + m] * r * (1 - r)
-                dz_pre = dh_t * (h_prev[m] - n) * z * (1 - z)
-                d[m] = dr_pre
-                d[H + m] = dz_pre
-                d[2 * H + m] = dn_pre
-                d_h[m] = dr_pre
-                d_h[H + m] = dz_pre
-                d_h[2 * H + m] = dn_pre * r
+            # h_t = (1 - z) n + z h_prev, n = tanh(W_in x + b_in + r hn):
+            # [dr~, dz~, dn~] into dgates, [dr~, dz~, dn~ r] into dgates_h,
+            # dh = z dh_t (the rest of dE/dh_prev comes through W_hh below)
+            gru_row_backward(H, dgates + row * G, dgates_h + row * G, hn + row * H,
+                             prev_row(s, j, H, h0, Hs), dHs + row * H, dh + j * H)
         # dh[:B_t](B_t, H) += dgates_h_t(B_t, 3H) @ W_hh(3H, H)
         gemm(NoTrans, NoTrans, s.B, H, G, 1, dgates_h + s.off * G, G, W_hh, H, 1, dh, H)
         gather_prev(s, H, h0, Hs, H_prev)

@@ -16,9 +16,9 @@ with each gate gradient taken through its activation, then one GEMM
 """
 import numpy as np
 
-from libc.math cimport tanh
+from libc.string cimport memcpy
 
-from crnn.kernels.activations cimport sigmoid
+from crnn.kernels._elementwise cimport lstm_row, lstm_row_backward
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
 from crnn.kernels.recurrence cimport (
     Step, gather_prev, prev_row, recurrent_gemm, step_in_order, store_final, total_rows,
@@ -54,19 +54,7 @@ cdef void lstm_cell_row(
     Py_ssize_t H, floating* a, const floating* b, const floating* c_prev,
     floating* h, floating* c,
 ) noexcept nogil:
-    cdef Py_ssize_t m
-    cdef floating i, f, g, o
-    for m in range(H):
-        i = sigmoid(a[m] + b[m])
-        f = sigmoid(a[H + m] + b[H + m])
-        g = tanh(a[2 * H + m] + b[2 * H + m])
-        o = sigmoid(a[3 * H + m] + b[3 * H + m])
-        a[m] = i
-        a[H + m] = f
-        a[2 * H + m] = g
-        a[3 * H + m] = o
-        c[m] = f * c_prev[m] + i * g
-        h[m] = o * tanh(c[m])
+    lstm_row(H, a, b, c_prev, h, c)
 
 
 cdef void lstm_step(
@@ -98,33 +86,18 @@ cdef void lstm_backward(
     cdef Py_ssize_t G = 4 * H
     cdef Py_ssize_t N = total_rows(T, batch_sizes)
     cdef Step s
-    cdef const floating* a
     cdef floating* d
-    cdef const floating* c_prev
-    cdef floating i, f, g, o, tc, dh_t, dc_t
+    if dgates != gates:
+        # The gate gradients are computed in place over the activations.
+        memcpy(dgates, gates, N * G * sizeof(floating))
     for k in range(T):
         s = step_in_order(k, T, N, batch_sizes, reverse, True, &off)
         for j in range(s.B):
             row = s.off + j
-            a = gates + row * G
-            d = dgates + row * G
-            c_prev = prev_row(s, j, H, c0, Cs)
-            for m in range(H):
-                i = a[m]
-                f = a[H + m]
-                g = a[2 * H + m]
-                o = a[3 * H + m]
-                tc = tanh(Cs[row * H + m])
-                # h_t = o * tanh(c_t)
-                dh_t = dHs[row * H + m] + dh[j * H + m]
-                dc_t = dc[j * H + m] + dh_t * o * (1 - tc * tc)
-                # c_t = f * c_prev + i * g
-                dc[j * H + m] = dc_t * f
-                # through each gate's activation
-                d[m] = dc_t * g * i * (1 - i)
-                d[H + m] = dc_t * c_prev[m] * f * (1 - f)
-                d[2 * H + m] = dc_t * i * (1 - g * g)
-                d[3 * H + m] = dh_t * tc * o * (1 - o)
+            # dh_t = dE/dh_t|above + dh; dc_t = dc + dh_t o (1 - tanh^2 c_t);
+            # di, df, dg, do through the gates' activations; dc = dc_t f
+            lstm_row_backward(H, dgates + row * G, Cs + row * H, prev_row(s, j, H, c0, Cs),
+                              dHs + row * H, dh + j * H, dc + j * H)
         # dh[:B_t](B_t, H) = dgates_t(B_t, 4H) @ W_hh(4H, H)
         gemm(NoTrans, NoTrans, s.B, H, G, 1, dgates + s.off * G, G, W_hh, H, 0, dh, H)
         gather_prev(s, H, h0, Hs, H_prev)

@@ -1,0 +1,79 @@
+# cython: language_level=3
+"""Fused float/double access to the C element-wise passes of ``elementwise.h``.
+
+Private to crnn's kernel modules: the public ``.pxd`` files do not cimport
+this one, so extensions that cimport crnn's kernels need no C header.
+"""
+from cython cimport floating
+
+
+cdef extern from "elementwise.h" nogil:
+    void crnn_bias_activation_d(Py_ssize_t B, Py_ssize_t H, double* A, const double* b, int g)
+    void crnn_bias_activation_f(Py_ssize_t B, Py_ssize_t H, float* A, const float* b, int g)
+    void crnn_lstm_row_d(Py_ssize_t H, double* a, const double* b, const double* c_prev,
+                         double* h, double* c)
+    void crnn_lstm_row_f(Py_ssize_t H, float* a, const float* b, const float* c_prev,
+                         float* h, float* c)
+    void crnn_lstm_row_backward_d(Py_ssize_t H, double* ga, const double* c_t,
+                                  const double* c_prev, const double* dh_above,
+                                  const double* dh, double* dc)
+    void crnn_lstm_row_backward_f(Py_ssize_t H, float* ga, const float* c_t,
+                                  const float* c_prev, const float* dh_above,
+                                  const float* dh, float* dc)
+    void crnn_gru_row_d(Py_ssize_t H, double* a, const double* w, const double* b,
+                        const double* b_hn, const double* h_prev, double* hn, double* h)
+    void crnn_gru_row_f(Py_ssize_t H, float* a, const float* w, const float* b,
+                        const float* b_hn, const float* h_prev, float* hn, float* h)
+    void crnn_gru_row_backward_d(Py_ssize_t H, double* ga, double* gh, const double* hn,
+                                 const double* h_prev, const double* dh_above, double* dh)
+    void crnn_gru_row_backward_f(Py_ssize_t H, float* ga, float* gh, const float* hn,
+                                 const float* h_prev, const float* dh_above, float* dh)
+
+
+cdef inline void bias_activation(Py_ssize_t B, Py_ssize_t H, floating* A,
+                                 const floating* b, int g) noexcept nogil:
+    """A[i, j] = g(A[i, j] + b[j]) for the (B, H) row-major block A."""
+    if floating is float:
+        crnn_bias_activation_f(B, H, A, b, g)
+    else:
+        crnn_bias_activation_d(B, H, A, b, g)
+
+
+cdef inline void lstm_row(Py_ssize_t H, floating* a, const floating* b,
+                          const floating* c_prev, floating* h, floating* c) noexcept nogil:
+    """Gate activations of one LSTM row, in place in ``a``, and the new c and h."""
+    if floating is float:
+        crnn_lstm_row_f(H, a, b, c_prev, h, c)
+    else:
+        crnn_lstm_row_d(H, a, b, c_prev, h, c)
+
+
+cdef inline void lstm_row_backward(Py_ssize_t H, floating* ga, const floating* c_t,
+                                   const floating* c_prev, const floating* dh_above,
+                                   const floating* dh, floating* dc) noexcept nogil:
+    """Gate gradients of one LSTM row, in place in ``ga``; dc becomes dE/dc_prev."""
+    if floating is float:
+        crnn_lstm_row_backward_f(H, ga, c_t, c_prev, dh_above, dh, dc)
+    else:
+        crnn_lstm_row_backward_d(H, ga, c_t, c_prev, dh_above, dh, dc)
+
+
+cdef inline void gru_row(Py_ssize_t H, floating* a, const floating* w, const floating* b,
+                         const floating* b_hn, const floating* h_prev, floating* hn,
+                         floating* h) noexcept nogil:
+    """Gates of one GRU row, in place in ``a``; writes hn and h."""
+    if floating is float:
+        crnn_gru_row_f(H, a, w, b, b_hn, h_prev, hn, h)
+    else:
+        crnn_gru_row_d(H, a, w, b, b_hn, h_prev, hn, h)
+
+
+cdef inline void gru_row_backward(Py_ssize_t H, floating* ga, floating* gh,
+                                  const floating* hn, const floating* h_prev,
+                                  const floating* dh_above, floating* dh) noexcept nogil:
+    """Gate gradients of one GRU row (input side in place in ``ga``, recurrent
+    side into ``gh``); dh becomes the direct part of dE/dh_prev."""
+    if floating is float:
+        crnn_gru_row_backward_f(H, ga, gh, hn, h_prev, dh_above, dh)
+    else:
+        crnn_gru_row_backward_d(H, ga, gh, hn, h_prev, dh_above, dh)

@@ -1,0 +1,106 @@
+/* Template of the element-wise passes; included by elementwise.h once per
+ * floating type, with REAL, FN, SIGMOID and TANH defined. No include guard. */
+
+/* A[i, j] = g(A[i, j] + b[j]) for the (B, H) row-major block A. */
+CRNN_CLONES static void FN(crnn_bias_activation)(
+    ptrdiff_t B, ptrdiff_t H, REAL *A, const REAL *b, int g)
+{
+    for (ptrdiff_t i = 0; i < B; i++) {
+        REAL *restrict a = A + i * H;
+        if (g == CRNN_TANH)
+            for (ptrdiff_t j = 0; j < H; j++) a[j] = TANH(a[j] + b[j]);
+        else if (g == CRNN_SIGMOID)
+            for (ptrdiff_t j = 0; j < H; j++) a[j] = SIGMOID(a[j] + b[j]);
+        else if (g == CRNN_RELU)
+            for (ptrdiff_t j = 0; j < H; j++) a[j] = a[j] + b[j] > 0 ? a[j] + b[j] : 0;
+        else
+            for (ptrdiff_t j = 0; j < H; j++) a[j] = a[j] + b[j];
+    }
+}
+
+/* LSTM, one row. a (4H): pre-activations in, activated gates (i, f, g, o) out;
+ * c = f c_prev + i g; h = o tanh(c). */
+CRNN_CLONES static void FN(crnn_lstm_row)(
+    ptrdiff_t H, REAL *restrict a, const REAL *restrict b,
+    const REAL *restrict c_prev, REAL *restrict h, REAL *restrict c)
+{
+    for (ptrdiff_t m = 0; m < H; m++) {
+        REAL i = SIGMOID(a[m] + b[m]);
+        REAL f = SIGMOID(a[H + m] + b[H + m]);
+        REAL g = TANH(a[2 * H + m] + b[2 * H + m]);
+        REAL o = SIGMOID(a[3 * H + m] + b[3 * H + m]);
+        REAL c_m = f * c_prev[m] + i * g;
+        a[m] = i;
+        a[H + m] = f;
+        a[2 * H + m] = g;
+        a[3 * H + m] = o;
+        c[m] = c_m;
+        h[m] = o * TANH(c_m);
+    }
+}
+
+/* LSTM BPTT, one row. ga (4H): activated gates in, gradients of the gate
+ * pre-activations out. dh (H): in dE/dh_t from the next step, out nothing
+ * useful (the caller overwrites it with dgates W_hh). dc (H): in dE/dc_t from
+ * the next step, out dE/dc_{t-1}. */
+CRNN_CLONES static void FN(crnn_lstm_row_backward)(
+    ptrdiff_t H, REAL *restrict ga, const REAL *restrict c_t,
+    const REAL *restrict c_prev, const REAL *restrict dh_above,
+    const REAL *restrict dh, REAL *restrict dc)
+{
+    for (ptrdiff_t m = 0; m < H; m++) {
+        REAL i = ga[m], f = ga[H + m], g = ga[2 * H + m], o = ga[3 * H + m];
+        REAL tc = TANH(c_t[m]);
+        REAL dh_t = dh_above[m] + dh[m];                 /* h_t = o tanh(c_t) */
+        REAL dc_t = dc[m] + dh_t * o * (1 - tc * tc);
+        dc[m] = dc_t * f;                                /* c_t = f c_prev + i g */
+        ga[m] = dc_t * g * i * (1 - i);
+        ga[H + m] = dc_t * c_prev[m] * f * (1 - f);
+        ga[2 * H + m] = dc_t * i * (1 - g * g);
+        ga[3 * H + m] = dh_t * tc * o * (1 - o);
+    }
+}
+
+/* GRU, one row. a (3H): input-side products in, activated gates (r, z, n)
+ * out; w (3H): h_prev W_hh^T; writes hn = W_hn h_prev + b_hn and h. */
+CRNN_CLONES static void FN(crnn_gru_row)(
+    ptrdiff_t H, REAL *restrict a, const REAL *restrict w, const REAL *restrict b,
+    const REAL *restrict b_hn, const REAL *restrict h_prev, REAL *restrict hn,
+    REAL *restrict h)
+{
+    for (ptrdiff_t m = 0; m < H; m++) {
+        REAL r = SIGMOID(a[m] + w[m] + b[m]);
+        REAL z = SIGMOID(a[H + m] + w[H + m] + b[H + m]);
+        REAL hn_m = w[2 * H + m] + b_hn[m];
+        REAL n = TANH(a[2 * H + m] + b[2 * H + m] + r * hn_m);
+        a[m] = r;
+        a[H + m] = z;
+        a[2 * H + m] = n;
+        hn[m] = hn_m;
+        h[m] = (1 - z) * n + z * h_prev[m];
+    }
+}
+
+/* GRU BPTT, one row. ga (3H): activated gates in, input-side pre-activation
+ * gradients [dr~, dz~, dn~] out; gh (3H) out: recurrent-side gradients
+ * [dr~, dz~, dn~ r]; dh (H): in dE/dh_t from the next step, out the direct
+ * part z dh_t of dE/dh_{t-1} (the caller adds gh W_hh). */
+CRNN_CLONES static void FN(crnn_gru_row_backward)(
+    ptrdiff_t H, REAL *restrict ga, REAL *restrict gh, const REAL *restrict hn,
+    const REAL *restrict h_prev, const REAL *restrict dh_above, REAL *restrict dh)
+{
+    for (ptrdiff_t m = 0; m < H; m++) {
+        REAL r = ga[m], z = ga[H + m], n = ga[2 * H + m];
+        REAL dh_t = dh_above[m] + dh[m];   /* h_t = (1 - z) n + z h_prev */
+        REAL dn_pre = dh_t * (1 - z) * (1 - n * n);
+        REAL dr_pre = dn_pre * hn[m] * r * (1 - r);
+        REAL dz_pre = dh_t * (h_prev[m] - n) * z * (1 - z);
+        dh[m] = dh_t * z;
+        ga[m] = dr_pre;
+        ga[H + m] = dz_pre;
+        ga[2 * H + m] = dn_pre;
+        gh[m] = dr_pre;
+        gh[H + m] = dz_pre;
+        gh[2 * H + m] = dn_pre * r;
+    }
+}

@@ -1,0 +1,117 @@
+/* Vectorizable exp, sigmoid and tanh for the kernels' element-wise passes.
+ *
+ * glibc's exp and tanh are scalar calls of 10-40 ns each; the recurrent
+ * kernels apply them to every gate of every step, where they cost as much as
+ * the matrix products. These versions are branch-free inline code that the
+ * compiler turns into SIMD loops, accurate to a few units in the last place
+ * (tests/test_fastmath.py measures them against NumPy):
+ *
+ *   exp(x)     = 2^k exp(r), x = k ln2 + r, |r| <= ln2 / 2 (Cody-Waite), with
+ *                exp(r) a degree-13 Taylor polynomial (float: degree 7),
+ *                and 2^k built in the exponent bits;
+ *   sigmoid(x) = 1 / (1 + exp(-x));
+ *   tanh(x)    = x + x^3 P(x^2) / Q(x^2) for |x| < 0.625 (Cephes' rational
+ *                approximation), sign(x) (1 - 2 / (exp(2|x|) + 1)) beyond.
+ *
+ * Arguments are clamped where the result has saturated, so nothing overflows
+ * and NaN propagates.
+ */
+#ifndef CRNN_FASTMATH_H
+#define CRNN_FASTMATH_H
+
+#include <stdint.h>
+#include <string.h>
+
+static inline double crnn_exp(double x)
+{
+    const double log2e = 1.4426950408889634074;
+    const double ln2_hi = 6.93145751953125e-1;
+    const double ln2_lo = 1.42860682030941723212e-6;
+    const double shifter = 6755399441055744.0;   /* 1.5 * 2^52 */
+    double t, k, r, p;
+    int64_t bits;
+    uint64_t scale_bits;
+    x = x < -708.0 ? -708.0 : x;
+    x = x > 708.0 ? 708.0 : x;
+    t = x * log2e + shifter;        /* round(x log2 e) in the low bits of t */
+    k = t - shifter;
+    r = x - k * ln2_hi - k * ln2_lo;
+    p = 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    memcpy(&bits, &t, sizeof bits);
+    scale_bits = (uint64_t)(bits - INT64_C(0x4338000000000000) + 1023) << 52;
+    memcpy(&t, &scale_bits, sizeof t);
+    return p * t;
+}
+
+static inline float crnn_expf(float x)
+{
+    const float log2e = 1.44269504088896341f;
+    const float ln2_hi = 0.693359375f;
+    const float ln2_lo = -2.12194440e-4f;
+    const float shifter = 12582912.0f;            /* 1.5 * 2^23 */
+    float t, k, r, p;
+    int32_t bits;
+    uint32_t scale_bits;
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 87.0f ? 87.0f : x;
+    t = x * log2e + shifter;
+    k = t - shifter;
+    r = x - k * ln2_hi - k * ln2_lo;
+    p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    memcpy(&bits, &t, sizeof bits);
+    scale_bits = (uint32_t)(bits - 0x4B400000 + 127) << 23;
+    memcpy(&t, &scale_bits, sizeof t);
+    return p * t;
+}
+
+static inline double crnn_sigmoid(double x) { return 1.0 / (1.0 + crnn_exp(-x)); }
+static inline float crnn_sigmoidf(float x) { return 1.0f / (1.0f + crnn_expf(-x)); }
+
+static inline double crnn_tanh(double x)
+{
+    double ax = x < 0 ? -x : x;
+    double z = x * x;
+    double small = x + x * z
+        * ((-9.64399179425052238628e-1 * z - 9.92877231001918586564e1) * z
+           - 1.61468768441708447952e3)
+        / (((z + 1.12811678491632931402e2) * z + 2.23548839060100448583e3) * z
+           + 4.84406305325125486048e3);
+    double large = 1.0 - 2.0 / (crnn_exp(2.0 * ax) + 1.0);
+    large = x < 0 ? -large : large;
+    return ax < 0.625 ? small : large;
+}
+
+static inline float crnn_tanhf(float x)
+{
+    float ax = x < 0 ? -x : x;
+    float z = x * x;
+    /* Cephes tanhf: odd polynomial for |x| < 0.625 */
+    float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z
+                     - 5.37397155531e-2f) * z + 1.33314422036e-1f) * z
+                   - 3.33332819422e-1f) * z * x + x;
+    float large = 1.0f - 2.0f / (crnn_expf(2.0f * ax) + 1.0f);
+    large = x < 0 ? -large : large;
+    return ax < 0.625f ? small : large;
+}
+
+#endif

@@ -15,6 +15,8 @@ holding dE/dh of each sequence's current state:
 and after the loop, over all rows at once:
 
     dW_ih += dA^T X,  dW_hh += dA^T H_prev,  db += sum of the rows of dA,  dX = dA W_ih
+
+(``recurrence.weight_gradients``).
 """
 import numpy as np
 
@@ -22,7 +24,8 @@ from crnn.kernels._elementwise cimport bias_activation
 from crnn.kernels.activations cimport mul_derivative
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
 from crnn.kernels.recurrence cimport (
-    Step, gather_prev, prev_row, recurrent_gemm, step_in_order, store_final, total_rows,
+    Step, gather_prev, recurrent_gemm, step_in_order, store_final, total_rows,
+    weight_gradients,
 )
 from crnn.kernels.recurrence import check, check_packed, check_shape
 
@@ -70,7 +73,7 @@ cdef void elman_backward(
     floating* dW_ih, floating* dW_hh, floating* db,
     bint reverse, int activation,
 ) noexcept nogil:
-    cdef Py_ssize_t k, i, j, off = 0
+    cdef Py_ssize_t k, off = 0
     cdef Py_ssize_t N = total_rows(T, batch_sizes)
     cdef Step s
     cdef floating* dA = dHs                # da_t overwrites dE/dh_t|above
@@ -83,18 +86,7 @@ cdef void elman_backward(
         # dh[:B_t](B_t, H) = da_t(B_t, H) @ W_hh(H, H), differentiating W_hh h_prev
         gemm(NoTrans, NoTrans, s.B, H, H, 1, da_t, H, W_hh, H, 0, dh, H)
         gather_prev(s, H, h0, Hs, H_prev)
-    # dW_ih(H, I) += dA(N, H)^T @ X(N, I)
-    gemm(Trans, NoTrans, H, I, N, 1, dA, H, X, I, 1, dW_ih, I)
-    # dW_hh(H, H) += dA(N, H)^T @ H_prev(N, H)
-    gemm(Trans, NoTrans, H, H, N, 1, dA, H, H_prev, H, 1, dW_hh, H)
-    # db(H) += sum over the N rows of dA
-    for i in range(N):
-        da_t = dA + i * H
-        for j in range(H):
-            db[j] += da_t[j]
-    if dX != NULL:
-        # dX(N, I) = dA(N, H) @ W_ih(H, I)
-        gemm(NoTrans, NoTrans, N, I, H, 1, dA, H, W_ih, I, 0, dX, I)
+    weight_gradients(N, I, H, H, X, W_ih, H_prev, dA, dA, dX, dW_ih, dW_hh, db)
 
 
 # --- Python entry points: O(T) argument checks, then the nogil kernels --------

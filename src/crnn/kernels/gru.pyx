@@ -22,6 +22,7 @@ from crnn.kernels._elementwise cimport gru_row, gru_row_backward
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
 from crnn.kernels.recurrence cimport (
     Step, gather_prev, prev_row, recurrent_gemm, step_in_order, store_final, total_rows,
+    weight_gradients,
 )
 from crnn.kernels.recurrence import check, check_packed, check_shape
 
@@ -90,8 +91,6 @@ cdef void gru_backward(
     cdef Py_ssize_t G = 3 * H
     cdef Py_ssize_t N = total_rows(T, batch_sizes)
     cdef Step s
-    cdef floating* d
-    cdef floating* d_h
     if dgates != gates:
         # The input-side gate gradients are computed in place over the gates.
         memcpy(dgates, gates, N * G * sizeof(floating))
@@ -107,21 +106,11 @@ cdef void gru_backward(
         # dh[:B_t](B_t, H) += dgates_h_t(B_t, 3H) @ W_hh(3H, H)
         gemm(NoTrans, NoTrans, s.B, H, G, 1, dgates_h + s.off * G, G, W_hh, H, 1, dh, H)
         gather_prev(s, H, h0, Hs, H_prev)
-    # dW_ih(3H, I) += dgates(N, 3H)^T @ X(N, I)
-    gemm(Trans, NoTrans, G, I, N, 1, dgates, G, X, I, 1, dW_ih, I)
-    # dW_hh(3H, H) += dgates_h(N, 3H)^T @ H_prev(N, H)
-    gemm(Trans, NoTrans, G, H, N, 1, dgates_h, G, H_prev, H, 1, dW_hh, H)
-    # db(3H) += column sums of dgates; db_hn(H) += column sums of dgates_h[:, 2H:]
+    weight_gradients(N, I, H, G, X, W_ih, H_prev, dgates, dgates_h, dX, dW_ih, dW_hh, db)
+    # db_hn(H) += column sums of dgates_h[:, 2H:3H]
     for row in range(N):
-        d = dgates + row * G
-        d_h = dgates_h + row * G
-        for m in range(G):
-            db[m] += d[m]
         for m in range(H):
-            db_hn[m] += d_h[2 * H + m]
-    if dX != NULL:
-        # dX(N, I) = dgates(N, 3H) @ W_ih(3H, I)
-        gemm(NoTrans, NoTrans, N, I, G, 1, dgates, G, W_ih, I, 0, dX, I)
+            db_hn[m] += dgates_h[row * G + 2 * H + m]
 
 
 # --- Python entry points: O(T) argument checks, then the nogil kernels --------

@@ -22,6 +22,7 @@ from crnn.kernels._elementwise cimport lstm_row, lstm_row_backward
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
 from crnn.kernels.recurrence cimport (
     Step, gather_prev, prev_row, recurrent_gemm, step_in_order, store_final, total_rows,
+    weight_gradients,
 )
 from crnn.kernels.recurrence import check, check_packed, check_shape
 
@@ -82,11 +83,10 @@ cdef void lstm_backward(
     floating* H_prev, floating* dX,
     floating* dW_ih, floating* dW_hh, floating* db, bint reverse,
 ) noexcept nogil:
-    cdef Py_ssize_t k, j, m, row, off = 0
+    cdef Py_ssize_t k, j, row, off = 0
     cdef Py_ssize_t G = 4 * H
     cdef Py_ssize_t N = total_rows(T, batch_sizes)
     cdef Step s
-    cdef floating* d
     if dgates != gates:
         # The gate gradients are computed in place over the activations.
         memcpy(dgates, gates, N * G * sizeof(floating))
@@ -101,18 +101,7 @@ cdef void lstm_backward(
         # dh[:B_t](B_t, H) = dgates_t(B_t, 4H) @ W_hh(4H, H)
         gemm(NoTrans, NoTrans, s.B, H, G, 1, dgates + s.off * G, G, W_hh, H, 0, dh, H)
         gather_prev(s, H, h0, Hs, H_prev)
-    # dW_ih(4H, I) += dgates(N, 4H)^T @ X(N, I)
-    gemm(Trans, NoTrans, G, I, N, 1, dgates, G, X, I, 1, dW_ih, I)
-    # dW_hh(4H, H) += dgates(N, 4H)^T @ H_prev(N, H)
-    gemm(Trans, NoTrans, G, H, N, 1, dgates, G, H_prev, H, 1, dW_hh, H)
-    # db(4H) += sum over the N rows of dgates
-    for row in range(N):
-        d = dgates + row * G
-        for m in range(G):
-            db[m] += d[m]
-    if dX != NULL:
-        # dX(N, I) = dgates(N, 4H) @ W_ih(4H, I)
-        gemm(NoTrans, NoTrans, N, I, G, 1, dgates, G, W_ih, I, 0, dX, I)
+    weight_gradients(N, I, H, G, X, W_ih, H_prev, dgates, dgates, dX, dW_ih, dW_hh, db)
 
 
 # --- Python entry points: O(T) argument checks, then the nogil kernels --------

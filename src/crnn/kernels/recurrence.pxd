@@ -123,3 +123,36 @@ cdef inline void store_final(Step s, Py_ssize_t H, const floating* Ss,
     """Copy the rows of step ``s`` whose recurrence ends here into ``S_n`` (B, H)."""
     memcpy(S_n + s.n_cont * H, Ss + (s.off + s.n_cont) * H,
            (s.B - s.n_cont) * H * sizeof(floating))
+
+
+cdef inline void add_column_sums(Py_ssize_t N, Py_ssize_t G, const floating* A,
+                                 floating* out) noexcept nogil:
+    """out(G) += the sums over the N rows of A(N, G)."""
+    cdef Py_ssize_t i, j
+    cdef const floating* a
+    for i in range(N):
+        a = A + i * G
+        for j in range(G):
+            out[j] += a[j]
+
+
+cdef inline void weight_gradients(
+    Py_ssize_t N, Py_ssize_t I, Py_ssize_t H, Py_ssize_t G,
+    const floating* X, const floating* W_ih, const floating* H_prev,
+    const floating* dG, const floating* dG_h,
+    floating* dX, floating* dW_ih, floating* dW_hh, floating* db,
+) noexcept nogil:
+    """What BPTT does after its time loop, over all N packed rows at once.
+
+    ``dG`` (N, G) holds the gradients of the input-side pre-activations and
+    ``dG_h`` those of the recurrent side (the same array except for the GRU).
+    """
+    # dW_ih(G, I) += dG(N, G)^T @ X(N, I)
+    gemm(Trans, NoTrans, G, I, N, 1, dG, G, X, I, 1, dW_ih, I)
+    # dW_hh(G, H) += dG_h(N, G)^T @ H_prev(N, H)
+    gemm(Trans, NoTrans, G, H, N, 1, dG_h, G, H_prev, H, 1, dW_hh, H)
+    # db(G) += column sums of dG
+    add_column_sums(N, G, dG, db)
+    if dX != NULL:
+        # dX(N, I) = dG(N, G) @ W_ih(G, I)
+        gemm(NoTrans, NoTrans, N, I, G, 1, dG, G, W_ih, I, 0, dX, I)

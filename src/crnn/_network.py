@@ -82,11 +82,29 @@ class RecurrentNetwork:
 
     # -- parameters ---------------------------------------------------------
 
+    def views(self, buffer):
+        """Named views of a flat parameter (or gradient) buffer, cached.
+
+        Returns ``(blocks, units)``: a dict of every block by its full name,
+        and per unit ``k = layer * D + direction`` a dict keyed by the cell's
+        generic names (``W_ih``, ``W_hh``, ``b``, ...). Views of the last few
+        buffers are kept, so the per-batch cost does not grow with the number
+        of blocks.
+        """
+        cache = self.__dict__.setdefault("_view_cache", {})
+        hit = cache.get(id(buffer))
+        if hit is not None and hit[0] is buffer:
+            return hit[1], hit[2]
+        blocks = self.layout.views(buffer)
+        units = [{name: blocks[full] for name, full in unit.items()} for unit in self.units]
+        if len(cache) >= 8:
+            cache.clear()
+        cache[id(buffer)] = (buffer, blocks, units)
+        return blocks, units
+
     def unit_views(self, buffer, k):
-        """Parameter (or gradient) views of unit ``k = layer * D + direction``,
-        keyed by the cell's generic names (``W_ih``, ``W_hh``, ``b``, ...)."""
-        return {name: self.layout.view(buffer, full)
-                for name, full in self.units[k].items()}
+        """Views of unit ``k = layer * D + direction`` (see :meth:`views`)."""
+        return self.views(buffer)[1][k]
 
     def init_params(self, rng, random_biases=False):
         """A new flat parameter buffer.
@@ -99,7 +117,7 @@ class RecurrentNetwork:
         params = self.layout.zeros(self.dtype)
         for k in range(len(self.units)):
             self.cell.initialize(self.unit_views(params, k), rng)
-        P = self.layout.views(params)
+        P = self.views(params)[0]
         P["W_y"][...] = glorot_uniform(rng, P["W_y"].shape)
         if random_biases:
             for name in self.layout.names:
@@ -111,7 +129,7 @@ class RecurrentNetwork:
         """``(alpha / 2) * sum of squared weights`` (biases excluded)."""
         if alpha == 0:
             return 0.0
-        P = self.layout.views(params)
+        P = self.views(params)[0]
         return 0.5 * alpha * sum(float(np.vdot(P[n], P[n])) for n in self.weight_names)
 
     def zero_state(self, B):
@@ -176,7 +194,7 @@ class RecurrentNetwork:
     def output(self, params, batch, initial=None):
         """Outputs ``Y``: ``(N, O)`` packed per step, or ``(B, O)`` per sequence
         in packed order; and the final states of every unit."""
-        P = self.layout.views(params)
+        P = self.views(params)[0]
         cache = self.forward(params, batch, initial)
         Y = _output.activate(cache["S"] @ P["W_y"].T + P["b_y"], self.g2)
         return Y, cache["final"]
@@ -203,7 +221,7 @@ class RecurrentNetwork:
         ``target`` is packed like the scored states: ``(N, O)`` / ``(B, O)``
         floats for squared error, ``(N,)`` / ``(B,)`` classes for cross-entropy.
         """
-        P = self.layout.views(params)
+        P = self.views(params)[0]
         Z = self.forward(params, batch)["S"] @ P["W_y"].T + P["b_y"]
         value, _ = self._data_loss(Z, target, self._count(Z))
         return value + self.penalty(params, alpha)
@@ -237,7 +255,7 @@ class RecurrentNetwork:
         value, dS = self._output_backward(params, grad, cache["S"], target)
         self.backward(params, grad, batch, cache, dS)
         if alpha:
-            P, G = self.layout.views(params), self.layout.views(grad)
+            P, G = self.views(params)[0], self.views(grad)[0]
             for name in self.weight_names:
                 G[name] += alpha * P[name]
         return value + self.penalty(params, alpha), grad
@@ -247,7 +265,7 @@ class RecurrentNetwork:
 
         Returns the loss and ``dE/dS``.
         """
-        P, G = self.layout.views(params), self.layout.views(grad)
+        P, G = self.views(params)[0], self.views(grad)[0]
         Z = S @ P["W_y"].T + P["b_y"]
         value, dZ = self._data_loss(Z, target, self._count(Z) if count is None else count)
         dZ = dZ.astype(self.dtype, copy=False)
@@ -350,7 +368,7 @@ class RecurrentNetwork:
             self.backward(params, grad, chunk, cache, dS)
             state = cache["final"]
         if alpha:
-            P, G = self.layout.views(params), self.layout.views(grad)
+            P, G = self.views(params)[0], self.views(grad)[0]
             for name in self.weight_names:
                 G[name] += alpha * P[name]
         return total + self.penalty(params, alpha), grad
@@ -365,7 +383,7 @@ class RecurrentNetwork:
         :meth:`loss_grad_truncated`'s gradient.
         """
         carry_params = params if carry_params is None else carry_params
-        P = self.layout.views(params)
+        P = self.views(params)[0]
         count = self._batch_count(batch)
         total, state = 0.0, None
         for chunk, r0, r1, n_cont in self._chunks(batch, k):

@@ -1,33 +1,45 @@
-"""Benchmark crnn's Elman RNN against a hand-written NumPy RNN and PyTorch.
+"""Benchmark crnn's Elman, LSTM and GRU networks against NumPy and PyTorch.
 
 Usage::
 
-    python benchmarks/bench_elman.py [--quick] [--json out.json]
-                                     [--threads N] [--dtype float32|float64]
+    python benchmarks/bench.py [--quick] [--cells elman,lstm,gru]
+                               [--dtype float32|float64|float32,float64]
+                               [--threads N] [--json out.json] [--budget S]
+                               [--no-ragged]
 
-For every case (B, T, I, H) -- batch size, sequence length, input size,
-hidden size; one output -- it times, on the same random data:
+For every cell, dtype and case (B, T, I, H) -- batch size, sequence length,
+input size, hidden size; one output, sequence to one, squared error -- it
+times, on the same random data and the same weights:
 
 * ``train``: one training step, forward + backward (loss and the full
-  gradient) on one batch. crnn: ``RecurrentNetwork.loss_grad`` into a
-  preallocated gradient buffer; NumPy: :func:`np_loss_grad` below; PyTorch:
-  ``zero_grad``, forward, MSE loss, ``backward``.
+  gradient) on one packed batch. crnn: ``RecurrentNetwork.loss_grad`` into a
+  preallocated gradient buffer; NumPy (Elman only): :func:`np_loss_grad`
+  below; PyTorch: ``zero_grad``, ``nn.RNN``/``nn.LSTM``/``nn.GRU`` +
+  ``nn.Linear`` forward, MSE loss, ``backward``.
 * ``infer``: the forward pass only (crnn ``RecurrentNetwork.output``,
   PyTorch under ``torch.inference_mode()``).
-* ``epoch``: the public estimator ``crnn.RNNRegressor(hidden_size=H,
+* ``epoch``: the public estimator ``crnn.RNNRegressor(cell=..., hidden_size=H,
   max_iter=1, batch_size=B, shuffle=False)`` fitted for one epoch on
   ``n = 8 * B`` samples and then predicting them, against the NumPy RNN
-  running the same 8 batches with plain SGD and predicting the same samples.
-  The estimator uses its default optimizer (Adam); the difference in
-  optimizer cost is a few element-wise passes over the parameters.
+  (Elman only) running the same 8 batches with plain SGD, and PyTorch
+  running them with ``torch.optim.Adam``, both then predicting the same
+  samples.
+
+A last section times crnn's training step on one batch of B = 64 sequences
+(I = 32, H = 128) whose lengths are (a) all 100, (b) uniform in [1, 100],
+(c) one of 100 and the rest 10, to show that the cost follows the number of
+real steps (the sum of the lengths), not B * T_max; next to it PyTorch's
+step on the same batches as PackedSequences and on the padded batch.
 
 The contenders run round-robin (crnn, numpy, torch, crnn, numpy, torch, ...)
 so that slow drifts of the machine hit them all alike, and the median of the
-repeats is reported. BLAS threads are pinned with threadpoolctl.
+repeats is reported. BLAS threads are pinned with threadpoolctl and
+PyTorch's with ``torch.set_num_threads``.
 
 This is a measurement script: it asserts nothing about speed. It aborts only
-if the NumPy reference (or PyTorch, given crnn's weights) disagrees with
-crnn's loss or gradient, since then the comparison would be meaningless.
+if the NumPy reference or PyTorch (given the same weights) disagrees with
+crnn's loss, gradient or output, since then the comparison would be
+meaningless.
 """
 import argparse
 import gc
@@ -53,7 +65,10 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import crnn
 from crnn._network import RecurrentNetwork
+from crnn._validation import check_sequences
 
+CELLS = ("elman", "lstm", "gru")
+GATES = {"elman": 1, "lstm": 4, "gru": 3}
 # (B, T, I, H)
 CASES = [
     (1, 100, 8, 32),
@@ -66,6 +81,25 @@ QUICK_CASES = CASES[:2]
 O = 1                    # one regression output
 EPOCH_BATCHES = 8        # the epoch case trains on n = 8 * B samples
 LEARNING_RATE = 1e-3
+# The ragged-lengths section.
+RAGGED_B, RAGGED_T, RAGGED_I, RAGGED_H = 64, 100, 32, 128
+
+
+def ragged_lengths():
+    """The three length profiles of the ragged section, fixed by a seed."""
+    B, T = RAGGED_B, RAGGED_T
+    rng = np.random.default_rng(7)
+    return {
+        "(a) all 100": np.full(B, T),
+        "(b) U[1,100]": rng.integers(1, T + 1, size=B),
+        "(c) 100+63x10": np.r_[T, np.full(B - 1, 10)],
+    }
+
+
+def pack(X, lengths=None):
+    """A crnn packed batch of sequences ``X`` ((B, T, I) array or list)."""
+    return check_sequences(X, X[0].dtype if isinstance(X, list) else X.dtype,
+                           lengths).pack()
 
 
 # ===========================================================================
@@ -177,83 +211,183 @@ def crnn_weights_as_numpy(network, params):
 
 
 # ===========================================================================
-# PyTorch model: nn.RNN + nn.Linear (nn.RNN has two biases, b_ih and b_hh).
+# PyTorch model: nn.RNN / nn.LSTM / nn.GRU + nn.Linear.
+#
+# PyTorch has two biases per layer, b_ih and b_hh; crnn has one, b = b_ih +
+# b_hh, except in the GRU's candidate gate n = tanh(W_in x + b_in + r (W_hn h
+# + b_hn)), where b_hn sits inside the reset gate's product: crnn's GRU has
+# b = [b_ir + b_hr, b_iz + b_hz, b_in] and a separate b_hn.
 # ===========================================================================
 
-def torch_model(I, H, dtype):
-    tdtype = torch.float64 if dtype == np.float64 else torch.float32
-    model = torch.nn.ModuleDict({
-        "rnn": torch.nn.RNN(I, H, batch_first=False, nonlinearity="tanh"),
-        "out": torch.nn.Linear(H, O),
-    }).to(tdtype)
+def torch_model(cell, I, H, dtype, seed=0):
+    """A PyTorch model of ``cell`` with random weights and random biases."""
+    tdtype = torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
+    torch.manual_seed(seed)
+    rnn = {"elman": lambda: torch.nn.RNN(I, H, nonlinearity="tanh"),
+           "lstm": lambda: torch.nn.LSTM(I, H),
+           "gru": lambda: torch.nn.GRU(I, H)}[cell]()
+    model = torch.nn.ModuleDict({"rnn": rnn, "out": torch.nn.Linear(H, O)}).to(tdtype)
+    with torch.no_grad():
+        for bias in (rnn.bias_ih_l0, rnn.bias_hh_l0):
+            bias.uniform_(-0.5, 0.5)
     return model
 
 
 def torch_forward(model, X):
-    _, h_n = model["rnn"](X)          # h_n: (1, B, H), the last state
+    """Output (B, O) from the last state; ``X`` (T, B, I) or a PackedSequence."""
+    _, h_n = model["rnn"](X)          # h_n: (1, B, H), or (h_n, c_n) for the LSTM
+    if isinstance(h_n, tuple):
+        h_n = h_n[0]
     return model["out"](h_n[0])
 
 
-def torch_load_crnn(model, network, params):
-    """Copy crnn's weights into the PyTorch model (b_hh = 0)."""
+def crnn_params_from_torch(network, model, cell):
+    """crnn's flat parameters holding the PyTorch model's weights."""
+    params = network.layout.zeros(network.dtype)
     P = network.layout.views(params)
-    with torch.no_grad():
-        model["rnn"].weight_ih_l0.copy_(torch.from_numpy(P["W_ih_l0"]))
-        model["rnn"].weight_hh_l0.copy_(torch.from_numpy(P["W_hh_l0"]))
-        model["rnn"].bias_ih_l0.copy_(torch.from_numpy(P["b_l0"]))
-        model["rnn"].bias_hh_l0.zero_()
-        model["out"].weight.copy_(torch.from_numpy(P["W_y"]))
-        model["out"].bias.copy_(torch.from_numpy(P["b_y"]))
+    rnn = model["rnn"]
+
+    def np_of(t):
+        return t.detach().cpu().numpy()
+
+    P["W_ih_l0"][...] = np_of(rnn.weight_ih_l0)
+    P["W_hh_l0"][...] = np_of(rnn.weight_hh_l0)
+    b_ih, b_hh = np_of(rnn.bias_ih_l0), np_of(rnn.bias_hh_l0)
+    if cell == "gru":
+        H = network.H
+        P["b_l0"][:2 * H] = b_ih[:2 * H] + b_hh[:2 * H]
+        P["b_l0"][2 * H:] = b_ih[2 * H:]
+        P["b_hn_l0"][...] = b_hh[2 * H:]
+    else:
+        P["b_l0"][...] = b_ih + b_hh
+    P["W_y"][...] = np_of(model["out"].weight)
+    P["b_y"][...] = np_of(model["out"].bias)
+    return params
+
+
+def torch_grads_as_crnn(network, model, cell):
+    """PyTorch's gradients mapped onto crnn's layout.
+
+    Where b_ih and b_hh only enter as a sum (everywhere but the GRU's b_hn),
+    PyTorch gives both the same gradient, which is crnn's d/d b. Returns the
+    gradient and the largest relative difference between those two copies
+    (zero unless PyTorch disagrees with itself).
+    """
+    grad = network.layout.zeros(np.float64)
+    G = network.layout.views(grad)
+    rnn = model["rnn"]
+    G["W_ih_l0"][...] = rnn.weight_ih_l0.grad.numpy()
+    G["W_hh_l0"][...] = rnn.weight_hh_l0.grad.numpy()
+    g_ih, g_hh = rnn.bias_ih_l0.grad.numpy(), rnn.bias_hh_l0.grad.numpy()
+    G["b_l0"][...] = g_ih
+    summed = slice(None)
+    if cell == "gru":
+        H = network.H
+        G["b_hn_l0"][...] = g_hh[2 * H:]
+        summed = slice(0, 2 * H)
+    G["W_y"][...] = model["out"].weight.grad.numpy()
+    G["b_y"][...] = model["out"].bias.grad.numpy()
+    return grad, _max_rel(g_hh[summed], g_ih[summed])
+
+
+def torch_input(X_tm, lengths=None):
+    """A time-major (T, B, I) tensor, or a PackedSequence with ``lengths``."""
+    Xt = torch.from_numpy(X_tm)
+    if lengths is None:
+        return Xt
+    return torch.nn.utils.rnn.pack_padded_sequence(
+        Xt, torch.as_tensor(lengths), enforce_sorted=False)
 
 
 # ===========================================================================
-# Start-up check: the NumPy reference computes what crnn computes.
+# Start-up check: the NumPy reference and PyTorch compute what crnn computes.
 # ===========================================================================
 
-def verify(tolerance=1e-10):
+VERIFY_CASES = [  # (B, T, I, H, ragged)
+    (3, 7, 4, 5, False),
+    (1, 20, 1, 16, False),
+    (8, 12, 6, 9, False),
+    (6, 11, 3, 7, True),
+]
+
+
+def _max_rel(a, b):
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b))) / max(1.0, float(np.max(np.abs(b))))
+
+
+def _verify_numpy(B, T, I, H, rng):
+    network = RecurrentNetwork(I, H, O)
+    params = network.init_params(np.random.default_rng(0), random_biases=True)
+    X_bf = rng.standard_normal((B, T, I))
+    d = rng.standard_normal((B, O))
+    batch = pack(X_bf)
+    target = batch.per_sequence(d)
+    loss, grad = network.loss_grad(params, batch, target)
+    G_crnn = network.layout.views(grad)
+    W = crnn_weights_as_numpy(network, params)
+    X_tm = batch.X.reshape(T, B, I)
+    np_loss, G_np = np_loss_grad(W, X_tm, target)
+    errors = {"loss": abs(loss - np_loss) / max(1.0, abs(loss))}
+    for ours, theirs in CRNN_NAMES.items():
+        errors[ours] = _max_rel(G_np[ours], G_crnn[theirs])
+    Y, _ = network.output(params, batch)
+    errors["output"] = _max_rel(np_output(W, X_tm), Y)
+    return errors
+
+
+def _verify_torch(cell, B, T, I, H, ragged, rng):
+    model = torch_model(cell, I, H, np.float64, seed=B * 1000 + T)
+    network = RecurrentNetwork(I, H, O, cell=cell)
+    params = crnn_params_from_torch(network, model, cell)
+    lengths = (rng.integers(1, T + 1, size=B) if ragged else np.full(B, T))
+    lengths[0] = T
+    X_bf = rng.standard_normal((B, T, I))
+    for i, L in enumerate(lengths):
+        X_bf[i, L:] = 0.0
+    d = rng.standard_normal((B, O))
+    # crnn: a list of sequences of their own lengths, packed longest first;
+    # targets and outputs in packed order.
+    batch = pack([X_bf[i, :L] for i, L in enumerate(lengths)])
+    loss, grad = network.loss_grad(params, batch, batch.per_sequence(d))
+    Y, _ = network.output(params, batch)
+    Y = batch.unpack_last(Y)
+    # PyTorch: the padded batch with its lengths.
+    Xt = torch_input(np.ascontiguousarray(X_bf.swapaxes(0, 1)), lengths if ragged else None)
+    t_out = torch_forward(model, Xt)
+    t_loss = torch.nn.functional.mse_loss(t_out, torch.from_numpy(d))
+    t_loss.backward()
+    t_grad, bias_split = torch_grads_as_crnn(network, model, cell)
+    errors = {"loss": abs(t_loss.item() - loss) / max(1.0, abs(loss)),
+              "torch b_ih vs b_hh": bias_split,
+              "output": _max_rel(t_out.detach().numpy(), Y)}
+    G_crnn, G_t = network.layout.views(grad), network.layout.views(t_grad)
+    for name in network.layout.names:
+        errors[name] = _max_rel(G_t[name], G_crnn[name])
+    return errors
+
+
+def verify(cells, tolerance=1e-10):
+    """True if every check passes; prints one line per check."""
     rng = np.random.default_rng(0)
     ok = True
-    for (B, T, I, H) in [(3, 7, 4, 5), (1, 20, 1, 16), (8, 12, 6, 9)]:
-        network = RecurrentNetwork(I, H, O)
-        params = network.init_params(np.random.default_rng(0), random_biases=True)
-        X = rng.standard_normal((T, B, I))
-        d = rng.standard_normal((B, O))
-        loss, grad = network.loss_grad(params, X, d)
-        G_crnn = network.layout.views(grad)
-        W = crnn_weights_as_numpy(network, params)
-        np_loss, G_np = np_loss_grad(W, X, d)
-        errors = {"loss": abs(loss - np_loss) / max(1.0, abs(loss))}
-        for ours, theirs in CRNN_NAMES.items():
-            scale = max(1.0, float(np.max(np.abs(G_crnn[theirs]))))
-            errors[ours] = float(np.max(np.abs(G_np[ours] - G_crnn[theirs]))) / scale
-        out_err = float(np.max(np.abs(np_output(W, X) - network.output(params, X))))
-        errors["output"] = out_err
-        worst = max(errors, key=errors.get)
-        case_ok = errors[worst] <= tolerance
-        ok &= case_ok
-        print(f"  numpy vs crnn  (B={B}, T={T}, I={I}, H={H}): max rel. error "
-              f"{errors[worst]:.1e} ({worst}) {'ok' if case_ok else 'MISMATCH'}")
 
-        if torch is not None:
-            model = torch_model(I, H, np.float64)
-            torch_load_crnn(model, network, params)
-            Xt, dt = torch.from_numpy(X), torch.from_numpy(d)
-            t_loss = torch.nn.functional.mse_loss(torch_forward(model, Xt), dt)
-            t_loss.backward()
-            t_grads = {
-                "W_ih": model["rnn"].weight_ih_l0.grad, "W_hh": model["rnn"].weight_hh_l0.grad,
-                "b": model["rnn"].bias_ih_l0.grad, "W_y": model["out"].weight.grad,
-                "b_y": model["out"].bias.grad,
-            }
-            t_err = abs(t_loss.detach().item() - loss) / max(1.0, abs(loss))
-            for ours, theirs in CRNN_NAMES.items():
-                scale = max(1.0, float(np.max(np.abs(G_crnn[theirs]))))
-                t_err = max(t_err, float(np.max(np.abs(
-                    t_grads[ours].numpy() - G_crnn[theirs]))) / scale)
-            torch_ok = t_err <= tolerance
-            ok &= torch_ok
-            print(f"  torch vs crnn  (B={B}, T={T}, I={I}, H={H}): max rel. error "
-                  f"{t_err:.1e} {'ok' if torch_ok else 'MISMATCH'}")
+    def report(who, B, T, I, H, ragged, errors):
+        worst = max(errors, key=errors.get)
+        good = errors[worst] <= tolerance
+        print(f"  {who:<14} (B={B}, T={T}, I={I}, H={H}{', ragged' if ragged else ''}): "
+              f"max rel. error {errors[worst]:.1e} ({worst}) "
+              f"{'ok' if good else 'MISMATCH'}")
+        return good
+
+    for (B, T, I, H, ragged) in VERIFY_CASES:
+        if not ragged:
+            ok &= report("numpy vs crnn", B, T, I, H, ragged, _verify_numpy(B, T, I, H, rng))
+    if torch is not None:
+        for cell in cells:
+            for (B, T, I, H, ragged) in VERIFY_CASES:
+                errors = _verify_torch(cell, B, T, I, H, ragged, rng)
+                ok &= report(f"torch {cell}", B, T, I, H, ragged, errors)
     return ok
 
 
@@ -274,8 +408,17 @@ class Timing:
 
 
 def _estimate(fn):
-    """Seconds per call, after one warm-up call, over at least 10 ms."""
+    """Seconds per call, after one warm-up call, over at least 10 ms.
+
+    A warm-up call of 50 ms or more is taken as the estimate itself: such a
+    function is called once per sample anyway, and a second call would only
+    lengthen the run.
+    """
+    start = time.perf_counter()
     fn()
+    first = time.perf_counter() - start
+    if first >= 0.05:
+        return first
     count, start = 0, time.perf_counter()
     while True:
         fn()
@@ -332,13 +475,16 @@ def measure(contenders, timing):
 # Floating-point operation counts (2 per multiply-add, matmuls only).
 # ===========================================================================
 
-def forward_flops(B, T, I, H):
-    return 2 * T * B * I * H + 2 * T * B * H * H + 2 * B * H * O
+def forward_flops(cell, B, T, I, H, steps=None):
+    """``steps``: real sequence-steps (B * T for equal lengths)."""
+    G = GATES[cell] * H
+    steps = B * T if steps is None else steps
+    return 2 * steps * I * G + 2 * steps * H * G + 2 * B * H * O
 
 
-def train_flops(B, T, I, H):
+def train_flops(cell, B, T, I, H, steps=None):
     # Backward: dh recurrence + dW_hh + dW_ih + output layer ~ twice forward.
-    return 3 * forward_flops(B, T, I, H)
+    return 3 * forward_flops(cell, B, T, I, H, steps)
 
 
 def gemm_reference(M, K, N, dtype, timing):
@@ -357,26 +503,55 @@ def gemm_reference(M, K, N, dtype, timing):
 # One case.
 # ===========================================================================
 
-def run_case(B, T, I, H, dtype, timing, with_torch):
-    rng = np.random.default_rng(1234)
-    network = RecurrentNetwork(I, H, O, dtype=dtype)
-    params = network.init_params(np.random.default_rng(0), random_biases=True)
-    grad = np.empty_like(params)
-    X = rng.uniform(-1, 1, size=(T, B, I)).astype(dtype)
-    d = rng.standard_normal((B, O)).astype(dtype)
-    W = {k: v.copy() for k, v in crnn_weights_as_numpy(network, params).items()}
-
-    train = {
-        "crnn": lambda: network.loss_grad(params, X, d, 0.0, grad),
-        "numpy": lambda: np_loss_grad(W, X, d),
-    }
-    infer = {
-        "crnn": lambda: network.output(params, X),
-        "numpy": lambda: np_output(W, X),
-    }
+def make_problem(cell, B, T, I, H, dtype, with_torch, rng):
+    """crnn network, parameters, packed batch, targets; the same weights in
+    NumPy (Elman) and PyTorch form."""
+    network = RecurrentNetwork(I, H, O, cell=cell, dtype=dtype)
+    model = None
     if with_torch:
-        model = torch_model(I, H, dtype)
-        Xt, dt = torch.from_numpy(X), torch.from_numpy(d)
+        model = torch_model(cell, I, H, dtype)
+        params = crnn_params_from_torch(network, model, cell)
+    else:
+        params = network.init_params(np.random.default_rng(0), random_biases=True)
+    X_bf = rng.uniform(-1, 1, size=(B, T, I)).astype(dtype)
+    d = rng.standard_normal((B, O)).astype(dtype)
+    batch = pack(X_bf)
+    target = batch.per_sequence(d)
+    return network, params, model, X_bf, d, batch, target
+
+
+def torch_epoch_predict(cell, X, y, H, B, dtype, seed):
+    """PyTorch doing what the estimator does: init, one epoch of Adam over
+    consecutive batches of B samples, then predict every sample."""
+    n, T, I = X.shape
+    model = torch_model(cell, I, H, dtype, seed)
+    opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+    Xt = torch.from_numpy(np.ascontiguousarray(X.swapaxes(0, 1)))  # (T, n, I)
+    yt = torch.from_numpy(y.reshape(n, O))
+    for start in range(0, n, B):
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.mse_loss(torch_forward(model, Xt[:, start:start + B]),
+                                            yt[start:start + B])
+        loss.backward()
+        opt.step()
+    with torch.inference_mode():
+        return torch_forward(model, Xt)[:, 0].numpy()
+
+
+def run_case(cell, B, T, I, H, dtype, timing, with_torch):
+    rng = np.random.default_rng(1234)
+    network, params, model, X_bf, d, batch, target = make_problem(
+        cell, B, T, I, H, dtype, with_torch, rng)
+    grad = np.empty_like(params)
+    X_tm = batch.X.reshape(T, B, I)
+    train = {"crnn": lambda: network.loss_grad(params, batch, target, 0.0, grad)}
+    infer = {"crnn": lambda: network.output(params, batch)}
+    if cell == "elman":
+        W = {k: v.copy() for k, v in crnn_weights_as_numpy(network, params).items()}
+        train["numpy"] = lambda: np_loss_grad(W, X_tm, target)
+        infer["numpy"] = lambda: np_output(W, X_tm)
+    if with_torch:
+        Xt, dt = torch.from_numpy(X_tm), torch.from_numpy(target)
         mse = torch.nn.functional.mse_loss
 
         def torch_train():
@@ -390,11 +565,13 @@ def run_case(B, T, I, H, dtype, timing, with_torch):
         train["torch"] = torch_train
         infer["torch"] = torch_infer
 
-    result = {"B": B, "T": T, "I": I, "H": H, "O": O, "dtype": np.dtype(dtype).name}
+    result = {"cell": cell, "B": B, "T": T, "I": I, "H": H, "O": O,
+              "dtype": np.dtype(dtype).name}
     result["train"] = measure(train, timing)
     result["infer"] = measure(infer, timing)
 
-    # (c) one epoch + predict through the public estimator vs the NumPy RNN.
+    # One epoch + predict through the public estimator vs the NumPy RNN and
+    # PyTorch's Adam loop.
     n = EPOCH_BATCHES * B
     Xs = rng.uniform(-1, 1, size=(n, T, I)).astype(dtype)
     ys = rng.standard_normal(n).astype(dtype)
@@ -402,53 +579,124 @@ def run_case(B, T, I, H, dtype, timing, with_torch):
     def crnn_epoch():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", crnn.ConvergenceWarning)
-            model = crnn.RNNRegressor(hidden_size=H, max_iter=1, batch_size=B,
-                                      shuffle=False, dtype=np.dtype(dtype).name,
-                                      random_state=0)
-            model.fit(Xs, ys)
-        return model.predict(Xs)
+            est = crnn.RNNRegressor(cell=cell, hidden_size=H, max_iter=1, batch_size=B,
+                                    shuffle=False, learning_rate=LEARNING_RATE,
+                                    dtype=np.dtype(dtype).name, random_state=0)
+            est.fit(Xs, ys)
+        return est.predict(Xs)
 
-    result["epoch"] = measure({
-        "crnn": crnn_epoch,
-        "numpy": lambda: np_sgd_epoch_predict(Xs, ys, H, B, dtype, 0),
-    }, timing)
+    epoch = {"crnn": crnn_epoch}
+    if cell == "elman":
+        epoch["numpy"] = lambda: np_sgd_epoch_predict(Xs, ys, H, B, dtype, 0)
+    if with_torch:
+        epoch["torch"] = lambda: torch_epoch_predict(cell, Xs, ys, H, B, dtype, 0)
+    result["epoch"] = measure(epoch, timing)
     result["epoch"]["n_samples"] = n
 
     # Where crnn's training step goes, through RecurrentNetwork only (the
     # kernels' own signatures are internal): output() is the forward pass,
-    # loss_grad - output the backward pass plus the loss, and the same
-    # network with g = identity on the same parameters shows the cost of the
-    # element-wise tanh. Timed round-robin together, so the differences are
-    # not skewed by drift between separate measurements.
-    linear = RecurrentNetwork(I, H, O, activation="identity", dtype=dtype)
-    parts = measure({
-        "loss_grad": lambda: network.loss_grad(params, X, d, 0.0, grad),
-        "output": lambda: network.output(params, X),
-        "loss_grad_identity": lambda: linear.loss_grad(params, X, d, 0.0, grad),
-        "output_identity": lambda: linear.output(params, X),
-    }, timing)
+    # loss_grad - output the backward pass plus the loss; for the Elman cell,
+    # the same network with g = identity on the same parameters shows the
+    # cost of the element-wise tanh. Timed round-robin together, so the
+    # differences are not skewed by drift between separate measurements.
+    parts_fns = {
+        "loss_grad": lambda: network.loss_grad(params, batch, target, 0.0, grad),
+        "output": lambda: network.output(params, batch),
+    }
+    if cell == "elman":
+        linear = RecurrentNetwork(I, H, O, activation="identity", dtype=dtype)
+        parts_fns["loss_grad_identity"] = lambda: linear.loss_grad(params, batch, target,
+                                                                   0.0, grad)
+        parts_fns["output_identity"] = lambda: linear.output(params, batch)
+    parts = measure(parts_fns, timing)
     med = {name: parts[name]["median_s"] for name in parts}
     result["crnn_breakdown"] = {
         "loss_grad_s": med["loss_grad"],
         "forward_s": med["output"],
         "backward_and_loss_s": med["loss_grad"] - med["output"],
-        "forward_identity_s": med["output_identity"],
-        "loss_grad_identity_s": med["loss_grad_identity"],
-        "tanh_forward_s": med["output"] - med["output_identity"],
+        "forward_identity_s": med.get("output_identity"),
+        "loss_grad_identity_s": med.get("loss_grad_identity"),
         "raw": parts,
     }
-    total = result["train"]["crnn"]["median_s"]
 
-    result["flops"] = {"forward": forward_flops(B, T, I, H), "train": train_flops(B, T, I, H)}
-    result["crnn_train_gflops"] = result["flops"]["train"] / total / 1e9
-    result["crnn_infer_gflops"] = (result["flops"]["forward"]
-                                   / result["infer"]["crnn"]["median_s"] / 1e9)
-    rate_in, raw_in = gemm_reference(T * B, I, H, dtype, timing)
-    rate_rec, raw_rec = gemm_reference(B, H, H, dtype, timing)
+    result["flops"] = {"forward": forward_flops(cell, B, T, I, H),
+                       "train": train_flops(cell, B, T, I, H)}
+    for what in ("train", "infer"):
+        flops = result["flops"]["forward" if what == "infer" else "train"]
+        result[f"{what}_gflops"] = {name: flops / e["median_s"] / 1e9
+                                    for name, e in result[what].items()}
+    G = GATES[cell] * H
+    rate_in, raw_in = gemm_reference(T * B, I, G, dtype, timing)
+    rate_rec, raw_rec = gemm_reference(B, H, G, dtype, timing)
     result["gemm_reference"] = {
-        "input_TBxI_IxH_gflops": rate_in, "recurrent_BxH_HxH_gflops": rate_rec,
+        "input_TBxI_IxG_gflops": rate_in, "recurrent_BxH_HxG_gflops": rate_rec,
         "raw_input": raw_in, "raw_recurrent": raw_rec,
     }
+    return result
+
+
+def run_ragged(cell, dtype, timing, with_torch):
+    """crnn's training step on one batch of B = 64 sequences with the three
+    length profiles; for comparison PyTorch on the same batches as
+    PackedSequences, and PyTorch on the padded (T_max, B, I) batch (the
+    output read at each sequence's last step), which costs B * T_max steps
+    whatever the lengths. All timed round-robin together."""
+    B, T, I, H = RAGGED_B, RAGGED_T, RAGGED_I, RAGGED_H
+    rng = np.random.default_rng(99)
+    network = RecurrentNetwork(I, H, O, cell=cell, dtype=dtype)
+    model = torch_model(cell, I, H, dtype) if with_torch else None
+    params = (crnn_params_from_torch(network, model, cell) if with_torch
+              else network.init_params(np.random.default_rng(0), random_biases=True))
+    grad = np.empty_like(params)
+    X_bf = rng.uniform(-1, 1, size=(B, T, I)).astype(dtype)
+    d = rng.standard_normal((B, O)).astype(dtype)
+    X_tm = np.ascontiguousarray(X_bf.swapaxes(0, 1))
+    profiles = ragged_lengths()
+    contenders, info = {}, {}
+    for label, lengths in profiles.items():
+        batch = pack(X_bf, lengths)
+        target = batch.per_sequence(d)
+        info[label] = {"lengths": lengths.tolist(), "real_steps": int(lengths.sum())}
+        contenders[f"crnn {label}"] = (
+            lambda b=batch, t=target: network.loss_grad(params, b, t, 0.0, grad))
+    if with_torch:
+        dt = torch.from_numpy(d)
+        mse = torch.nn.functional.mse_loss
+        for label, lengths in profiles.items():
+            packed = torch_input(X_tm, lengths)
+
+            def torch_packed(packed=packed):
+                model.zero_grad(set_to_none=True)
+                mse(torch_forward(model, packed), dt).backward()
+
+            contenders[f"torch {label}"] = torch_packed
+        # Padded: the same cost for every profile of T_max = 100; timed on (b).
+        Xt = torch.from_numpy(X_tm)
+        last = torch.as_tensor(profiles["(b) U[1,100]"] - 1)
+        rows = torch.arange(B)
+
+        def torch_padded():
+            model.zero_grad(set_to_none=True)
+            out, _ = model["rnn"](Xt)                     # (T_max, B, H)
+            mse(model["out"](out[last, rows]), dt).backward()
+
+        contenders["torch padded"] = torch_padded
+    raw = measure(contenders, timing)
+    result = {"cell": cell, "dtype": np.dtype(dtype).name, "B": B, "T_max": T, "I": I,
+              "H": H, "profiles": info, "raw": raw}
+    if "torch padded" in raw:
+        result["torch_padded_s"] = raw["torch padded"]["median_s"]
+    for who in ("crnn", "torch"):
+        if f"{who} (a) all 100" not in raw:
+            continue
+        base = raw[f"{who} (a) all 100"]["median_s"]
+        for label in profiles:
+            m = raw[f"{who} {label}"]["median_s"]
+            steps = info[label]["real_steps"]
+            info[label][who] = {
+                "median_s": m, "per_real_step_us": m / steps * 1e6, "relative_to_a": m / base,
+                "gflops": train_flops(cell, B, T, I, H, steps) / m / 1e9,
+            }
     return result
 
 
@@ -466,47 +714,93 @@ def _ratio(entry, name):
     return f"{entry[name]['median_s'] / entry['crnn']['median_s']:8.2f}"
 
 
+def _case(r):
+    return f"{r['cell']:<5} ({r['B']},{r['T']},{r['I']},{r['H']})"
+
+
 def print_tables(results):
     print()
     print("Median time per call (ms); ratios other/crnn: > 1 means crnn is faster.")
-    header = (f"{'case (B,T,I,H)':<20} {'dtype':<8} {'what':<6} {'crnn':>10} {'numpy':>10} "
-              f"{'torch':>10} {'np/crnn':>8} {'tc/crnn':>8} {'crnn GF/s':>9}")
+    header = (f"{'cell  case (B,T,I,H)':<24} {'dtype':<8} {'what':<6} {'crnn':>10} "
+              f"{'numpy':>10} {'torch':>10} {'np/crnn':>8} {'tc/crnn':>8} "
+              f"{'crnn GF/s':>9} {'tc GF/s':>8}")
     print(header)
     print("-" * len(header))
     for r in results:
-        case = f"({r['B']},{r['T']},{r['I']},{r['H']})"
         for what in ("train", "infer", "epoch"):
             e = r[what]
-            gf = {"train": f"{r['crnn_train_gflops']:9.2f}",
-                  "infer": f"{r['crnn_infer_gflops']:9.2f}"}.get(what, f"{'':>9}")
-            print(f"{case:<20} {r['dtype']:<8} {what:<6} {_ms(e, 'crnn')} {_ms(e, 'numpy')} "
-                  f"{_ms(e, 'torch')} {_ratio(e, 'numpy')} {_ratio(e, 'torch')} {gf}")
+            gf = r.get(f"{what}_gflops", {})
+            crnn_gf = f"{gf['crnn']:9.2f}" if "crnn" in gf else f"{'':>9}"
+            torch_gf = f"{gf['torch']:8.2f}" if "torch" in gf else f"{'':>8}"
+            print(f"{_case(r):<24} {r['dtype']:<8} {what:<6} {_ms(e, 'crnn')} "
+                  f"{_ms(e, 'numpy')} {_ms(e, 'torch')} {_ratio(e, 'numpy')} "
+                  f"{_ratio(e, 'torch')} {crnn_gf} {torch_gf}")
     print()
-    print("GEMM reference (scipy.linalg.blas ?gemm, same run) and where crnn's "
-          "training step goes.")
-    header = (f"{'case (B,T,I,H)':<20} {'dtype':<8} {'gemm TBxI.IxH':>13} "
-              f"{'gemm BxH.HxH':>12} {'crnn train':>10} {'loss_grad':>9} {'forward':>9} "
+    print("GEMM reference (scipy.linalg.blas ?gemm, same run; G = gates * H) and "
+          "where crnn's training step goes.")
+    header = (f"{'cell  case (B,T,I,H)':<24} {'dtype':<8} {'gemm TBxI.IxG':>13} "
+              f"{'gemm BxH.HxG':>12} {'crnn train':>10} {'loss_grad':>9} {'forward':>9} "
               f"{'bwd+loss':>9} {'fwd g=id':>9} {'train g=id':>10}")
     print(header)
-    print(f"{'':<29} {'GF/s':>13} {'GF/s':>12} {'GF/s':>10} {'ms':>9} {'ms':>9} "
+    print(f"{'':<33} {'GF/s':>13} {'GF/s':>12} {'GF/s':>10} {'ms':>9} {'ms':>9} "
           f"{'ms':>9} {'ms':>9} {'ms':>10}")
     print("-" * len(header))
     for r in results:
-        case = f"({r['B']},{r['T']},{r['I']},{r['H']})"
         g, b = r["gemm_reference"], r["crnn_breakdown"]
-        print(f"{case:<20} {r['dtype']:<8} {g['input_TBxI_IxH_gflops']:13.2f} "
-              f"{g['recurrent_BxH_HxH_gflops']:12.2f} {r['crnn_train_gflops']:10.2f} "
-              f"{b['loss_grad_s'] * 1e3:9.3f} {b['forward_s'] * 1e3:9.3f} "
-              f"{b['backward_and_loss_s'] * 1e3:9.3f} {b['forward_identity_s'] * 1e3:9.3f} "
-              f"{b['loss_grad_identity_s'] * 1e3:10.3f}")
+
+        def ms(x, width):
+            return f"{x * 1e3:{width}.3f}" if x is not None else f"{'-':>{width}}"
+
+        print(f"{_case(r):<24} {r['dtype']:<8} {g['input_TBxI_IxG_gflops']:13.2f} "
+              f"{g['recurrent_BxH_HxG_gflops']:12.2f} {r['train_gflops']['crnn']:10.2f} "
+              f"{ms(b['loss_grad_s'], 9)} {ms(b['forward_s'], 9)} "
+              f"{ms(b['backward_and_loss_s'], 9)} {ms(b['forward_identity_s'], 9)} "
+              f"{ms(b['loss_grad_identity_s'], 10)}")
     print()
     print("train: forward + backward (loss and full gradient) on one batch; infer: "
           "forward only;\nepoch: RNNRegressor(max_iter=1).fit + predict on 8*B samples "
-          "vs the NumPy RNN with plain SGD.\nGF/s counts 2 flops per multiply-add of every "
-          "matmul; a training step = 3x forward.\nsecond table, timed round-robin together: "
-          "loss_grad; forward = output();\nbwd+loss = loss_grad - forward; g=id = the "
-          "same network and parameters with an identity\nhidden activation instead of "
-          "tanh (what the step costs without the element-wise tanh).")
+          "vs the NumPy RNN (Elman) with plain SGD\nand a PyTorch loop with Adam over the "
+          "same batches.\nGF/s counts 2 flops per multiply-add of every matmul; a "
+          "training step = 3x forward.\nsecond table, timed round-robin together: "
+          "loss_grad; forward = output();\nbwd+loss = loss_grad - forward; g=id (Elman "
+          "only) = the same network and parameters with an\nidentity hidden activation "
+          "instead of tanh (the step without the element-wise tanh).")
+
+
+def print_ragged(ragged):
+    if not ragged:
+        return
+    r0 = ragged[0]
+    print()
+    print(f"Ragged lengths: one training step (loss_grad) on B = {r0['B']} sequences, "
+          f"T_max = {r0['T_max']}, I = {r0['I']}, H = {r0['H']}.")
+    print("real steps = sum of the lengths; 'steps/(a)' is the share of real steps, "
+          "'time/(a)' the share of time;\nus/step = time / real steps. torch: the same "
+          "batches as PackedSequences; 'padded': PyTorch on the\npadded batch "
+          "(B * T_max steps, the same for every profile), 'pad/crnn' its time over "
+          "crnn's.")
+    header = (f"{'cell':<6} {'dtype':<8} {'lengths':<14} {'real steps':>10} "
+              f"{'steps/(a)':>9} {'crnn ms':>9} {'us/step':>8} {'time/(a)':>8} "
+              f"{'GF/s':>6} {'torch ms':>9} {'time/(a)':>8} {'tc/crnn':>8} "
+              f"{'padded ms':>9} {'pad/crnn':>8}")
+    print(header)
+    print("-" * len(header))
+    for r in ragged:
+        full = r["profiles"]["(a) all 100"]["real_steps"]
+        for label, p in r["profiles"].items():
+            c = p["crnn"]
+            line = (f"{r['cell']:<6} {r['dtype']:<8} {label:<14} {p['real_steps']:>10d} "
+                    f"{p['real_steps'] / full:9.3f} {c['median_s'] * 1e3:9.3f} "
+                    f"{c['per_real_step_us']:8.2f} {c['relative_to_a']:8.3f} "
+                    f"{c['gflops']:6.2f}")
+            if "torch" in p:
+                t = p["torch"]
+                line += (f" {t['median_s'] * 1e3:9.3f} {t['relative_to_a']:8.3f} "
+                         f"{t['median_s'] / c['median_s']:8.2f}")
+            if "torch_padded_s" in r:
+                line += (f" {r['torch_padded_s'] * 1e3:9.3f} "
+                         f"{r['torch_padded_s'] / c['median_s']:8.2f}")
+            print(line)
 
 
 def source_state():
@@ -532,21 +826,19 @@ def source_state():
     return state
 
 
-def per_call_floor(dtype, timing):
+def per_call_floor(cell, dtype, timing):
     """A training step at B = T = I = H = 1: the fixed cost of one call."""
-    network = RecurrentNetwork(1, 1, O, dtype=dtype)
-    params = network.init_params(np.random.default_rng(0), random_biases=True)
+    rng = np.random.default_rng(0)
+    network, params, model, X_bf, d, batch, target = make_problem(
+        cell, 1, 1, 1, 1, dtype, torch is not None, rng)
     grad = np.empty_like(params)
-    X = np.ones((1, 1, 1), dtype)
-    d = np.ones((1, O), dtype)
-    W = {k: v.copy() for k, v in crnn_weights_as_numpy(network, params).items()}
-    contenders = {
-        "crnn": lambda: network.loss_grad(params, X, d, 0.0, grad),
-        "numpy": lambda: np_loss_grad(W, X, d),
-    }
+    X_tm = batch.X.reshape(1, 1, 1)
+    contenders = {"crnn": lambda: network.loss_grad(params, batch, target, 0.0, grad)}
+    if cell == "elman":
+        W = {k: v.copy() for k, v in crnn_weights_as_numpy(network, params).items()}
+        contenders["numpy"] = lambda: np_loss_grad(W, X_tm, target)
     if torch is not None:
-        model = torch_model(1, 1, dtype)
-        Xt, dt = torch.from_numpy(X), torch.from_numpy(d)
+        Xt, dt = torch.from_numpy(X_tm), torch.from_numpy(target)
 
         def torch_train():
             model.zero_grad(set_to_none=True)
@@ -586,17 +878,33 @@ def library_report(threads):
     return libs, torch_info
 
 
+def _parse_list(text, allowed, what):
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [s for s in items if s not in allowed]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(
+            f"{what} must be a comma-separated subset of {','.join(allowed)}; got {text!r}")
+    return list(dict.fromkeys(items))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="only the first two cases, shorter timing budget")
+    parser.add_argument("--cells", default=",".join(CELLS),
+                        type=lambda s: _parse_list(s, CELLS, "--cells"),
+                        help="comma-separated cells to time (default: elman,lstm,gru)")
+    parser.add_argument("--dtype", default="float64",
+                        type=lambda s: _parse_list(s, ("float32", "float64"), "--dtype"),
+                        help="float32, float64 or float32,float64 (default float64)")
     parser.add_argument("--json", metavar="PATH", help="write every measurement here")
     parser.add_argument("--threads", type=int, default=1, help="BLAS/torch threads (1)")
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     parser.add_argument("--budget", type=float, default=None,
                         help="seconds per contender and case (0.2; --quick 0.05)")
+    parser.add_argument("--no-ragged", action="store_true",
+                        help="skip the ragged-lengths section")
     args = parser.parse_args(argv)
-    dtype = np.dtype(args.dtype).type
+    dtypes = [np.dtype(name).type for name in args.dtype]
 
     limiter = threadpool_limits(limits=args.threads)  # noqa: F841 (kept alive)
     if torch is not None:
@@ -619,31 +927,44 @@ def main(argv=None):
         if var in os.environ:
             print(f"  note: {var}={os.environ[var]} is set")
 
-    print("Checking the NumPy reference against crnn (float64, tolerance 1e-10):")
-    if not verify():
-        print("ABORT: the NumPy reference does not compute crnn's loss and gradient.",
-              file=sys.stderr)
+    print("Checking the NumPy reference (Elman) and PyTorch against crnn "
+          "(float64, tolerance 1e-10):")
+    if not verify(args.cells):
+        print("ABORT: the NumPy reference or PyTorch does not compute crnn's loss, "
+              "gradient and output.", file=sys.stderr)
         return 1
 
     timing = Timing(args.quick, args.budget)
-    floor = per_call_floor(dtype, timing)
-    print("Fixed cost of one training-step call (B = T = I = H = 1): "
-          + ", ".join(f"{name} {floor[name]['median_s'] * 1e6:.1f} us" for name in floor))
     cases = QUICK_CASES if args.quick else CASES
-    results = []
+    floors, results, ragged = {}, [], []
     started = time.perf_counter()
-    for (B, T, I, H) in cases:
-        t0 = time.perf_counter()
-        results.append(run_case(B, T, I, H, dtype, timing, torch is not None))
-        print(f"  case (B={B}, T={T}, I={I}, H={H}) {args.dtype}: done in "
-              f"{time.perf_counter() - t0:.1f} s", flush=True)
+    for dtype in dtypes:
+        dname = np.dtype(dtype).name
+        for cell in args.cells:
+            floor = per_call_floor(cell, dtype, timing)
+            floors[f"{cell} {dname}"] = floor
+            print(f"Fixed cost of one training-step call, {cell} {dname} "
+                  f"(B = T = I = H = 1): "
+                  + ", ".join(f"{name} {floor[name]['median_s'] * 1e6:.1f} us"
+                              for name in floor), flush=True)
+            for (B, T, I, H) in cases:
+                t0 = time.perf_counter()
+                results.append(run_case(cell, B, T, I, H, dtype, timing, torch is not None))
+                print(f"  {cell} (B={B}, T={T}, I={I}, H={H}) {dname}: done in "
+                      f"{time.perf_counter() - t0:.1f} s", flush=True)
+            if not args.no_ragged:
+                t0 = time.perf_counter()
+                ragged.append(run_ragged(cell, dtype, timing, torch is not None))
+                print(f"  {cell} ragged lengths {dname}: done in "
+                      f"{time.perf_counter() - t0:.1f} s", flush=True)
     print_tables(results)
+    print_ragged(ragged)
     print(f"\nTotal benchmark time {time.perf_counter() - started:.1f} s.")
 
     if args.json:
         out = {
-            "argv": sys.argv, "threads": args.threads, "dtype": args.dtype,
-            "quick": args.quick,
+            "argv": sys.argv, "threads": args.threads, "dtypes": args.dtype,
+            "cells": args.cells, "quick": args.quick,
             "timing": {"budget_s": timing.budget, "min_rounds": timing.min_rounds,
                        "target_rounds": timing.target_rounds},
             "versions": {"crnn": crnn.__version__, "numpy": np.__version__,
@@ -652,10 +973,10 @@ def main(argv=None):
                         "loadavg_before": load,
                         "loadavg_after": os.getloadavg() if load is not None else None},
             "threadpool_info": libs, "torch": torch_info, "source": state,
-            "per_call_floor": floor,
+            "per_call_floor": floors,
             "estimator_solver": "adam (RNNRegressor default)", "numpy_solver": "plain SGD",
-            "learning_rate": LEARNING_RATE,
-            "cases": results,
+            "torch_solver": "torch.optim.Adam", "learning_rate": LEARNING_RATE,
+            "cases": results, "ragged": ragged,
         }
         directory = os.path.dirname(os.path.abspath(args.json))
         os.makedirs(directory, exist_ok=True)

@@ -23,11 +23,12 @@ where the sequence starts, and ``g`` an ``Activation`` code.
 from cython cimport floating
 
 
+# ``W_hhT`` is a workspace of H * H elements (it receives W_hh transposed).
 cdef void elman_forward(
     Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
     const floating* X, const floating* W_ih, const floating* W_hh,
     const floating* b, const floating* h0,
-    floating* Hs, floating* h_n, bint reverse, int activation,
+    floating* Hs, floating* h_n, floating* W_hhT, bint reverse, int activation,
 ) noexcept nogil
 
 

@@ -25,7 +25,7 @@ from crnn.kernels.activations cimport mul_derivative
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
 from crnn.kernels.recurrence cimport (
     Step, gather_prev, recurrent_gemm, step_in_order, store_final, total_rows,
-    weight_gradients,
+    transpose, weight_gradients,
 )
 from crnn.kernels.recurrence import check, check_packed, check_shape
 
@@ -34,19 +34,20 @@ cdef void elman_forward(
     Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
     const floating* X, const floating* W_ih, const floating* W_hh,
     const floating* b, const floating* h0,
-    floating* Hs, floating* h_n, bint reverse, int activation,
+    floating* Hs, floating* h_n, floating* W_hhT, bint reverse, int activation,
 ) noexcept nogil:
     cdef Py_ssize_t k, off = 0
     cdef Py_ssize_t N = total_rows(T, batch_sizes)
     cdef Step s
     cdef floating* a_t
+    transpose(H, H, W_hh, W_hhT)
     # A(N, H) = X(N, I) @ W_ih^T, built in place of the states
     gemm(NoTrans, Trans, N, H, I, 1, X, I, W_ih, I, 0, Hs, H)
     for k in range(T):
         s = step_in_order(k, T, N, batch_sizes, reverse, False, &off)
         a_t = Hs + s.off * H
         # a_t(B_t, H) += h_prev(B_t, H) @ W_hh^T
-        recurrent_gemm(s, H, H, W_hh, h0, Hs, 1, a_t)
+        recurrent_gemm(s, H, H, W_hhT, h0, Hs, 1, a_t)
         # h_t = g(a_t + b)
         bias_activation(s.B, H, a_t, b, activation)
         store_final(s, H, Hs, h_n)
@@ -123,10 +124,11 @@ def forward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
     N, I, H, B = _check_layer(X, batch_sizes, W_ih, W_hh, b, h0, activation)
     check_shape(Hs, (N, H), "Hs")
     check_shape(h_n, (B, H), "h_n")
+    cdef floating[:, ::1] W_hhT = np.empty((H, H), dtype=np.asarray(Hs).dtype)
     with nogil:
         elman_forward(batch_sizes.shape[0], &batch_sizes[0], I, H, &X[0, 0],
                       &W_ih[0, 0], &W_hh[0, 0], &b[0], &h0[0, 0], &Hs[0, 0],
-                      &h_n[0, 0], reverse, activation)
+                      &h_n[0, 0], &W_hhT[0, 0], reverse, activation)
 
 
 def backward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,

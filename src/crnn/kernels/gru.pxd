@@ -16,7 +16,8 @@ packed rows. Gates are stored side by side in the order (r, z, n), so
     hn      (N, H)    W_hn h_prev + b_hn of every row, kept for backward
     Hs      (N, H)    states h_t, packed
     h_n     (B, H)    final state of each sequence
-    work    (B, 3H)   workspace for the recurrent product of one step
+    work    workspace of gru_forward_work_size(B, H) elements: the recurrent
+            product of one step (B, 3H), then W_hh transposed (H, 3H)
 
     r = sigmoid(W_ir x + W_hr h_prev + b_r)     z = sigmoid(W_iz x + W_hz h_prev + b_z)
     n = tanh(W_in x + b_in + r * (W_hn h_prev + b_hn))
@@ -86,8 +87,8 @@ cdef inline Py_ssize_t gru_gates_size(Py_ssize_t N, Py_ssize_t H) noexcept nogil
 
 
 cdef inline Py_ssize_t gru_forward_work_size(Py_ssize_t B, Py_ssize_t H) noexcept nogil:
-    """Elements of the ``work`` workspace of gru_forward: B * 3H."""
-    return B * 3 * H
+    """Elements of the ``work`` workspace of gru_forward: B * 3H + 3H * H."""
+    return (B + H) * 3 * H
 
 
 cdef inline Py_ssize_t gru_step_work_size(Py_ssize_t B, Py_ssize_t H) noexcept nogil:

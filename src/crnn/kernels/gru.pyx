@@ -22,7 +22,7 @@ from crnn.kernels._elementwise cimport gru_row, gru_row_backward
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
 from crnn.kernels.recurrence cimport (
     Step, gather_prev, prev_row, recurrent_gemm, step_in_order, store_final, total_rows,
-    weight_gradients,
+    transpose, weight_gradients,
 )
 from crnn.kernels.recurrence import check, check_packed, check_shape
 
@@ -38,12 +38,14 @@ cdef void gru_forward(
     cdef Py_ssize_t G = 3 * H
     cdef Py_ssize_t N = total_rows(T, batch_sizes)
     cdef Step s
+    cdef floating* W_hhT = work + batch_sizes[0] * G
+    transpose(G, H, W_hh, W_hhT)
     # gates(N, 3H) = X(N, I) @ W_ih^T
     gemm(NoTrans, Trans, N, G, I, 1, X, I, W_ih, I, 0, gates, G)
     for k in range(T):
         s = step_in_order(k, T, N, batch_sizes, reverse, False, &off)
         # work(B_t, 3H) = h_prev(B_t, H) @ W_hh^T
-        recurrent_gemm(s, H, G, W_hh, h0, Hs, 0, work)
+        recurrent_gemm(s, H, G, W_hhT, h0, Hs, 0, work)
         for j in range(s.B):
             row = s.off + j
             gru_cell_row(H, gates + row * G, work + j * G, b, b_hn,
@@ -139,11 +141,11 @@ def forward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
                            (gates, (N, 3 * H), "gates"), (hn, (N, H), "hn"),
                            (Hs, (N, H), "Hs"), (h_n, (B, H), "h_n")):
         check_shape(a, shape, name)
-    cdef floating[:, ::1] work = np.empty((B, 3 * H), dtype=np.asarray(Hs).dtype)
+    cdef floating[::1] work = np.empty(gru_forward_work_size(B, H), dtype=np.asarray(Hs).dtype)
     with nogil:
         gru_forward(batch_sizes.shape[0], &batch_sizes[0], I, H, &X[0, 0],
                     &W_ih[0, 0], &W_hh[0, 0], &b[0], &b_hn[0], &h0[0, 0],
-                    &gates[0, 0], &hn[0, 0], &Hs[0, 0], &h_n[0, 0], &work[0, 0],
+                    &gates[0, 0], &hn[0, 0], &Hs[0, 0], &h_n[0, 0], &work[0],
                     reverse)
 
 

@@ -26,12 +26,13 @@ The caller allocates everything; the sizes, in elements, are below.
 from cython cimport floating
 
 
+# ``W_hhT`` is a workspace of 4H * H elements (it receives W_hh transposed).
 cdef void lstm_forward(
     Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
     const floating* X, const floating* W_ih, const floating* W_hh,
     const floating* b, const floating* h0, const floating* c0,
     floating* gates, floating* Hs, floating* Cs, floating* h_n, floating* c_n,
-    bint reverse,
+    floating* W_hhT, bint reverse,
 ) noexcept nogil
 
 

@@ -22,7 +22,7 @@ from crnn.kernels._elementwise cimport lstm_row, lstm_row_backward
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
 from crnn.kernels.recurrence cimport (
     Step, gather_prev, prev_row, recurrent_gemm, step_in_order, store_final, total_rows,
-    weight_gradients,
+    transpose, weight_gradients,
 )
 from crnn.kernels.recurrence import check, check_packed, check_shape
 
@@ -32,18 +32,19 @@ cdef void lstm_forward(
     const floating* X, const floating* W_ih, const floating* W_hh,
     const floating* b, const floating* h0, const floating* c0,
     floating* gates, floating* Hs, floating* Cs, floating* h_n, floating* c_n,
-    bint reverse,
+    floating* W_hhT, bint reverse,
 ) noexcept nogil:
     cdef Py_ssize_t k, j, off = 0
     cdef Py_ssize_t G = 4 * H
     cdef Py_ssize_t N = total_rows(T, batch_sizes)
     cdef Step s
+    transpose(G, H, W_hh, W_hhT)
     # gates(N, 4H) = X(N, I) @ W_ih^T
     gemm(NoTrans, Trans, N, G, I, 1, X, I, W_ih, I, 0, gates, G)
     for k in range(T):
         s = step_in_order(k, T, N, batch_sizes, reverse, False, &off)
         # gates_t(B_t, 4H) += h_prev(B_t, H) @ W_hh^T
-        recurrent_gemm(s, H, G, W_hh, h0, Hs, 1, gates + s.off * G)
+        recurrent_gemm(s, H, G, W_hhT, h0, Hs, 1, gates + s.off * G)
         for j in range(s.B):
             lstm_cell_row(H, gates + (s.off + j) * G, b, prev_row(s, j, H, c0, Cs),
                           Hs + (s.off + j) * H, Cs + (s.off + j) * H)
@@ -133,11 +134,12 @@ def forward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
     check_shape(Cs, (N, H), "Cs")
     check_shape(h_n, (B, H), "h_n")
     check_shape(c_n, (B, H), "c_n")
+    cdef floating[:, ::1] W_hhT = np.empty((H, 4 * H), dtype=np.asarray(Hs).dtype)
     with nogil:
         lstm_forward(batch_sizes.shape[0], &batch_sizes[0], I, H, &X[0, 0],
                      &W_ih[0, 0], &W_hh[0, 0], &b[0], &h0[0, 0], &c0[0, 0],
                      &gates[0, 0], &Hs[0, 0], &Cs[0, 0], &h_n[0, 0], &c_n[0, 0],
-                     reverse)
+                     &W_hhT[0, 0], reverse)
 
 
 def backward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,

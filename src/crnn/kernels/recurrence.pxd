@@ -94,19 +94,33 @@ cdef inline const floating* prev_row(Step s, Py_ssize_t j, Py_ssize_t H,
     return S0 + j * H
 
 
+cdef inline void transpose(Py_ssize_t rows, Py_ssize_t cols, const floating* A,
+                           floating* AT) noexcept nogil:
+    """AT(cols, rows) = A(rows, cols)^T."""
+    cdef Py_ssize_t i, j
+    for i in range(rows):
+        for j in range(cols):
+            AT[j * rows + i] = A[i * cols + j]
+
+
 cdef inline void recurrent_gemm(Step s, Py_ssize_t H, Py_ssize_t G,
-                                const floating* W_hh, const floating* S0,
+                                const floating* W_hhT, const floating* S0,
                                 const floating* Ss, floating beta,
                                 floating* out) noexcept nogil:
-    """out(B_t, G) = S_prev(B_t, H) @ W_hh(G, H)^T + beta * out."""
+    """out(B_t, G) = S_prev(B_t, H) @ W_hhT(H, G) + beta * out.
+
+    ``W_hhT`` is ``W_hh`` transposed once per pass by the caller: with both
+    operands untransposed, BLAS runs the small per-step products up to twice
+    as fast as with ``W_hh^T`` taken on the fly.
+    """
     if s.n_prev > 0:
-        # out[:n_prev] = Ss[previous step](n_prev, H) @ W_hh^T + beta * out[:n_prev]
-        gemm(NoTrans, Trans, s.n_prev, G, H, 1, Ss + s.prev_off * H, H,
-             W_hh, H, beta, out, G)
+        # out[:n_prev] = Ss[previous step](n_prev, H) @ W_hhT + beta * out[:n_prev]
+        gemm(NoTrans, NoTrans, s.n_prev, G, H, 1, Ss + s.prev_off * H, H,
+             W_hhT, G, beta, out, G)
     if s.B > s.n_prev:
-        # out[n_prev:B_t] = S0[n_prev:B_t](., H) @ W_hh^T + beta * out[n_prev:B_t]
-        gemm(NoTrans, Trans, s.B - s.n_prev, G, H, 1, S0 + s.n_prev * H, H,
-             W_hh, H, beta, out + s.n_prev * G, G)
+        # out[n_prev:B_t] = S0[n_prev:B_t](., H) @ W_hhT + beta * out[n_prev:B_t]
+        gemm(NoTrans, NoTrans, s.B - s.n_prev, G, H, 1, S0 + s.n_prev * H, H,
+             W_hhT, G, beta, out + s.n_prev * G, G)
 
 
 cdef inline void gather_prev(Step s, Py_ssize_t H, const floating* S0,

@@ -1,12 +1,16 @@
 """crnn: recurrent neural networks for sequences, with compiled BPTT kernels.
 
-The estimators :class:`RNNRegressor` and :class:`RNNClassifier` train an
-Elman recurrent network
+The estimators :class:`RNNRegressor` and :class:`RNNClassifier` train
+recurrent networks -- the Elman RNN
 
     S_t = g1(W_ih x_t + W_hh S_{t-1} + b),     Y_t = g2(W_y S_t + b_y)
 
-by backpropagation through time, with the time loops in typed Cython over
-BLAS. :func:`check_gradient` verifies the gradient by finite differences.
+and LSTM and GRU cells with PyTorch's equations; stacked, bidirectional, on
+sequences of different lengths -- by backpropagation through time, with the
+time loops in typed Cython over BLAS. :func:`check_gradient` verifies the
+gradient by finite differences; :func:`save` and :func:`load` keep models
+safely; :func:`to_torch_state_dict` and :func:`from_torch_state_dict` move
+weights to and from PyTorch.
 """
 from crnn._estimators import RNNClassifier, RNNRegressor
 from crnn._gradcheck import GradientCheck, check_gradient

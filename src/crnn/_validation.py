@@ -15,9 +15,9 @@ def as_float_array(a, name, dtype):
         arr = np.asarray(a)
     except ValueError as exc:  # ragged nested sequences
         raise ValueError(
-            f"{name} could not be made into an array ({exc}). crnn takes "
-            f"sequences of one length in a 3-D array (n_samples, n_timesteps, "
-            f"n_features); pad or cut sequences of other lengths."
+            f"{name} could not be made into an array ({exc}). Sequences of "
+            f"different lengths go in a list of (n_timesteps_i, n_features) "
+            f"arrays, or in a padded 3-D array with lengths=..."
         ) from None
     if arr.dtype.kind in "biuf":
         return np.asarray(arr, dtype=dtype)

@@ -53,12 +53,15 @@ def main(argv=None):
           f"it.\nTraining on {train.sum()} years up to {args.test_from - 1}; "
           f"testing on the {(~train).sum()} years from {args.test_from}.\n")
 
-    model = RNNRegressor(
-        hidden_size=args.hidden_size, learning_rate=3e-3, batch_size=16,
-        max_iter=args.epochs, tol=1e-5, n_iter_no_change=40,
-        early_stopping=True, validation_fraction=0.2, clip_norm=1.0,
-        alpha=1e-4, random_state=args.seed, verbose=10,
-    )
+    def make(cell, verbose=0):
+        return RNNRegressor(
+            hidden_size=args.hidden_size, cell=cell, learning_rate=3e-3,
+            batch_size=16, max_iter=args.epochs, tol=1e-5, n_iter_no_change=40,
+            early_stopping=True, validation_fraction=0.2, clip_norm=1.0,
+            alpha=1e-4, random_state=args.seed, verbose=verbose,
+        )
+
+    model = make("elman", verbose=10)
     started = time.perf_counter()
     model.fit(X[train], y[train])
     seconds = time.perf_counter() - started
@@ -79,6 +82,15 @@ def main(argv=None):
     print(f"  Elman RNN                    {rnn_rmse:7.2f}")
     print(f"  naive (same as last year)    {naive_rmse:7.2f}")
     print(f"  RNN error / naive error      {rnn_rmse / naive_rmse:7.2f}")
+
+    print("\nThe same forecast with gated cells (same settings):")
+    for cell in ("lstm", "gru"):
+        started = time.perf_counter()
+        gated = make(cell).fit(X[train], y[train])
+        seconds = time.perf_counter() - started
+        error = rmse(gated.predict(X[~train]) * scale, test_true)
+        print(f"  {cell.upper():<5} RMSE {error:6.2f}  ({gated.n_iter_} epochs, "
+              f"{seconds:.1f} s, {gated.params_.size} parameters)")
     print("\n  year  actual  RNN  naive")
     for year, true, pred, last in list(zip(target_years[~train], test_true,
                                            test_pred, naive))[-8:]:

@@ -42,22 +42,6 @@ class Sequences:
     def item_shape(self):
         return self.data.shape[2:] if self.uniform else self.data.shape[1:]
 
-    def sequence(self, i):
-        """Sequence ``i`` as an ``(L_i, *item_shape)`` array."""
-        if self.uniform:
-            return self.data[i]
-        return self.data[self.starts[i]:self.starts[i] + self.lengths[i]]
-
-    def subset(self, idx):
-        """The sequences ``idx``, in that order."""
-        idx = np.asarray(idx, dtype=np.intp)
-        if self.uniform:
-            return Sequences(np.take(self.data, idx, axis=0), self.lengths[idx], True,
-                             self.as_list)
-        rows = np.concatenate([np.arange(self.starts[i], self.starts[i] + self.lengths[i])
-                               for i in idx]) if idx.size else np.zeros(0, np.intp)
-        return Sequences(self.data[rows], self.lengths[idx], False, self.as_list)
-
     def gather(self, seq, t):
         """Rows ``(seq[k], t[k])`` for every ``k``, as one array."""
         if self.uniform:
@@ -112,7 +96,6 @@ class PackedBatch:
             self.src_seq = sources[position]
             self.X = np.ascontiguousarray(source.gather(self.src_seq, self.src_t))
         self.N = self.X.shape[0]
-        self._position = None
 
     def pack_like(self, values):
         """Per-step values (a :class:`Sequences` with the same lengths), packed."""

@@ -125,6 +125,13 @@ class RecurrentNetwork:
                     P[name][...] = rng.uniform(-0.5, 0.5, size=P[name].shape)
         return params
 
+    def _penalty_grad(self, params, grad, alpha):
+        """grad += alpha * W for every weight block (the penalty's gradient)."""
+        if alpha:
+            P, G = self.views(params)[0], self.views(grad)[0]
+            for name in self.weight_names:
+                G[name] += alpha * P[name]
+
     def penalty(self, params, alpha):
         """``(alpha / 2) * sum of squared weights`` (biases excluded)."""
         if alpha == 0:
@@ -254,10 +261,7 @@ class RecurrentNetwork:
         cache = self.forward(params, batch, rng=rng)
         value, dS = self._output_backward(params, grad, cache["S"], target)
         self.backward(params, grad, batch, cache, dS)
-        if alpha:
-            P, G = self.views(params)[0], self.views(grad)[0]
-            for name in self.weight_names:
-                G[name] += alpha * P[name]
+        self._penalty_grad(params, grad, alpha)
         return value + self.penalty(params, alpha), grad
 
     def _output_backward(self, params, grad, S, target, count=None):
@@ -367,10 +371,7 @@ class RecurrentNetwork:
                 total += value
             self.backward(params, grad, chunk, cache, dS)
             state = cache["final"]
-        if alpha:
-            P, G = self.views(params)[0], self.views(grad)[0]
-            for name in self.weight_names:
-                G[name] += alpha * P[name]
+        self._penalty_grad(params, grad, alpha)
         return total + self.penalty(params, alpha), grad
 
     def loss_truncated(self, params, batch, target, k, alpha=0.0, carry_params=None):

@@ -73,14 +73,20 @@ GATES = {"elman": 1, "lstm": 4, "gru": 3}
 CASES = [
     (1, 100, 8, 32),
     (32, 50, 32, 128),
-    (32, 100, 8, 32),
     (64, 50, 128, 512),
+    (32, 100, 8, 32),
+    (64, 50, 64, 256),
     (1, 1000, 1, 64),
 ]
 QUICK_CASES = CASES[:2]
 O = 1                    # one regression output
 EPOCH_BATCHES = 8        # the epoch case trains on n = 8 * B samples
 LEARNING_RATE = 1e-3
+# The end-to-end fit section: n sequences of length T with I features.
+FIT_N, FIT_T, FIT_I, FIT_B, FIT_EPOCHS, FIT_HIDDEN = 2048, 50, 8, 32, 5, (32, 64)
+QUICK_FIT_N, QUICK_FIT_EPOCHS, QUICK_FIT_HIDDEN = 512, 2, (32,)
+# The memory section: one training step of the large LSTM in float32.
+MEMORY_CASE = ("lstm", 64, 50, 128, 512, "float32")
 # The ragged-lengths section.
 RAGGED_B, RAGGED_T, RAGGED_I, RAGGED_H = 64, 100, 32, 128
 
@@ -219,17 +225,19 @@ def crnn_weights_as_numpy(network, params):
 # b = [b_ir + b_hr, b_iz + b_hz, b_in] and a separate b_hn.
 # ===========================================================================
 
-def torch_model(cell, I, H, dtype, seed=0):
-    """A PyTorch model of ``cell`` with random weights and random biases."""
+def torch_model(cell, I, H, dtype, seed=0, default_init=False):
+    """A PyTorch model of ``cell`` with random weights and random biases
+    (PyTorch's default initialisation with ``default_init``)."""
     tdtype = torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
     torch.manual_seed(seed)
     rnn = {"elman": lambda: torch.nn.RNN(I, H, nonlinearity="tanh"),
            "lstm": lambda: torch.nn.LSTM(I, H),
            "gru": lambda: torch.nn.GRU(I, H)}[cell]()
     model = torch.nn.ModuleDict({"rnn": rnn, "out": torch.nn.Linear(H, O)}).to(tdtype)
-    with torch.no_grad():
-        for bias in (rnn.bias_ih_l0, rnn.bias_hh_l0):
-            bias.uniform_(-0.5, 0.5)
+    if not default_init:
+        with torch.no_grad():
+            for bias in (rnn.bias_ih_l0, rnn.bias_hh_l0):
+                bias.uniform_(-0.5, 0.5)
     return model
 
 
@@ -538,7 +546,7 @@ def torch_epoch_predict(cell, X, y, H, B, dtype, seed):
         return torch_forward(model, Xt)[:, 0].numpy()
 
 
-def run_case(cell, B, T, I, H, dtype, timing, with_torch):
+def run_case(cell, B, T, I, H, dtype, timing, with_torch, extras=False):
     rng = np.random.default_rng(1234)
     network, params, model, X_bf, d, batch, target = make_problem(
         cell, B, T, I, H, dtype, with_torch, rng)
@@ -569,6 +577,21 @@ def run_case(cell, B, T, I, H, dtype, timing, with_torch):
               "dtype": np.dtype(dtype).name}
     result["train"] = measure(train, timing)
     result["infer"] = measure(infer, timing)
+    result["flops"] = {"forward": forward_flops(cell, B, T, I, H),
+                       "train": train_flops(cell, B, T, I, H)}
+    for what in ("train", "infer"):
+        flops = result["flops"]["forward" if what == "infer" else "train"]
+        result[f"{what}_gflops"] = {name: flops / e["median_s"] / 1e9
+                                    for name, e in result[what].items()}
+    G = GATES[cell] * H
+    rate_in, raw_in = gemm_reference(T * B, I, G, dtype, timing)
+    rate_rec, raw_rec = gemm_reference(B, H, G, dtype, timing)
+    result["gemm_reference"] = {
+        "input_TBxI_IxG_gflops": rate_in, "recurrent_BxH_HxG_gflops": rate_rec,
+        "raw_input": raw_in, "raw_recurrent": raw_rec,
+    }
+    if not extras:
+        return result
 
     # One epoch + predict through the public estimator vs the NumPy RNN and
     # PyTorch's Adam loop.
@@ -618,21 +641,171 @@ def run_case(cell, B, T, I, H, dtype, timing, with_torch):
         "loss_grad_identity_s": med.get("loss_grad_identity"),
         "raw": parts,
     }
-
-    result["flops"] = {"forward": forward_flops(cell, B, T, I, H),
-                       "train": train_flops(cell, B, T, I, H)}
-    for what in ("train", "infer"):
-        flops = result["flops"]["forward" if what == "infer" else "train"]
-        result[f"{what}_gflops"] = {name: flops / e["median_s"] / 1e9
-                                    for name, e in result[what].items()}
-    G = GATES[cell] * H
-    rate_in, raw_in = gemm_reference(T * B, I, G, dtype, timing)
-    rate_rec, raw_rec = gemm_reference(B, H, G, dtype, timing)
-    result["gemm_reference"] = {
-        "input_TBxI_IxG_gflops": rate_in, "recurrent_BxH_HxG_gflops": rate_rec,
-        "raw_input": raw_in, "raw_recurrent": raw_rec,
-    }
     return result
+
+
+# ===========================================================================
+# End-to-end fit: the public estimator against a PyTorch training loop.
+# ===========================================================================
+
+def fit_data(n, T, I, dtype, seed=5):
+    """A fixed regression problem: n sequences (n, T, I), one target each."""
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-1, 1, size=(n, T, I)).astype(dtype)
+    y = (X[:, -10:, :].mean(axis=(1, 2)) + 0.1 * rng.standard_normal(n)).astype(dtype)
+    return X, y
+
+
+def crnn_fit(cell, H, X, y, epochs, B, dtype):
+    """RNNRegressor trained for exactly ``epochs`` epochs (tol = 0 and a huge
+    n_iter_no_change: no early stop), Adam, consecutive batches of B."""
+    est = crnn.RNNRegressor(hidden_size=H, cell=cell, solver="adam",
+                            learning_rate=LEARNING_RATE, batch_size=B, max_iter=epochs,
+                            shuffle=False, tol=0.0, n_iter_no_change=10 ** 9,
+                            dtype=np.dtype(dtype).name, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", crnn.ConvergenceWarning)
+        est.fit(X, y)
+    assert est.n_iter_ == epochs, est.n_iter_
+    return est
+
+
+def torch_fit(cell, H, X, y, epochs, B, dtype):
+    """The same model in PyTorch (nn.RNN/LSTM/GRU + Linear on the last state),
+    torch.optim.Adam with the same learning rate, the same consecutive
+    batches, the same number of epochs, MSE; the epoch loss is accumulated
+    like the estimator's (one .item() per batch)."""
+    n, T, I = X.shape
+    model = torch_model(cell, I, H, dtype, seed=0, default_init=True)
+    opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+    Xt = torch.from_numpy(np.ascontiguousarray(X.swapaxes(0, 1)))  # (T, n, I)
+    yt = torch.from_numpy(np.ascontiguousarray(y).reshape(n, O))
+    mse = torch.nn.functional.mse_loss
+    for _ in range(epochs):
+        total = 0.0
+        for start in range(0, n, B):
+            opt.zero_grad(set_to_none=True)
+            loss = mse(torch_forward(model, Xt[:, start:start + B]), yt[start:start + B])
+            loss.backward()
+            opt.step()
+            total += loss.item() * min(B, n - start)
+    return model, total / n
+
+
+def run_fit(cell, H, dtype, quick, timing, with_torch):
+    """Seconds of ``fit`` for crnn and PyTorch, interleaved (>= 3 rounds)."""
+    n = QUICK_FIT_N if quick else FIT_N
+    epochs = QUICK_FIT_EPOCHS if quick else FIT_EPOCHS
+    X, y = fit_data(n, FIT_T, FIT_I, dtype)
+    contenders = {"crnn": lambda: crnn_fit(cell, H, X, y, epochs, FIT_B, dtype)}
+    if with_torch:
+        contenders["torch"] = lambda: torch_fit(cell, H, X, y, epochs, FIT_B, dtype)
+    fit_timing = Timing(True, budget=0.0)     # every fit is long: minimum rounds (3)
+    raw = measure(contenders, fit_timing)
+    # Final training losses, to show both loops did comparable work.
+    est = crnn_fit(cell, H, X, y, epochs, FIT_B, dtype)
+    losses = {"crnn": float(est.loss_)}
+    if with_torch:
+        losses["torch"] = float(torch_fit(cell, H, X, y, epochs, FIT_B, dtype)[1])
+    return {"cell": cell, "H": H, "dtype": np.dtype(dtype).name, "n": n, "T": FIT_T,
+            "I": FIT_I, "batch_size": FIT_B, "epochs": epochs,
+            "steps": epochs * math.ceil(n / FIT_B), "final_train_loss": losses,
+            "raw": raw}
+
+
+# ===========================================================================
+# Peak memory of one training step (each measurement in a fresh process).
+# ===========================================================================
+
+def _maxrss_bytes():
+    import resource
+    # Linux reports ru_maxrss in KiB (macOS in bytes).
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def _vm_hwm_bytes():
+    """VmHWM of /proc/self/status: the peak RSS of this process's own address
+    space (Linux only; unlike ru_maxrss, not inherited from the parent)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def memory_child(who, method):
+    """Runs in a fresh interpreter: sets up MEMORY_CASE, then one training
+    step, and prints one JSON line. ``method``: ``rss`` (ru_maxrss before and
+    after the step) or ``tracemalloc`` (tracemalloc's peak during the step,
+    tracing started after the set-up)."""
+    import tracemalloc
+    cell, B, T, I, H, dname = MEMORY_CASE
+    dtype = np.dtype(dname).type
+    threadpool_limits(limits=1)
+    if torch is not None:
+        torch.set_num_threads(1)
+    rng = np.random.default_rng(1234)
+    network, params, model, X_bf, d, batch, target = make_problem(
+        cell, B, T, I, H, dtype, torch is not None, rng)
+    if who == "crnn":
+        grad = np.empty_like(params)
+        step = lambda: network.loss_grad(params, batch, target, 0.0, grad)  # noqa: E731
+        model = None
+    else:
+        Xt = torch.from_numpy(batch.X.reshape(T, B, I).copy())
+        dt = torch.from_numpy(target.copy())
+
+        def step():
+            model.zero_grad(set_to_none=True)
+            torch.nn.functional.mse_loss(torch_forward(model, Xt), dt).backward()
+    gc.collect()
+    out = {"who": who, "method": method}
+    if method == "rss":
+        before, hwm_before = _maxrss_bytes(), _vm_hwm_bytes()
+        step()
+        out["maxrss_before_bytes"] = before
+        out["maxrss_after_bytes"] = _maxrss_bytes()
+        out["increase_bytes"] = out["maxrss_after_bytes"] - before
+        hwm_after = _vm_hwm_bytes()
+        if hwm_before is not None:
+            out["vmhwm_before_bytes"], out["vmhwm_after_bytes"] = hwm_before, hwm_after
+            out["vmhwm_increase_bytes"] = hwm_after - hwm_before
+    else:
+        tracemalloc.start()
+        base, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        step()
+        current, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        out["peak_above_start_bytes"] = peak - base
+        out["retained_bytes"] = current - base
+    out["params_bytes"] = int(params.nbytes)
+    out["input_bytes"] = int(X_bf.nbytes)
+    print("MEMORY " + json.dumps(out))
+
+
+def run_memory(with_torch):
+    """Both methods for crnn and PyTorch, each in its own fresh subprocess."""
+    results = []
+    whos = ["crnn"] + (["torch"] if with_torch else [])
+    for who in whos:
+        for method in ("rss", "tracemalloc"):
+            proc = subprocess.run(
+                [sys.executable, os.path.abspath(__file__), "--memory-child",
+                 f"{who}:{method}"], capture_output=True, text=True, timeout=600)
+            line = [ln for ln in proc.stdout.splitlines() if ln.startswith("MEMORY ")]
+            if proc.returncode != 0 or not line:
+                results.append({"who": who, "method": method,
+                                "error": proc.stderr.strip()[-2000:]})
+                continue
+            results.append(json.loads(line[-1][len("MEMORY "):]))
+    cell, B, T, I, H, dname = MEMORY_CASE
+    return {"case": {"cell": cell, "B": B, "T": T, "I": I, "H": H, "dtype": dname},
+            "measurements": results}
 
 
 def run_ragged(cell, dtype, timing, with_torch):
@@ -721,50 +894,146 @@ def _case(r):
 def print_tables(results):
     print()
     print("Median time per call (ms); ratios other/crnn: > 1 means crnn is faster.")
-    header = (f"{'cell  case (B,T,I,H)':<24} {'dtype':<8} {'what':<6} {'crnn':>10} "
-              f"{'numpy':>10} {'torch':>10} {'np/crnn':>8} {'tc/crnn':>8} "
+    header = (f"{'cell  case (B,T,I,H)':<24} {'dtype':<8} {'thr':>3} {'what':<6} "
+              f"{'crnn':>10} {'numpy':>10} {'torch':>10} {'np/crnn':>8} {'tc/crnn':>8} "
               f"{'crnn GF/s':>9} {'tc GF/s':>8}")
     print(header)
     print("-" * len(header))
     for r in results:
         for what in ("train", "infer", "epoch"):
+            if what not in r:
+                continue
             e = r[what]
             gf = r.get(f"{what}_gflops", {})
             crnn_gf = f"{gf['crnn']:9.2f}" if "crnn" in gf else f"{'':>9}"
             torch_gf = f"{gf['torch']:8.2f}" if "torch" in gf else f"{'':>8}"
-            print(f"{_case(r):<24} {r['dtype']:<8} {what:<6} {_ms(e, 'crnn')} "
-                  f"{_ms(e, 'numpy')} {_ms(e, 'torch')} {_ratio(e, 'numpy')} "
-                  f"{_ratio(e, 'torch')} {crnn_gf} {torch_gf}")
+            print(f"{_case(r):<24} {r['dtype']:<8} {r.get('threads', 1):>3} {what:<6} "
+                  f"{_ms(e, 'crnn')} {_ms(e, 'numpy')} {_ms(e, 'torch')} "
+                  f"{_ratio(e, 'numpy')} {_ratio(e, 'torch')} {crnn_gf} {torch_gf}")
     print()
-    print("GEMM reference (scipy.linalg.blas ?gemm, same run; G = gates * H) and "
-          "where crnn's training step goes.")
-    header = (f"{'cell  case (B,T,I,H)':<24} {'dtype':<8} {'gemm TBxI.IxG':>13} "
-              f"{'gemm BxH.HxG':>12} {'crnn train':>10} {'loss_grad':>9} {'forward':>9} "
-              f"{'bwd+loss':>9} {'fwd g=id':>9} {'train g=id':>10}")
+    print("Achieved GFLOP/s against the GEMM limit (scipy.linalg.blas ?gemm in the same "
+          "run, G = gates * H):\n'in' = the input product (TB x I)(I x G), 'rec' = one "
+          "recurrent step (B x H)(H x G); %rec = crnn train GF/s / rec GEMM GF/s.")
+    header = (f"{'cell  case (B,T,I,H)':<24} {'dtype':<8} {'thr':>3} {'gemm in':>8} "
+              f"{'gemm rec':>8} {'crnn trn':>8} {'tc trn':>8} {'crnn inf':>8} "
+              f"{'tc inf':>8} {'%rec':>6}")
     print(header)
-    print(f"{'':<33} {'GF/s':>13} {'GF/s':>12} {'GF/s':>10} {'ms':>9} {'ms':>9} "
-          f"{'ms':>9} {'ms':>9} {'ms':>10}")
     print("-" * len(header))
     for r in results:
-        g, b = r["gemm_reference"], r["crnn_breakdown"]
+        g, tg, ig = r["gemm_reference"], r["train_gflops"], r["infer_gflops"]
 
-        def ms(x, width):
-            return f"{x * 1e3:{width}.3f}" if x is not None else f"{'-':>{width}}"
+        def gf(d, k):
+            return f"{d[k]:8.2f}" if k in d else f"{'-':>8}"
 
-        print(f"{_case(r):<24} {r['dtype']:<8} {g['input_TBxI_IxG_gflops']:13.2f} "
-              f"{g['recurrent_BxH_HxG_gflops']:12.2f} {r['train_gflops']['crnn']:10.2f} "
-              f"{ms(b['loss_grad_s'], 9)} {ms(b['forward_s'], 9)} "
-              f"{ms(b['backward_and_loss_s'], 9)} {ms(b['forward_identity_s'], 9)} "
-              f"{ms(b['loss_grad_identity_s'], 10)}")
+        print(f"{_case(r):<24} {r['dtype']:<8} {r.get('threads', 1):>3} "
+              f"{g['input_TBxI_IxG_gflops']:8.2f} {g['recurrent_BxH_HxG_gflops']:8.2f} "
+              f"{gf(tg, 'crnn')} {gf(tg, 'torch')} {gf(ig, 'crnn')} {gf(ig, 'torch')} "
+              f"{100 * tg['crnn'] / g['recurrent_BxH_HxG_gflops']:5.0f}%")
+    with_parts = [r for r in results if "crnn_breakdown" in r]
+    if with_parts:
+        print()
+        print("Where crnn's training step goes (--extras; ms): loss_grad, forward = "
+              "output(), bwd+loss = the difference;\ng=id (Elman only): identity hidden "
+              "activation instead of tanh.")
+        header = (f"{'cell  case (B,T,I,H)':<24} {'dtype':<8} {'thr':>3} {'loss_grad':>9} "
+                  f"{'forward':>9} {'bwd+loss':>9} {'fwd g=id':>9} {'train g=id':>10}")
+        print(header)
+        print("-" * len(header))
+        for r in with_parts:
+            b = r["crnn_breakdown"]
+
+            def ms(x, width):
+                return f"{x * 1e3:{width}.3f}" if x is not None else f"{'-':>{width}}"
+
+            print(f"{_case(r):<24} {r['dtype']:<8} {r.get('threads', 1):>3} "
+                  f"{ms(b['loss_grad_s'], 9)} {ms(b['forward_s'], 9)} "
+                  f"{ms(b['backward_and_loss_s'], 9)} {ms(b['forward_identity_s'], 9)} "
+                  f"{ms(b['loss_grad_identity_s'], 10)}")
     print()
     print("train: forward + backward (loss and full gradient) on one batch; infer: "
-          "forward only;\nepoch: RNNRegressor(max_iter=1).fit + predict on 8*B samples "
-          "vs the NumPy RNN (Elman) with plain SGD\nand a PyTorch loop with Adam over the "
-          "same batches.\nGF/s counts 2 flops per multiply-add of every matmul; a "
-          "training step = 3x forward.\nsecond table, timed round-robin together: "
-          "loss_grad; forward = output();\nbwd+loss = loss_grad - forward; g=id (Elman "
-          "only) = the same network and parameters with an\nidentity hidden activation "
-          "instead of tanh (the step without the element-wise tanh).")
+          "forward only\n(crnn output(), torch under inference_mode()). GF/s counts 2 "
+          "flops per multiply-add of\nevery matmul; a training step = 3x forward."
+          + ("\nepoch (--extras): RNNRegressor(max_iter=1).fit + predict on 8*B samples."
+             if with_parts else ""))
+
+
+def print_floors(floors):
+    print()
+    print("Overhead floor: one training step at B = T = I = H = 1 (median, us); "
+          "tc/crnn > 1 means crnn is faster.")
+    header = f"{'cell':<6} {'dtype':<8} {'thr':>3} {'crnn us':>9} {'numpy us':>9} {'torch us':>9} {'tc/crnn':>8}"
+    print(header)
+    print("-" * len(header))
+    for f in floors:
+        r = f["raw"]
+
+        def us(k):
+            return f"{r[k]['median_s'] * 1e6:9.1f}" if k in r else f"{'-':>9}"
+
+        ratio = (f"{r['torch']['median_s'] / r['crnn']['median_s']:8.2f}" if "torch" in r
+                 else f"{'-':>8}")
+        print(f"{f['cell']:<6} {f['dtype']:<8} {f['threads']:>3} {us('crnn')} "
+              f"{us('numpy')} {us('torch')} {ratio}")
+
+
+def print_fit(fits):
+    if not fits:
+        return
+    f0 = fits[0]
+    print()
+    print(f"End-to-end fit: n = {f0['n']} sequences, T = {f0['T']}, I = {f0['I']}, "
+          f"batch {f0['batch_size']}, {f0['epochs']} epochs ({f0['steps']} Adam steps), "
+          f"shuffle off;\ncrnn.RNNRegressor.fit vs a PyTorch loop (same model, Adam, lr, "
+          f"batches, epochs, MSE). Median s of >= 3 interleaved rounds.")
+    header = (f"{'cell':<6} {'H':>3} {'dtype':<8} {'thr':>3} {'crnn s':>8} {'torch s':>8} "
+              f"{'tc/crnn':>8} {'crnn loss':>10} {'torch loss':>10}")
+    print(header)
+    print("-" * len(header))
+    for f in fits:
+        r, L = f["raw"], f["final_train_loss"]
+        c = r["crnn"]["median_s"]
+        t = r["torch"]["median_s"] if "torch" in r else None
+        print(f"{f['cell']:<6} {f['H']:>3} {f['dtype']:<8} {f['threads']:>3} {c:8.3f} "
+              + (f"{t:8.3f} {t / c:8.2f}" if t is not None else f"{'-':>8} {'-':>8}")
+              + f" {L['crnn']:10.4g} " + (f"{L['torch']:10.4g}" if "torch" in L else ""))
+
+
+def print_memory(memory):
+    if not memory:
+        return
+    c = memory["case"]
+    print()
+    print(f"Peak memory of one training step, {c['cell']} (B={c['B']}, T={c['T']}, "
+          f"I={c['I']}, H={c['H']}) {c['dtype']}, each in a fresh process (MiB):")
+    print("  rss: increase of ru_maxrss (the process's peak resident set) across the "
+          "first step: new memory\n       the step touched beyond everything the set-up "
+          "had already touched (any allocator, incl. one-time\n       lazy initialisation);"
+          " 0 if the step fits in memory freed earlier.\n       On Linux a child's "
+          "ru_maxrss starts at its parent's RSS at fork, so this section\n       runs "
+          "first, while the parent is small; VmHWM (/proc/self/status) is the same "
+          "peak\n       for the child's own address space only, shown as a cross-check.")
+    print("  tracemalloc: peak of Python-traced allocations during the step above the "
+          "start; sees NumPy's\n       buffers (crnn's workspace), not PyTorch's own "
+          "allocator (so ~0 for torch: not a real measure).")
+    mib = 1024.0 * 1024.0
+    for m in memory["measurements"]:
+        if "error" in m:
+            print(f"  {m['who']:<6} {m['method']:<12} failed: {m['error'][-300:]}")
+        elif m["method"] == "rss":
+            print(f"  {m['who']:<6} rss          +{m['increase_bytes'] / mib:8.1f} MiB "
+                  f"(ru_maxrss {m['maxrss_before_bytes'] / mib:.1f} -> "
+                  f"{m['maxrss_after_bytes'] / mib:.1f} MiB)"
+                  + (f"; VmHWM +{m['vmhwm_increase_bytes'] / mib:.1f} MiB "
+                     f"({m['vmhwm_before_bytes'] / mib:.1f} -> "
+                     f"{m['vmhwm_after_bytes'] / mib:.1f})"
+                     if "vmhwm_increase_bytes" in m else ""))
+        else:
+            print(f"  {m['who']:<6} tracemalloc   {m['peak_above_start_bytes'] / mib:8.1f} "
+                  f"MiB peak, {m['retained_bytes'] / mib:.1f} MiB retained after the step")
+    m0 = next((m for m in memory["measurements"] if "params_bytes" in m), None)
+    if m0:
+        print(f"  (for scale: parameters {m0['params_bytes'] / mib:.1f} MiB, input batch "
+              f"{m0['input_bytes'] / mib:.1f} MiB)")
 
 
 def print_ragged(ragged):
@@ -887,10 +1156,20 @@ def _parse_list(text, allowed, what):
     return list(dict.fromkeys(items))
 
 
+def _parse_threads(text):
+    try:
+        items = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        items = []
+    if not items or min(items) < 1:
+        raise argparse.ArgumentTypeError(f"--threads must be like 1 or 1,2; got {text!r}")
+    return list(dict.fromkeys(items))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="only the first two cases, shorter timing budget")
+                        help="first two cases, shorter budget, small fit (< 2 min)")
     parser.add_argument("--cells", default=",".join(CELLS),
                         type=lambda s: _parse_list(s, CELLS, "--cells"),
                         help="comma-separated cells to time (default: elman,lstm,gru)")
@@ -898,24 +1177,43 @@ def main(argv=None):
                         type=lambda s: _parse_list(s, ("float32", "float64"), "--dtype"),
                         help="float32, float64 or float32,float64 (default float64)")
     parser.add_argument("--json", metavar="PATH", help="write every measurement here")
-    parser.add_argument("--threads", type=int, default=1, help="BLAS/torch threads (1)")
+    parser.add_argument("--threads", type=_parse_threads, default=[1],
+                        help="thread counts, e.g. 1 or 1,2 (default 1)")
     parser.add_argument("--budget", type=float, default=None,
                         help="seconds per contender and case (0.2; --quick 0.05)")
     parser.add_argument("--no-ragged", action="store_true",
                         help="skip the ragged-lengths section")
+    parser.add_argument("--no-fit", action="store_true",
+                        help="skip the end-to-end fit section")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="skip the peak-memory section")
+    parser.add_argument("--extras", action="store_true",
+                        help="per case also the one-epoch estimator run and crnn's "
+                             "forward/backward breakdown")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.memory_child:
+        memory_child(*args.memory_child.split(":"))
+        return 0
     dtypes = [np.dtype(name).type for name in args.dtype]
-
-    limiter = threadpool_limits(limits=args.threads)  # noqa: F841 (kept alive)
-    if torch is not None:
-        torch.set_num_threads(args.threads)
 
     state = source_state()
     print(f"crnn imported from {state['crnn_file']}: commit {state['commit'] or 'unknown'}"
           f"{' + uncommitted source changes' if state['uncommitted_source_changes'] else ''}")
     print(f"crnn {crnn.__version__}, numpy {np.__version__}, scipy {scipy.__version__}, "
           f"Python {platform.python_version()}, {platform.processor() or platform.machine()}")
-    libs, torch_info = library_report(args.threads)
+    cpu_model = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu_model = next((ln.split(":", 1)[1].strip() for ln in f
+                              if ln.startswith("model name")), None)
+    except OSError:
+        pass
+    print(f"CPU: {cpu_model or platform.processor() or '?'}, {os.cpu_count()} logical CPUs")
+    with threadpool_limits(limits=args.threads[0]):
+        if torch is not None:
+            torch.set_num_threads(args.threads[0])
+        libs, torch_info = library_report(args.threads[0])
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     if load is not None:
         print(f"Load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
@@ -927,37 +1225,81 @@ def main(argv=None):
         if var in os.environ:
             print(f"  note: {var}={os.environ[var]} is set")
 
+    memory = None
+    if not args.no_memory:
+        # First, while this process is small: a child's ru_maxrss starts at
+        # the parent's RSS at fork (Linux).
+        t0 = time.perf_counter()
+        memory = run_memory(torch is not None)
+        print(f"Memory section: done in {time.perf_counter() - t0:.1f} s", flush=True)
+
     print("Checking the NumPy reference (Elman) and PyTorch against crnn "
           "(float64, tolerance 1e-10):")
-    if not verify(args.cells):
-        print("ABORT: the NumPy reference or PyTorch does not compute crnn's loss, "
-              "gradient and output.", file=sys.stderr)
-        return 1
+    with threadpool_limits(limits=1):
+        if not verify(args.cells):
+            print("ABORT: the NumPy reference or PyTorch does not compute crnn's loss, "
+                  "gradient and output.", file=sys.stderr)
+            return 1
 
     timing = Timing(args.quick, args.budget)
     cases = QUICK_CASES if args.quick else CASES
-    floors, results, ragged = {}, [], []
+    floors, results, ragged, fits = [], [], [], []
     started = time.perf_counter()
-    for dtype in dtypes:
-        dname = np.dtype(dtype).name
-        for cell in args.cells:
-            floor = per_call_floor(cell, dtype, timing)
-            floors[f"{cell} {dname}"] = floor
-            print(f"Fixed cost of one training-step call, {cell} {dname} "
-                  f"(B = T = I = H = 1): "
-                  + ", ".join(f"{name} {floor[name]['median_s'] * 1e6:.1f} us"
-                              for name in floor), flush=True)
-            for (B, T, I, H) in cases:
-                t0 = time.perf_counter()
-                results.append(run_case(cell, B, T, I, H, dtype, timing, torch is not None))
-                print(f"  {cell} (B={B}, T={T}, I={I}, H={H}) {dname}: done in "
-                      f"{time.perf_counter() - t0:.1f} s", flush=True)
-            if not args.no_ragged:
-                t0 = time.perf_counter()
-                ragged.append(run_ragged(cell, dtype, timing, torch is not None))
-                print(f"  {cell} ragged lengths {dname}: done in "
-                      f"{time.perf_counter() - t0:.1f} s", flush=True)
+    for threads in args.threads:
+        # threadpoolctl limits every BLAS/OpenMP pool it finds (scipy's BLAS
+        # for crnn, numpy's for the NumPy reference); torch its own.
+        with threadpool_limits(limits=threads):
+            if torch is not None:
+                torch.set_num_threads(threads)
+            print(f"=== threads = {threads} ===", flush=True)
+            for dtype in dtypes:
+                dname = np.dtype(dtype).name
+                for cell in args.cells:
+                    floor = per_call_floor(cell, dtype, timing)
+                    floors.append({"cell": cell, "dtype": dname, "threads": threads,
+                                   "raw": floor})
+                    print(f"Overhead floor, {cell} {dname} (B = T = I = H = 1): "
+                          + ", ".join(f"{name} {floor[name]['median_s'] * 1e6:.1f} us"
+                                      for name in floor), flush=True)
+                    for (B, T, I, H) in cases:
+                        t0 = time.perf_counter()
+                        r = run_case(cell, B, T, I, H, dtype, timing, torch is not None,
+                                     extras=args.extras)
+                        r["threads"] = threads
+                        results.append(r)
+                        print(f"  {cell} (B={B}, T={T}, I={I}, H={H}) {dname}: "
+                              f"tc/crnn train "
+                              f"{r['train'].get('torch', r['train']['crnn'])['median_s'] / r['train']['crnn']['median_s']:.2f}"
+                              f" infer "
+                              f"{r['infer'].get('torch', r['infer']['crnn'])['median_s'] / r['infer']['crnn']['median_s']:.2f}"
+                              f" ({time.perf_counter() - t0:.1f} s)", flush=True)
+            if not args.no_fit:
+                for dtype in dtypes:
+                    for cell in args.cells:
+                        for H in (QUICK_FIT_HIDDEN if args.quick else FIT_HIDDEN):
+                            t0 = time.perf_counter()
+                            f = run_fit(cell, H, dtype, args.quick, timing,
+                                        torch is not None)
+                            f["threads"] = threads
+                            fits.append(f)
+                            print(f"  fit {cell} H={H} {f['dtype']}: crnn "
+                                  f"{f['raw']['crnn']['median_s']:.2f} s"
+                                  + (f", torch {f['raw']['torch']['median_s']:.2f} s"
+                                     if "torch" in f["raw"] else "")
+                                  + f" ({time.perf_counter() - t0:.1f} s)", flush=True)
+            if threads == args.threads[0] and not args.no_ragged:
+                for dtype in dtypes:
+                    for cell in args.cells:
+                        t0 = time.perf_counter()
+                        rg = run_ragged(cell, dtype, timing, torch is not None)
+                        rg["threads"] = threads
+                        ragged.append(rg)
+                        print(f"  {cell} ragged lengths {np.dtype(dtype).name}: done in "
+                              f"{time.perf_counter() - t0:.1f} s", flush=True)
     print_tables(results)
+    print_floors(floors)
+    print_fit(fits)
+    print_memory(memory)
     print_ragged(ragged)
     print(f"\nTotal benchmark time {time.perf_counter() - started:.1f} s.")
 
@@ -969,14 +1311,14 @@ def main(argv=None):
                        "target_rounds": timing.target_rounds},
             "versions": {"crnn": crnn.__version__, "numpy": np.__version__,
                          "scipy": scipy.__version__, "python": platform.python_version()},
-            "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                        "loadavg_before": load,
+            "machine": {"platform": platform.platform(), "cpu_model": cpu_model,
+                        "cpu_count": os.cpu_count(), "loadavg_before": load,
                         "loadavg_after": os.getloadavg() if load is not None else None},
             "threadpool_info": libs, "torch": torch_info, "source": state,
             "per_call_floor": floors,
-            "estimator_solver": "adam (RNNRegressor default)", "numpy_solver": "plain SGD",
+            "estimator_solver": "adam", "numpy_solver": "plain SGD (--extras epoch)",
             "torch_solver": "torch.optim.Adam", "learning_rate": LEARNING_RATE,
-            "cases": results, "ragged": ragged,
+            "cases": results, "fit": fits, "memory": memory, "ragged": ragged,
         }
         directory = os.path.dirname(os.path.abspath(args.json))
         os.makedirs(directory, exist_ok=True)

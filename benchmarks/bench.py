@@ -4,26 +4,38 @@ Usage::
 
     python benchmarks/bench.py [--quick] [--cells elman,lstm,gru]
                                [--dtype float32|float64|float32,float64]
-                               [--threads N] [--json out.json] [--budget S]
-                               [--no-ragged]
+                               [--threads 1|1,2] [--json out.json] [--budget S]
+                               [--no-ragged] [--no-fit] [--no-memory] [--extras]
 
-For every cell, dtype and case (B, T, I, H) -- batch size, sequence length,
-input size, hidden size; one output, sequence to one, squared error -- it
-times, on the same random data and the same weights:
+Sections, each interleaving its contenders:
 
-* ``train``: one training step, forward + backward (loss and the full
-  gradient) on one packed batch. crnn: ``RecurrentNetwork.loss_grad`` into a
-  preallocated gradient buffer; NumPy (Elman only): :func:`np_loss_grad`
-  below; PyTorch: ``zero_grad``, ``nn.RNN``/``nn.LSTM``/``nn.GRU`` +
-  ``nn.Linear`` forward, MSE loss, ``backward``.
-* ``infer``: the forward pass only (crnn ``RecurrentNetwork.output``,
-  PyTorch under ``torch.inference_mode()``).
-* ``epoch``: the public estimator ``crnn.RNNRegressor(cell=..., hidden_size=H,
-  max_iter=1, batch_size=B, shuffle=False)`` fitted for one epoch on
-  ``n = 8 * B`` samples and then predicting them, against the NumPy RNN
-  (Elman only) running the same 8 batches with plain SGD, and PyTorch
-  running them with ``torch.optim.Adam``, both then predicting the same
-  samples.
+* memory (first, in fresh subprocesses): peak memory of one training step of
+  the LSTM (64, 50, 128, 512) in float32, crnn vs PyTorch, by tracemalloc
+  (sees NumPy's buffers, not PyTorch's allocator) and by the increase of
+  ``ru_maxrss`` across the step (any allocator).
+* for each thread count (``--threads 1,2``: threadpoolctl
+  ``threadpool_limits(n)`` for crnn's and NumPy's BLAS, ``torch.set_num_threads(n)``):
+  the overhead floor (a training step at B = T = I = H = 1), then for every
+  cell, dtype and case (B, T, I, H) -- batch size, sequence length, input
+  size, hidden size; one output, sequence to one, squared error -- on the
+  same random data and the same weights:
+
+  * ``train``: one training step, forward + backward (loss and the full
+    gradient) on one packed batch. crnn: ``RecurrentNetwork.loss_grad`` into a
+    preallocated gradient buffer; NumPy (Elman only): :func:`np_loss_grad`
+    below; PyTorch: ``zero_grad``, ``nn.RNN``/``nn.LSTM``/``nn.GRU`` +
+    ``nn.Linear`` forward, MSE loss, ``backward``.
+  * ``infer``: the forward pass only (crnn ``RecurrentNetwork.output``,
+    PyTorch under ``torch.inference_mode()``).
+  * achieved GFLOP/s and, as the limit, scipy's ?gemm rate at the input
+    product's and one recurrent step's shapes in the same run.
+  * with ``--extras``, ``epoch``: ``crnn.RNNRegressor(max_iter=1)`` on
+    ``8 * B`` samples vs the NumPy RNN (SGD) and PyTorch (Adam), and the
+    forward/backward breakdown of crnn's step.
+
+  and the end-to-end ``fit``: ``crnn.RNNRegressor`` (Adam, batch 32, 5
+  epochs, no early stop) vs an equivalent PyTorch loop on n = 2048 sequences
+  (T = 50, I = 8), H = 32 and 64.
 
 A last section times crnn's training step on one batch of B = 64 sequences
 (I = 32, H = 128) whose lengths are (a) all 100, (b) uniform in [1, 100],

@@ -97,8 +97,8 @@ def _check_layer(X, batch_sizes, W_ih, W_hh, b, h0, int activation):
     cdef Py_ssize_t B = h0.shape[0]
     check(N >= 1 and I >= 1 and H >= 1 and B >= 1, "elman: empty dimension")
     check_packed(batch_sizes, N, B)
-    check_shape(W_ih, (H, I), "W_ih")
     check_shape(W_hh, (H, H), "W_hh")
+    check_shape(W_ih, (H, I), "W_ih")
     check_shape(b, (H,), "b")
     check_shape(h0, (B, H), "h0")
     check(0 <= activation <= 3, f"unknown activation code {activation}")

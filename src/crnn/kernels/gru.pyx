@@ -122,8 +122,8 @@ def _check_layer(X, batch_sizes, W_ih, W_hh, h0):
     cdef Py_ssize_t B = h0.shape[0]
     check(N >= 1 and I >= 1 and H >= 1 and B >= 1, "gru: empty dimension")
     check_packed(batch_sizes, N, B)
-    check_shape(W_ih, (3 * H, I), "W_ih")
     check_shape(W_hh, (3 * H, H), "W_hh")
+    check_shape(W_ih, (3 * H, I), "W_ih")
     check_shape(h0, (B, H), "h0")
     return N, I, H, B
 

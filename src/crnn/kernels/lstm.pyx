@@ -112,8 +112,8 @@ def _check_layer(X, batch_sizes, W_ih, W_hh, h0, c0):
     cdef Py_ssize_t B = h0.shape[0]
     check(N >= 1 and I >= 1 and H >= 1 and B >= 1, "lstm: empty dimension")
     check_packed(batch_sizes, N, B)
-    check_shape(W_ih, (4 * H, I), "W_ih")
     check_shape(W_hh, (4 * H, H), "W_hh")
+    check_shape(W_ih, (4 * H, I), "W_ih")
     check_shape(h0, (B, H), "h0")
     check_shape(c0, (B, H), "c0")
     return N, I, H, B

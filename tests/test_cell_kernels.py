@@ -33,10 +33,11 @@ import pytest
 from crnn.kernels import elman, gru, lstm
 
 try:  # tests/ on sys.path (rootdir-relative, no __init__.py) ...
-    from reference import gru_grads_ref, gru_ref, lstm_grads_ref, lstm_ref, pack, unpack
+    from reference import (gru_grads_ref, gru_ref, lstm_grads_ref, lstm_ref,
+                           numeric_gradient, pack, unpack)
 except ImportError:  # ... or tests/ imported as a package
-    from tests.reference import (gru_grads_ref, gru_ref, lstm_grads_ref, lstm_ref, pack,
-                                 unpack)
+    from tests.reference import (gru_grads_ref, gru_ref, lstm_grads_ref, lstm_ref,
+                                 numeric_gradient, pack, unpack)
 
 TOL_FLOAT64 = (1e-12, 1e-12)
 TOL_FLOAT32 = (1e-5, 1e-5)
@@ -384,22 +385,6 @@ def test_float32_backward_matches_reference(cell):
 
 # --- finite differences on the kernels ---------------------------------------------
 
-def _numeric_gradient(loss, arr):
-    """4-point central differences of loss() w.r.t. every entry of arr."""
-    g = np.empty_like(arr)
-    flat, gflat = arr.reshape(-1), g.reshape(-1)
-    h = FD_STEP
-    for k in range(flat.size):
-        v = flat[k]
-        f = []
-        for s in (2, 1, -1, -2):
-            flat[k] = v + s * h
-            f.append(loss())
-        flat[k] = v
-        gflat[k] = (-f[0] + 8 * f[1] - 8 * f[2] + f[3]) / (12 * h)
-    return g
-
-
 FD_CASES = [([1], 1, 1), ([1, 1], 2, 2), ([4], 2, 2), ([4, 2, 1], 2, 3)]
 
 
@@ -427,7 +412,7 @@ def test_gradient_finite_differences(cell, case, reverse):
         analytic["b_hn"] = got["db_hn"]
     assert set(analytic) == set(PARAMS[cell]) | {"X"}
     for name, g in analytic.items():
-        numeric = _numeric_gradient(loss, p[name])
+        numeric = numeric_gradient(loss, p[name], FD_STEP)
         scale = np.abs(numeric).max()
         assert scale > 0, name
         err = np.abs(g - numeric).max() / scale

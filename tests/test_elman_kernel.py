@@ -30,11 +30,11 @@ from crnn.kernels import elman
 try:  # tests/ on sys.path (rootdir-relative, no __init__.py) ...
     from reference import (ACTIVATIONS, elman_backward_ref, elman_forward_ref,
                            elman_grads_ref, elman_preactivations_ref, elman_ref,
-                           pack, unpack)
+                           numeric_gradient, pack, unpack)
 except ImportError:  # ... or tests/ imported as a package
     from tests.reference import (ACTIVATIONS, elman_backward_ref, elman_forward_ref,
                                  elman_grads_ref, elman_preactivations_ref, elman_ref,
-                                 pack, unpack)
+                                 numeric_gradient, pack, unpack)
 
 #: Tolerances against the reference, per dtype: (rtol, atol).
 TOL_FLOAT64 = (1e-12, 1e-12)
@@ -425,22 +425,6 @@ def _relu_safe_problem(case, seed, reverse):
     raise AssertionError("no ReLU-safe problem found")
 
 
-def _numeric_gradient(loss, arr):
-    """4-point central differences of loss() w.r.t. every entry of arr."""
-    g = np.empty_like(arr)
-    flat, gflat = arr.reshape(-1), g.reshape(-1)
-    h = FD_STEP
-    for k in range(flat.size):
-        v = flat[k]
-        f = []
-        for s in (2, 1, -1, -2):
-            flat[k] = v + s * h
-            f.append(loss())
-        flat[k] = v
-        gflat[k] = (-f[0] + 8 * f[1] - 8 * f[2] + f[3]) / (12 * h)
-    return g
-
-
 FD_CASES = [([1], 1, 1), ([1, 1, 1], 2, 3), ([4], 2, 3), ([3, 3], 3, 2),
             ([4, 2, 1], 2, 3)]
 
@@ -469,7 +453,7 @@ def test_gradient_finite_differences(activation, case, reverse):
     analytic = {"W_ih": got["dW_ih"], "W_hh": got["dW_hh"], "b": got["db"],
                 "h0": got["dh0"], "X": got["dX"]}
     for name in ("W_ih", "W_hh", "b", "h0", "X"):
-        numeric = _numeric_gradient(loss, p[name])
+        numeric = numeric_gradient(loss, p[name], FD_STEP)
         scale = np.abs(numeric).max()
         assert scale > 0, name
         err = np.abs(analytic[name] - numeric).max() / scale

@@ -19,7 +19,7 @@ COMPILER_DIRECTIVES = {
     "embedsignature": True,
 }
 
-KERNELS = ["blas", "activations", "recurrence", "elman", "lstm", "gru"]
+KERNELS = ["blas", "activations", "recurrence", "elman", "lstm", "gru", "stack"]
 
 extensions = [
     Extension(

@@ -149,11 +149,12 @@ def random_state0(cell, num_layers, D, B, rng):
 
 
 def packed_initial(state0, batch, n_units):
-    """Torch's ``(L*D, B, H)`` initial states as crnn's per-unit tuples,
+    """Torch's ``(L*D, B, H)`` initial states as crnn's ``(n_states, L*D, B, H)``,
     rows in packed order (row j is sequence ``batch.src_seq[j]``)."""
     rows = batch.src_seq[:batch.B]
-    return [tuple(np.ascontiguousarray(s[k].numpy()[rows]) for s in state0)
-            for k in range(n_units)]
+    initial = np.stack([s.numpy()[:, rows] for s in state0])
+    assert initial.shape[1] == n_units
+    return initial
 
 
 def torch_grads(rnn, lin, cell):
@@ -284,19 +285,14 @@ def test_network_matches_torch(cell, activation, num_layers, bidirectional,
     initial = packed_initial(case.state0, batch, n_units)
     Y, finals = net.output(params, batch, initial)
     case.compare_outputs(Y, Z, mask, "initial states")
-    assert len(finals) == n_units
+    assert finals.shape == (N_STATES[cell], n_units, batch.B, H)
     for k in range(n_units):
-        assert len(finals[k]) == N_STATES[cell]
         for s, name in enumerate(("h_n", "c_n")[:N_STATES[cell]]):
-            close(batch.unpack_last(finals[k][s]), final_t[s][k].detach().numpy(),
+            close(batch.unpack_last(finals[s, k]), final_t[s][k].detach().numpy(),
                   f"{name} of unit {k}")
 
-    # Loss and gradient from those initial states (loss_grad has no initial
-    # states, so the same steps it takes: forward, output layer, BPTT).
-    grad = net.layout.zeros(np.float64)
-    cache = net.forward(params, batch, initial)
-    value, dS = net._output_backward(params, grad, cache["S"], case.target_packed)
-    net.backward(params, grad, batch, cache, dS)
+    # Loss and gradient from those initial states.
+    value, grad = net.loss_grad(params, batch, case.target_packed, initial=initial)
     close(value, loss_t, "loss from initial states")
     case.compare_grads(grad, G, "from initial states")
 

@@ -48,15 +48,13 @@ def fit_quietly(model, X, y):
 
 @pytest.fixture
 def no_kernel(monkeypatch):
-    """Make every kernel entry point fail loudly: validation must come first."""
-    from crnn import _cells, _network
+    """Make the compiled network fail loudly: validation must come first."""
+    from crnn import _network
 
     def boom(*args, **kwargs):  # pragma: no cover - only runs on a bug
         raise AssertionError("a kernel ran before the input was validated")
 
-    for kernels in (_cells.elman, _cells.lstm, _cells.gru):
-        monkeypatch.setattr(kernels, "forward", boom)
-        monkeypatch.setattr(kernels, "backward", boom)
+    monkeypatch.setattr(_network, "Stack", boom)
     monkeypatch.setattr(_network.RecurrentNetwork, "init_params", boom)
 
 

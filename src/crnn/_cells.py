@@ -1,12 +1,12 @@
-"""Recurrent cells: parameter blocks, initialisation, and calls into the kernels.
+"""Recurrent cells: parameter blocks and initialisation.
 
-Each cell wraps the compiled forward and BPTT kernels of one layer and one
-direction over a packed batch (see ``crnn.kernels.recurrence``). States are
-tuples: ``(h,)`` for the Elman and GRU cells, ``(h, c)`` for the LSTM.
+The compiled kernels of each cell (``crnn.kernels.elman``, ``lstm``, ``gru``)
+run one layer and one direction over a packed batch; ``crnn.kernels.stack``
+drives them for a whole network. The LSTM has two states ``(h, c)``, the
+Elman and GRU cells one.
 """
 import numpy as np
 
-from crnn.kernels import elman, gru, lstm
 from crnn.kernels.activations import CODES as ACTIVATIONS
 
 
@@ -64,24 +64,6 @@ class ElmanCell(Cell):
     def __init__(self, activation="tanh"):
         self.g = ACTIVATIONS[activation]
 
-    def forward(self, P, X, batch_sizes, state0, reverse):
-        N, B, H = X.shape[0], state0[0].shape[0], P["W_hh"].shape[1]
-        Hs = np.empty((N, H), dtype=X.dtype)
-        h_n = np.empty((B, H), dtype=X.dtype)
-        elman.forward(X, batch_sizes, P["W_ih"], P["W_hh"], P["b"], state0[0], Hs, h_n,
-                      reverse, self.g)
-        return Hs, (h_n,), (Hs,)
-
-    def backward(self, P, G, X, batch_sizes, state0, cache, dHs, d_state_n, want_dX,
-                 reverse):
-        (Hs,) = cache
-        dh = d_state_n[0].copy()
-        dX = np.empty_like(X) if want_dX else None
-        # dHs is overwritten with the pre-activation gradients.
-        elman.backward(X, batch_sizes, P["W_ih"], P["W_hh"], state0[0], Hs, dHs, dh, dX,
-                       G["W_ih"], G["W_hh"], G["b"], reverse, self.g)
-        return dX, (dh,)
-
 
 class LSTMCell(Cell):
     """PyTorch's LSTM: gates (i, f, g, o), ``c_t = f c_{t-1} + i g``,
@@ -99,28 +81,6 @@ class LSTMCell(Cell):
         H = P["W_hh"].shape[1]
         P["b"][H:2 * H] = self.forget_bias
 
-    def forward(self, P, X, batch_sizes, state0, reverse):
-        N, B, H = X.shape[0], state0[0].shape[0], P["W_hh"].shape[1]
-        gates = np.empty((N, 4 * H), dtype=X.dtype)
-        Hs = np.empty((N, H), dtype=X.dtype)
-        Cs = np.empty((N, H), dtype=X.dtype)
-        h_n = np.empty((B, H), dtype=X.dtype)
-        c_n = np.empty((B, H), dtype=X.dtype)
-        lstm.forward(X, batch_sizes, P["W_ih"], P["W_hh"], P["b"], state0[0], state0[1],
-                     gates, Hs, Cs, h_n, c_n, reverse)
-        return Hs, (h_n, c_n), (gates, Hs, Cs)
-
-    def backward(self, P, G, X, batch_sizes, state0, cache, dHs, d_state_n, want_dX,
-                 reverse):
-        gates, Hs, Cs = cache
-        dh, dc = d_state_n[0].copy(), d_state_n[1].copy()
-        dX = np.empty_like(X) if want_dX else None
-        # The gate gradients overwrite the gate activations, which backward consumes.
-        lstm.backward(X, batch_sizes, P["W_ih"], P["W_hh"], state0[0], state0[1], gates,
-                      Hs, Cs, dHs, gates, dh, dc, dX, G["W_ih"], G["W_hh"], G["b"],
-                      reverse)
-        return dX, (dh, dc)
-
 
 class GRUCell(Cell):
     """PyTorch's GRU: gates (r, z, n), ``n = tanh(W_in x + b_in + r (W_hn h + b_hn))``,
@@ -131,25 +91,6 @@ class GRUCell(Cell):
 
     def blocks(self, I, H):
         return super().blocks(I, H) + [("b_hn", (H,))]
-
-    def forward(self, P, X, batch_sizes, state0, reverse):
-        N, B, H = X.shape[0], state0[0].shape[0], P["W_hh"].shape[1]
-        gates = np.empty((N, 3 * H), dtype=X.dtype)
-        hn = np.empty((N, H), dtype=X.dtype)
-        Hs = np.empty((N, H), dtype=X.dtype)
-        h_n = np.empty((B, H), dtype=X.dtype)
-        gru.forward(X, batch_sizes, P["W_ih"], P["W_hh"], P["b"], P["b_hn"], state0[0],
-                    gates, hn, Hs, h_n, reverse)
-        return Hs, (h_n,), (gates, hn, Hs)
-
-    def backward(self, P, G, X, batch_sizes, state0, cache, dHs, d_state_n, want_dX,
-                 reverse):
-        gates, hn, Hs = cache
-        dh = d_state_n[0].copy()
-        dX = np.empty_like(X) if want_dX else None
-        gru.backward(X, batch_sizes, P["W_ih"], P["W_hh"], state0[0], gates, hn, Hs, dHs,
-                     gates, dh, dX, G["W_ih"], G["W_hh"], G["b"], G["b_hn"], reverse)
-        return dX, (dh,)
 
 
 CELLS = ("elman", "lstm", "gru")

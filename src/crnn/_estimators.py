@@ -412,17 +412,16 @@ class _RNNBase(BaseEstimator):
             idx = np.arange(start, min(start + chunk, seqs.n))
             batch = seqs.pack(idx)
             rows = batch.src_seq[:batch.B]
-            state0 = None if initial is None else [
-                tuple(np.ascontiguousarray(s[k][rows]) for s in initial)
-                for k in range(len(network.units))]
+            # (n_states, L*D, B, H), rows in packed order
+            state0 = None if initial is None else np.stack([s[:, rows] for s in initial])
             Y, final = network.output(self.params_, batch, state0)
             if self.return_sequences:
                 outputs.append(batch.unpack_steps(Y, seqs.as_list, T))
             else:
                 outputs.append(batch.unpack_last(Y))
             if return_state:
-                for k, state in enumerate(final):
-                    for s, value in enumerate(state):
+                for s, states in enumerate(final):
+                    for k, value in enumerate(states):
                         finals[s][k, idx] = batch.unpack_last(value)
         if self.return_sequences and seqs.as_list:
             Y = [y for part in outputs for y in part]

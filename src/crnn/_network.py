@@ -1,9 +1,9 @@
 """A stack of recurrent layers under an output layer, over one flat buffer."""
 import numpy as np
 
-from crnn import _output
 from crnn._cells import glorot_uniform, make_cell
 from crnn._params import ParamLayout
+from crnn.kernels.stack import Stack
 
 
 class RecurrentNetwork:
@@ -139,11 +139,48 @@ class RecurrentNetwork:
         P = self.views(params)[0]
         return 0.5 * alpha * sum(float(np.vdot(P[n], P[n])) for n in self.weight_names)
 
-    def zero_state(self, B):
-        """Initial states of every unit: zeros, ``(B, H)`` each."""
-        return [tuple(np.zeros((B, self.H), dtype=self.dtype)
-                      for _ in range(self.cell.n_states))
-                for _ in self.units]
+    # -- the compiled network -----------------------------------------------
+
+    @property
+    def stack(self):
+        """The compiled :class:`~crnn.kernels.stack.Stack` of this network.
+
+        It holds the workspace of the last batch, reused by the next one, so
+        a network object must not run passes in two threads at once.
+        """
+        stack = self.__dict__.get("_stack")
+        if stack is None:
+            slices = self.layout.slices
+            offsets = [[slices[unit[name]].start if name in unit else 0
+                        for name in ("W_ih", "W_hh", "b", "b_hn")] for unit in self.units]
+            activation = getattr(self.cell, "g", 0)
+            stack = self._stack = Stack(
+                self.cell.name, activation, self.I, self.H, self.O, self.L, self.D,
+                self.g2, self.loss_name == "cross_entropy", self.return_sequences,
+                np.array(offsets, dtype=np.intp), slices["W_y"].start,
+                slices["b_y"].start, self.layout.size, self.dtype)
+        return stack
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k not in ("_stack", "_view_cache")}
+
+    def _masks(self, rng, N):
+        """Dropout masks of layers 1 .. L-1, ``(L - 1, N, D*H)``, or None.
+
+        Each input of those layers is kept with probability ``1 - dropout``
+        and then scaled by ``1 / (1 - dropout)``.
+        """
+        if rng is None or self.dropout == 0 or self.L == 1:
+            return None
+        keep = 1.0 - self.dropout
+        draws = rng.random((self.L - 1, N, self.D * self.H))
+        return (draws < keep).astype(self.dtype) / self.dtype.type(keep)
+
+    def _target(self, target):
+        """Targets in the form the compiled loss reads."""
+        if self.loss_name == "cross_entropy":
+            return np.ascontiguousarray(target.reshape(-1), dtype=np.intp)
+        return np.ascontiguousarray(target.reshape(-1, self.O), dtype=self.dtype)
 
     # -- forward ------------------------------------------------------------
 
@@ -154,68 +191,28 @@ class RecurrentNetwork:
         ----------
         params : ndarray (P,)
         batch : PackedBatch
-        initial : list of state tuples, optional
-            One per unit (``layer * D + direction``), rows in packed order;
-            zeros by default.
+        initial : ndarray (n_states, L*D, B, H), optional
+            Initial states of every unit (``layer * D + direction``), rows in
+            packed order; zeros by default. ``n_states`` is 2 for the LSTM's
+            ``(h, c)``, else 1.
         rng : numpy Generator, optional
-            Draws the dropout masks; without it no dropout is applied
-            (inference).
+            Draws the dropout masks; without it no dropout is applied.
 
-        Returns
-        -------
-        cache : dict
-            ``S`` (the scored states, ``(N, D*H)`` or ``(B, D*H)``),
-            ``final`` (final state tuples per unit) and what backward needs.
+        The states stay in :attr:`stack`'s workspace, read by :meth:`output`,
+        :meth:`loss` and ``stack.final_states()``.
         """
-        if initial is None:
-            initial = self.zero_state(batch.B)
-        bs = batch.batch_sizes
-        layer_in = batch.X
-        inputs, caches, finals, masks = [], [], [], []
-        for l in range(self.L):
-            if l > 0 and self.dropout > 0 and rng is not None:
-                keep = 1.0 - self.dropout
-                mask = (rng.random(layer_in.shape) < keep).astype(self.dtype) / keep
-                layer_in = layer_in * mask
-                masks.append(mask)
-            else:
-                masks.append(None)
-            outs = []
-            for d in range(self.D):
-                k = l * self.D + d
-                Hs, state_n, cache = self.cell.forward(
-                    self.unit_views(params, k), layer_in, bs, initial[k], d == 1)
-                outs.append(Hs)
-                finals.append(state_n)
-                caches.append(cache)
-            inputs.append(layer_in)
-            layer_in = outs[0] if self.D == 1 else np.concatenate(outs, axis=1)
-        if self.return_sequences:
-            S = layer_in
-        else:
-            last = finals[-self.D:]
-            S = last[0][0] if self.D == 1 else np.concatenate([s[0] for s in last], axis=1)
-        return {"S": S, "final": finals, "initial": initial, "inputs": inputs,
-                "caches": caches, "masks": masks}
+        self.stack.forward(params, batch.X, batch.batch_sizes, initial,
+                           self._masks(rng, batch.N))
 
     def output(self, params, batch, initial=None):
         """Outputs ``Y``: ``(N, O)`` packed per step, or ``(B, O)`` per sequence
-        in packed order; and the final states of every unit."""
-        P = self.views(params)[0]
-        cache = self.forward(params, batch, initial)
-        Y = _output.activate(cache["S"] @ P["W_y"].T + P["b_y"], self.g2)
-        return Y, cache["final"]
+        in packed order; and the final states ``(n_states, L*D, B, H)``."""
+        self.forward(params, batch, initial)
+        Y = np.empty((batch.N if self.return_sequences else batch.B, self.O), self.dtype)
+        self.stack.output(params, Y)
+        return Y, self.stack.final_states()
 
     # -- loss and gradient --------------------------------------------------
-
-    def _data_loss(self, Z, target, count):
-        if self.loss_name == "cross_entropy":
-            return _output.softmax_cross_entropy(Z, target.reshape(-1), count)
-        return _output.squared_error(Z, target.reshape(Z.shape), self.g2, count)
-
-    def _count(self, Z):
-        """How many terms the mean loss averages over."""
-        return Z.shape[0] if self.loss_name == "cross_entropy" else Z.size
 
     def _batch_count(self, batch):
         """How many terms the mean loss of a whole batch averages over."""
@@ -228,12 +225,11 @@ class RecurrentNetwork:
         ``target`` is packed like the scored states: ``(N, O)`` / ``(B, O)``
         floats for squared error, ``(N,)`` / ``(B,)`` classes for cross-entropy.
         """
-        P = self.views(params)[0]
-        Z = self.forward(params, batch)["S"] @ P["W_y"].T + P["b_y"]
-        value, _ = self._data_loss(Z, target, self._count(Z))
-        return value + self.penalty(params, alpha)
+        self.forward(params, batch)
+        return self.stack.loss(params, self._target(target)) + self.penalty(params, alpha)
 
-    def loss_grad(self, params, batch, target, alpha=0.0, grad=None, rng=None):
+    def loss_grad(self, params, batch, target, alpha=0.0, grad=None, rng=None,
+                  initial=None):
         """Loss and its gradient with respect to every parameter, by BPTT.
 
         Parameters
@@ -248,6 +244,8 @@ class RecurrentNetwork:
             Buffer to write the gradient into (it is overwritten).
         rng : numpy Generator, optional
             Dropout masks (training); None for the exact, deterministic loss.
+        initial : ndarray (n_states, L*D, B, H), optional
+            Initial states, as for :meth:`forward`; zeros by default.
 
         Returns
         -------
@@ -258,67 +256,24 @@ class RecurrentNetwork:
             grad = self.layout.zeros(self.dtype)
         else:
             grad.fill(0)
-        cache = self.forward(params, batch, rng=rng)
-        value, dS = self._output_backward(params, grad, cache["S"], target)
-        self.backward(params, grad, batch, cache, dS)
-        self._penalty_grad(params, grad, alpha)
-        return value + self.penalty(params, alpha), grad
-
-    def _output_backward(self, params, grad, S, target, count=None):
-        """Loss of the output layer on states ``S``; accumulates dW_y, db_y.
-
-        Returns the loss and ``dE/dS``.
-        """
-        P, G = self.views(params)[0], self.views(grad)[0]
-        Z = S @ P["W_y"].T + P["b_y"]
-        value, dZ = self._data_loss(Z, target, self._count(Z) if count is None else count)
-        dZ = dZ.astype(self.dtype, copy=False)
-        # Z = S W_y^T + b_y: dW_y += dZ^T S, db_y += sum dZ, dS = dZ W_y.
-        G["W_y"] += dZ.T @ S
-        G["b_y"] += dZ.sum(axis=0)
-        return value, dZ @ P["W_y"]
-
-    def backward(self, params, grad, batch, cache, dS, d_final=None):
-        """BPTT through the stack; accumulates every recurrent gradient.
-
-        ``dS`` is dE/dS for the scored states; ``d_final``, optionally, adds
-        gradients arriving at the final states of every unit.
-        """
-        bs, H, D = batch.batch_sizes, self.H, self.D
-        d_final = d_final or [tuple(np.zeros_like(s) for s in state)
-                              for state in cache["final"]]
-        if self.return_sequences:
-            d_out = dS
-        else:
-            d_out = None
-            for d in range(D):
-                k = (self.L - 1) * D + d
-                d_final[k] = (d_final[k][0] + dS[:, d * H:(d + 1) * H],) + d_final[k][1:]
-        for l in range(self.L - 1, -1, -1):
-            layer_in = cache["inputs"][l]
-            d_in = None
-            for d in range(D):
-                k = l * D + d
-                dHs = (np.zeros((batch.N, H), dtype=self.dtype) if d_out is None
-                       else np.ascontiguousarray(d_out[:, d * H:(d + 1) * H]))
-                dX, _ = self.cell.backward(
-                    self.unit_views(params, k), self.unit_views(grad, k), layer_in, bs,
-                    cache["initial"][k], cache["caches"][k], dHs, d_final[k],
-                    l > 0, d == 1)
-                if l > 0:
-                    d_in = dX if d_in is None else d_in + dX
-            if l > 0:
-                mask = cache["masks"][l]
-                d_out = d_in if mask is None else d_in * mask
+        value = self.stack.loss_grad(params, batch.X, batch.batch_sizes,
+                                     self._target(target), grad, initial=initial,
+                                     masks=self._masks(rng, batch.N))
+        if alpha:
+            self._penalty_grad(params, grad, alpha)
+            value += self.penalty(params, alpha)
+        return value, grad
 
     # -- truncated BPTT -----------------------------------------------------
 
-    def _chunks(self, batch, k):
+    def _chunks(self, batch, k, target):
         """Consecutive time chunks of at most ``k`` steps of a packed batch.
 
-        Yields ``(chunk, r0, r1, n_cont)``: the chunk as a packed batch, its
-        packed rows ``r0:r1`` in ``batch``, and how many of its sequences
-        continue into the next chunk (those are a prefix of the rows).
+        Yields ``(chunk, n_cont, scored)``: the chunk as a packed batch, how
+        many of its sequences continue into the next chunk (those are a
+        prefix of the rows), and the targets of its scored rows. Per step,
+        every row of the chunk is scored; per sequence, the rows ``n_cont ..``
+        whose sequence ends in this chunk (the rest are scored later).
         """
         bs = batch.batch_sizes
         T = bs.size
@@ -326,25 +281,21 @@ class RecurrentNetwork:
         for t0 in range(0, T, k):
             t1 = min(t0 + k, T)
             chunk = Chunk(batch.X[offsets[t0]:offsets[t1]], bs[t0:t1])
-            yield chunk, offsets[t0], offsets[t1], (bs[t1] if t1 < T else 0)
+            n_cont = bs[t1] if t1 < T else 0
+            if self.return_sequences:
+                scored = target[offsets[t0]:offsets[t1]]
+            else:
+                scored = target[n_cont:chunk.B]
+            yield chunk, n_cont, scored
 
     @staticmethod
     def _carry(state, B):
         """Final states of the previous chunk for the ``B`` continuing rows."""
-        if state is None:
-            return None
-        return [tuple(np.ascontiguousarray(s[:B]) for s in unit) for unit in state]
+        return None if state is None else np.ascontiguousarray(state[:, :, :B])
 
-    def _chunk_scored(self, S, target, r0, r1, n_cont):
-        """The scored states of a chunk and their targets.
-
-        Per step, every row of the chunk; per sequence, the rows whose
-        sequence ends in this chunk (the rest are scored in a later chunk).
-        """
-        if self.return_sequences:
-            return S, target[r0:r1], slice(None)
-        rows = slice(n_cont, S.shape[0])
-        return S[rows], target[rows], rows
+    def _row0(self, n_cont):
+        """The first scored row of a chunk's states."""
+        return 0 if self.return_sequences else int(n_cont)
 
     def loss_grad_truncated(self, params, batch, target, k, alpha=0.0, grad=None,
                             rng=None):
@@ -362,15 +313,11 @@ class RecurrentNetwork:
             grad.fill(0)
         count = self._batch_count(batch)
         total, state = 0.0, None
-        for chunk, r0, r1, n_cont in self._chunks(batch, k):
-            cache = self.forward(params, chunk, self._carry(state, chunk.B), rng)
-            S, t, rows = self._chunk_scored(cache["S"], target, r0, r1, n_cont)
-            dS = np.zeros_like(cache["S"])
-            if S.shape[0]:
-                value, dS[rows] = self._output_backward(params, grad, S, t, count)
-                total += value
-            self.backward(params, grad, chunk, cache, dS)
-            state = cache["final"]
+        for chunk, n_cont, scored in self._chunks(batch, k, self._target(target)):
+            total += self.stack.loss_grad(
+                params, chunk.X, chunk.batch_sizes, scored, grad, self._row0(n_cont),
+                count, self._carry(state, chunk.B), self._masks(rng, chunk.N))
+            state = self.stack.final_states()
         self._penalty_grad(params, grad, alpha)
         return total + self.penalty(params, alpha), grad
 
@@ -384,18 +331,15 @@ class RecurrentNetwork:
         :meth:`loss_grad_truncated`'s gradient.
         """
         carry_params = params if carry_params is None else carry_params
-        P = self.views(params)[0]
         count = self._batch_count(batch)
         total, state = 0.0, None
-        for chunk, r0, r1, n_cont in self._chunks(batch, k):
+        for chunk, n_cont, scored in self._chunks(batch, k, self._target(target)):
             initial = self._carry(state, chunk.B)
-            cache = self.forward(params, chunk, initial)
-            S, t, _ = self._chunk_scored(cache["S"], target, r0, r1, n_cont)
-            if S.shape[0]:
-                total += self._data_loss(S @ P["W_y"].T + P["b_y"], t, count)[0]
+            self.forward(params, chunk, initial)
+            total += self.stack.loss(params, scored, self._row0(n_cont), count)
             if carry_params is not params:
-                cache = self.forward(carry_params, chunk, initial)
-            state = cache["final"]
+                self.forward(carry_params, chunk, initial)
+            state = self.stack.final_states()
         return total + self.penalty(params, alpha)
 
 

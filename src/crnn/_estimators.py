@@ -10,9 +10,9 @@ from crnn import _validation as v
 from crnn._compat import BaseEstimator, ClassifierMixin, RegressorMixin
 from crnn._cells import CELLS
 from crnn._network import RecurrentNetwork
-from crnn.kernels.activations import CODES as ACTIVATIONS
 from crnn._optim import SGD, Adam, clip_by_global_norm
-from crnn._output import OUTPUT_ACTIVATIONS
+from crnn.kernels.activations import CODES as ACTIVATIONS
+from crnn.kernels.stack import OUTPUTS
 from crnn.exceptions import ConvergenceWarning, NotFittedError, TrainingDivergedError
 
 # State values (steps x sequences x hidden units) that predict holds at once.
@@ -661,9 +661,9 @@ class RNNRegressor(RegressorMixin, _RNNBase):
         self.output_activation = output_activation
 
     def _output_activation(self):
-        if self.output_activation not in OUTPUT_ACTIVATIONS:
+        if self.output_activation not in OUTPUTS:
             raise ValueError(
-                f"output_activation must be one of {OUTPUT_ACTIVATIONS}; got "
+                f"output_activation must be one of {tuple(OUTPUTS)}; got "
                 f"{self.output_activation!r}"
             )
         return self.output_activation

@@ -6,7 +6,13 @@ the loss and BPTT, over workspaces reused from one batch to the next.
 
     Z = S W_y^T + b_y,   Y = g2(Z)                    the output layer
     E = (1 / count) sum (Y - D)^2                     squared error, or
-    E = (1 / count) sum (logsumexp(Z) - Z[k])         softmax cross-entropy
+    E = (1 / count) sum (logsumexp(Z) - Z[k])         softmax cross-entropy,
+        dE/dZ = (softmax(Z) - onehot(k)) / count      from log-sum-exp: no overflow
+
+Both losses are means (``count`` is the number of scored outputs of the
+whole batch, or of scored rows for cross-entropy), so that the learning rate
+does not depend on the batch size or the sequence length; truncated BPTT
+passes the whole batch's count to each chunk.
 
 and backpropagates, so that one training step on a packed batch is one call
 with no Python in between and no allocation once the workspace has grown to

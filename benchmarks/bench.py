@@ -519,6 +519,57 @@ def gemm_reference(M, K, N, dtype, timing):
     return 2.0 * M * K * N / r["gemm"]["median_s"] / 1e9, r["gemm"]
 
 
+def _gemm_variants(M, K, N, dtype, rng):
+    """Every way scipy's ?gemm can compute one product P(M, N) = A(M, K) B(K, N):
+    either operand stored as is or transposed, the result as P or as P^T.
+    Returns zero-argument callables (Fortran-ordered operands, preallocated
+    output: no copies, no allocation)."""
+    gemm = scipy_blas.sgemm if dtype == np.float32 else scipy_blas.dgemm
+    a = rng.standard_normal((M, K)).astype(dtype)
+    b = rng.standard_normal((K, N)).astype(dtype)
+    variants = []
+    for out_t in (False, True):
+        # P^T(N, M) = B^T(N, K) A^T(K, M)
+        left, right, shape = (b.T, a.T, (N, M)) if out_t else (a, b, (M, N))
+        c = np.zeros(shape, dtype=dtype, order="F")
+        for ta in (0, 1):
+            for tb in (0, 1):
+                lhs = np.asfortranarray(left.T if ta else left)
+                rhs = np.asfortranarray(right.T if tb else right)
+                variants.append(lambda lhs=lhs, rhs=rhs, c=c, ta=ta, tb=tb: gemm(
+                    1.0, lhs, rhs, beta=0.0, c=c, overwrite_c=1, trans_a=ta, trans_b=tb))
+    return variants
+
+
+def step_gemms(cell, B, T, I, H):
+    """The matrix products of one training step of one layer, as
+    ``(count, (M, K, N))``: the input product, one recurrent product per step
+    forward and one per step backward, and the two weight gradients."""
+    G = GATES[cell] * H
+    N = B * T
+    return [(1, (N, I, G)), (T, (B, H, G)), (T, (B, G, H)), (1, (G, N, I)), (1, (G, N, H))]
+
+
+def gemm_floor(cell, B, T, I, H, dtype, timing):
+    """The time the matrix products of one training step take alone, each at
+    its fastest orientation through scipy.linalg.blas (minus the Python cost
+    of one wrapper call, measured on a 1 x 1 x 1 product): a lower bound for
+    any implementation of the step on this BLAS."""
+    rng = np.random.default_rng(4)
+    short = Timing(True, timing.budget / 4)
+    empty = _gemm_variants(1, 1, 1, dtype, rng)[0]
+    call_s = measure({"empty": empty}, short)["empty"]["median_s"]
+    total, shapes = 0.0, []
+    for count, (M, K, N) in step_gemms(cell, B, T, I, H):
+        fns = dict(enumerate(_gemm_variants(M, K, N, dtype, rng)))
+        best = min(e["median_s"] for e in measure(fns, short).values())
+        best = max(best - call_s, 0.0)
+        shapes.append({"count": count, "M": M, "K": K, "N": N, "best_s": best,
+                       "gflops": 2.0 * M * K * N / best / 1e9 if best else None})
+        total += count * best
+    return {"floor_s": total, "wrapper_call_s": call_s, "products": shapes}
+
+
 # ===========================================================================
 # One case.
 # ===========================================================================
@@ -602,6 +653,7 @@ def run_case(cell, B, T, I, H, dtype, timing, with_torch, extras=False):
         "input_TBxI_IxG_gflops": rate_in, "recurrent_BxH_HxG_gflops": rate_rec,
         "raw_input": raw_in, "raw_recurrent": raw_rec,
     }
+    result["gemm_floor"] = gemm_floor(cell, B, T, I, H, dtype, timing)
     if not extras:
         return result
 
@@ -941,6 +993,25 @@ def print_tables(results):
               f"{g['input_TBxI_IxG_gflops']:8.2f} {g['recurrent_BxH_HxG_gflops']:8.2f} "
               f"{gf(tg, 'crnn')} {gf(tg, 'torch')} {gf(ig, 'crnn')} {gf(ig, 'torch')} "
               f"{100 * tg['crnn'] / g['recurrent_BxH_HxG_gflops']:5.0f}%")
+    print()
+    print("GEMM floor: the matrix products of one training step alone (input product, "
+          "T recurrent products\nforward and T backward, the two weight gradients), each "
+          "in its fastest orientation through\nscipy's ?gemm, same run. floor/crnn: the "
+          "share of crnn's step those products need; tc/floor:\nthe largest ratio to "
+          "PyTorch any implementation on this BLAS could reach.")
+    header = (f"{'cell  case (B,T,I,H)':<24} {'dtype':<8} {'thr':>3} {'floor ms':>9} "
+              f"{'crnn ms':>9} {'tc ms':>9} {'floor/crnn':>10} {'tc/crnn':>8} "
+              f"{'tc/floor':>8}")
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        floor = r["gemm_floor"]["floor_s"]
+        c = r["train"]["crnn"]["median_s"]
+        t = r["train"].get("torch", {}).get("median_s")
+        tc = f"{t * 1e3:9.3f}" if t else f"{'-':>9}"
+        print(f"{_case(r):<24} {r['dtype']:<8} {r.get('threads', 1):>3} "
+              f"{floor * 1e3:9.3f} {c * 1e3:9.3f} {tc} {floor / c:10.2f} "
+              + (f"{t / c:8.2f} {t / floor:8.2f}" if t else f"{'-':>8} {'-':>8}"))
     with_parts = [r for r in results if "crnn_breakdown" in r]
     if with_parts:
         print()

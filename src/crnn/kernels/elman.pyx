@@ -24,8 +24,8 @@ from crnn.kernels._elementwise cimport bias_activation
 from crnn.kernels.activations cimport mul_derivative
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
 from crnn.kernels.recurrence cimport (
-    Step, gather_prev, recurrent_gemm, step_in_order, store_final, total_rows,
-    transpose, weight_gradients,
+    Step, gather_prev, recurrent_gemm, step_in_order, step_product_backward,
+    store_final, total_rows, transpose, weight_gradients,
 )
 from crnn.kernels.recurrence import check, check_packed, check_shape
 
@@ -85,7 +85,7 @@ cdef void elman_backward(
         # da_t = (dE/dh_t|above + dh) * g'(a_t), differentiating h_t = g(a_t)
         mul_derivative(s.B * H, da_t, da_t, dh, Hs + s.off * H, activation)
         # dh[:B_t](B_t, H) = da_t(B_t, H) @ W_hh(H, H), differentiating W_hh h_prev
-        gemm(NoTrans, NoTrans, s.B, H, H, 1, da_t, H, W_hh, H, 0, dh, H)
+        step_product_backward(s.B, H, H, da_t, W_hh, 0, dh)
         gather_prev(s, H, h0, Hs, H_prev)
     weight_gradients(N, I, H, H, X, W_ih, H_prev, dA, dA, dX, dW_ih, dW_hh, db)
 

@@ -21,8 +21,8 @@ from libc.string cimport memcpy
 from crnn.kernels._elementwise cimport gru_row, gru_row_backward
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
 from crnn.kernels.recurrence cimport (
-    Step, gather_prev, prev_row, recurrent_gemm, step_in_order, store_final, total_rows,
-    transpose, weight_gradients,
+    Step, gather_prev, prev_row, recurrent_gemm, step_in_order, step_product_backward,
+    store_final, total_rows, transpose, weight_gradients,
 )
 from crnn.kernels.recurrence import check, check_packed, check_shape
 
@@ -106,7 +106,7 @@ cdef void gru_backward(
             gru_row_backward(H, dgates + row * G, dgates_h + row * G, hn + row * H,
                              prev_row(s, j, H, h0, Hs), dHs + row * H, dh + j * H)
         # dh[:B_t](B_t, H) += dgates_h_t(B_t, 3H) @ W_hh(3H, H)
-        gemm(NoTrans, NoTrans, s.B, H, G, 1, dgates_h + s.off * G, G, W_hh, H, 1, dh, H)
+        step_product_backward(s.B, H, G, dgates_h + s.off * G, W_hh, 1, dh)
         gather_prev(s, H, h0, Hs, H_prev)
     weight_gradients(N, I, H, G, X, W_ih, H_prev, dgates, dgates_h, dX, dW_ih, dW_hh, db)
     # db_hn(H) += column sums of dgates_h[:, 2H:3H]

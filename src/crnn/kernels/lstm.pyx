@@ -21,8 +21,8 @@ from libc.string cimport memcpy
 from crnn.kernels._elementwise cimport lstm_row, lstm_row_backward
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
 from crnn.kernels.recurrence cimport (
-    Step, gather_prev, prev_row, recurrent_gemm, step_in_order, store_final, total_rows,
-    transpose, weight_gradients,
+    Step, gather_prev, prev_row, recurrent_gemm, step_in_order, step_product_backward,
+    store_final, total_rows, transpose, weight_gradients,
 )
 from crnn.kernels.recurrence import check, check_packed, check_shape
 
@@ -100,7 +100,7 @@ cdef void lstm_backward(
             lstm_row_backward(H, dgates + row * G, Cs + row * H, prev_row(s, j, H, c0, Cs),
                               dHs + row * H, dh + j * H, dc + j * H)
         # dh[:B_t](B_t, H) = dgates_t(B_t, 4H) @ W_hh(4H, H)
-        gemm(NoTrans, NoTrans, s.B, H, G, 1, dgates + s.off * G, G, W_hh, H, 0, dh, H)
+        step_product_backward(s.B, H, G, dgates + s.off * G, W_hh, 0, dh)
         gather_prev(s, H, h0, Hs, H_prev)
     weight_gradients(N, I, H, G, X, W_ih, H_prev, dgates, dgates, dX, dW_ih, dW_hh, db)
 

@@ -103,6 +103,53 @@ cdef inline void transpose(Py_ssize_t rows, Py_ssize_t cols, const floating* A,
             AT[j * rows + i] = A[i * cols + j]
 
 
+# OpenBLAS multiplies operands of at most SMALL_PRODUCT multiply-adds with
+# kernels that read them in place; above that it repacks both operands on
+# every call, which for a per-step product means repacking W_hh every step.
+cdef enum:
+    SMALL_PRODUCT = 1000000
+    MIN_CHUNK = 64
+
+
+cdef inline Py_ssize_t gate_chunk(Py_ssize_t B, Py_ssize_t H, Py_ssize_t G) noexcept nogil:
+    """Columns of W_hh per call for a (B, H) x (H, G) per-step product: all G
+    when the product is small, else the widest equal split that keeps each
+    call small, unless that is narrower than MIN_CHUNK."""
+    cdef Py_ssize_t n, width
+    if B * H * G <= SMALL_PRODUCT:
+        return G
+    n = (B * H * G + SMALL_PRODUCT - 1) // SMALL_PRODUCT
+    width = (G + n - 1) // n
+    while width > MIN_CHUNK and B * H * width > SMALL_PRODUCT:
+        n += 1
+        width = (G + n - 1) // n
+    return width if B * H * width <= SMALL_PRODUCT and width >= MIN_CHUNK else G
+
+
+cdef inline void step_product(Py_ssize_t B, Py_ssize_t H, Py_ssize_t G,
+                              const floating* S, const floating* W_hhT, floating beta,
+                              floating* out) noexcept nogil:
+    """out(B, G) = S(B, H) @ W_hhT(H, G) + beta * out, in column chunks (gate_chunk)."""
+    cdef Py_ssize_t g0 = 0, width = gate_chunk(B, H, G)
+    while g0 < G:
+        # out[:, g0:g0+w](B, w) = S(B, H) @ W_hhT[:, g0:g0+w](H, w) + beta * out[:, g0:g0+w]
+        gemm(NoTrans, NoTrans, B, min(width, G - g0), H, 1, S, H, W_hhT + g0, G, beta,
+             out + g0, G)
+        g0 += width
+
+
+cdef inline void step_product_backward(Py_ssize_t B, Py_ssize_t H, Py_ssize_t G,
+                                       const floating* dG, const floating* W_hh,
+                                       floating beta, floating* dh) noexcept nogil:
+    """dh(B, H) = dG(B, G) @ W_hh(G, H) + beta * dh, summed over row chunks of W_hh."""
+    cdef Py_ssize_t g0 = 0, width = gate_chunk(B, H, G)
+    while g0 < G:
+        # dh(B, H) = dG[:, g0:g0+w](B, w) @ W_hh[g0:g0+w](w, H) + (beta or 1) * dh
+        gemm(NoTrans, NoTrans, B, H, min(width, G - g0), 1, dG + g0, G, W_hh + g0 * H, H,
+             beta if g0 == 0 else 1, dh, H)
+        g0 += width
+
+
 cdef inline void recurrent_gemm(Step s, Py_ssize_t H, Py_ssize_t G,
                                 const floating* W_hhT, const floating* S0,
                                 const floating* Ss, floating beta,
@@ -115,12 +162,11 @@ cdef inline void recurrent_gemm(Step s, Py_ssize_t H, Py_ssize_t G,
     """
     if s.n_prev > 0:
         # out[:n_prev] = Ss[previous step](n_prev, H) @ W_hhT + beta * out[:n_prev]
-        gemm(NoTrans, NoTrans, s.n_prev, G, H, 1, Ss + s.prev_off * H, H,
-             W_hhT, G, beta, out, G)
+        step_product(s.n_prev, H, G, Ss + s.prev_off * H, W_hhT, beta, out)
     if s.B > s.n_prev:
         # out[n_prev:B_t] = S0[n_prev:B_t](., H) @ W_hhT + beta * out[n_prev:B_t]
-        gemm(NoTrans, NoTrans, s.B - s.n_prev, G, H, 1, S0 + s.n_prev * H, H,
-             W_hhT, G, beta, out + s.n_prev * G, G)
+        step_product(s.B - s.n_prev, H, G, S0 + s.n_prev * H, W_hhT, beta,
+                     out + s.n_prev * G)
 
 
 cdef inline void gather_prev(Step s, Py_ssize_t H, const floating* S0,

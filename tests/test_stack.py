@@ -5,7 +5,11 @@
   returns bit for bit what a fresh network returns.
 * Its entry points reject what they cannot run with a ValueError that names
   what was expected, before any kernel runs.
+* Its kernels flush subnormal numbers to zero, and leave the caller's
+  floating-point state as it was.
 """
+import platform
+
 import numpy as np
 import pytest
 
@@ -147,3 +151,34 @@ def test_a_network_pickles_without_its_workspace(setup):
     network.loss(params, batch, target)
     clone = pickle.loads(pickle.dumps(network))
     assert clone.loss(params, batch, target) == network.loss(params, batch, target)
+
+
+FLUSHES = platform.machine().lower() in ("x86_64", "amd64", "aarch64", "arm64")
+
+
+@pytest.mark.skipif(not FLUSHES, reason="subnormals are flushed on x86-64 and AArch64 only")
+def test_subnormal_states_are_flushed_to_zero():
+    """Inside the kernels a float32 state of 1e-40 (subnormal) becomes 0."""
+    network = RecurrentNetwork(1, 1, 1, cell="elman", activation="identity",
+                               dtype=np.float32)
+    params = network.layout.zeros(np.float32)
+    P = network.views(params)[0]
+    P["W_ih_l0"][...] = 1e-20
+    P["W_y"][...] = 1
+    batch = check_sequences(np.full((1, 1, 1), 1e-20, np.float32), np.float32).pack()
+    assert np.float32(1e-20) * np.float32(1e-20) != 0     # numpy keeps the subnormal
+    _, finals = network.output(params, batch)
+    assert finals[0, 0, 0, 0] == 0
+
+
+def test_callers_floating_point_state_is_restored():
+    """After crnn returns, this thread computes subnormals again."""
+    rng = np.random.default_rng(5)
+    network = RecurrentNetwork(3, 4, 1, cell="lstm", dtype=np.float32)
+    params = network.init_params(rng)
+    packed = check_sequences([rng.normal(size=(5, 3)), rng.normal(size=(2, 3))],
+                             np.float32).pack()
+    network.loss_grad(params, packed, rng.normal(size=(2, 1)).astype(np.float32))
+    network.output(params, packed)
+    tiny = np.array([1e-30], dtype=np.float32) * np.float32(1e-10)
+    assert tiny[0] != 0 and tiny[0] < np.finfo(np.float32).tiny

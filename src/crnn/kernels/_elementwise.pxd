@@ -8,6 +8,8 @@ from cython cimport floating
 
 
 cdef extern from "elementwise.h" nogil:
+    unsigned long crnn_subnormals_off()
+    void crnn_subnormals_restore(unsigned long state)
     void crnn_bias_activation_d(Py_ssize_t B, Py_ssize_t H, double* A, const double* b, int g)
     void crnn_bias_activation_f(Py_ssize_t B, Py_ssize_t H, float* A, const float* b, int g)
     void crnn_lstm_row_d(Py_ssize_t H, double* a, const double* b, const double* c_prev,

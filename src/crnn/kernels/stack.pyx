@@ -29,6 +29,11 @@ and ``b_y``. Gradients use the same layout and are accumulated into.
 
 A Stack keeps the last forward pass in its workspace, so one object must
 not be used by two threads at once; every other call is independent.
+
+While its kernels run, the calling thread flushes subnormal numbers to zero
+(see ``elementwise.h``): a result below 1.2e-38 in float32 (2.2e-308 in
+float64) becomes 0. The thread's floating-point state is restored before
+each call returns.
 """
 import numpy as np
 
@@ -37,7 +42,9 @@ from libc.string cimport memcpy, memset
 
 from cython cimport floating
 
-from crnn.kernels._elementwise cimport bias_activation
+from crnn.kernels._elementwise cimport (
+    bias_activation, crnn_subnormals_off, crnn_subnormals_restore,
+)
 from crnn.kernels.activations cimport IDENTITY, SIGMOID, TANH
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
 from crnn.kernels.elman cimport elman_backward, elman_forward
@@ -565,9 +572,12 @@ cdef void _forward(Stack self, const floating[::1] params, const floating[:, ::1
     cdef floating[::1] ws = self.workspace
     cdef const floating* init_ptr = optional(init)
     cdef const floating* mask_ptr = optional(mask)
+    cdef unsigned long fp_state
     with nogil:
+        fp_state = crnn_subnormals_off()
         stack_forward(&self.c, &self.s, &self.unit_off[0, 0], &params[0], &X[0, 0],
                       &batch_sizes[0], init_ptr, mask_ptr, &ws[0])
+        crnn_subnormals_restore(fp_state)
 
 
 cdef double _loss(Stack self, const floating[::1] params, target, Py_ssize_t row0,
@@ -579,6 +589,7 @@ cdef double _loss(Stack self, const floating[::1] params, target, Py_ssize_t row
     cdef const Py_ssize_t* k_ptr = NULL
     cdef floating* grad_ptr = &grad[0] if grad is not None else NULL
     cdef double value
+    cdef unsigned long fp_state
     if self.s.R > row0:
         if self.c.cross_entropy:
             k = target
@@ -587,19 +598,24 @@ cdef double _loss(Stack self, const floating[::1] params, target, Py_ssize_t row
             D = target
             D_ptr = &D[0, 0]
     with nogil:
+        fp_state = crnn_subnormals_off()
         value = output_loss(&self.c, &self.s, &params[0], D_ptr, k_ptr, row0, count,
                             grad_ptr, &ws[0])
+        crnn_subnormals_restore(fp_state)
     return value
 
 
 cdef void _output(Stack self, const floating[::1] params, floating[:, ::1] Y) except *:
     cdef const floating[::1] ws = self.workspace
     cdef Py_ssize_t Hd = self.c.D * self.c.H
+    cdef unsigned long fp_state
     with nogil:
+        fp_state = crnn_subnormals_off()
         # Y(R, O) = S(R, D*H) @ W_y^T, then g2(Y + b_y)
         gemm(NoTrans, Trans, self.s.R, self.c.O, Hd, 1, &ws[self.s.S], Hd,
              &params[self.c.off_W_y], Hd, 0, &Y[0, 0], self.c.O)
         output_activation(self.s.R, self.c.O, &Y[0, 0], &params[self.c.off_b_y], self.c.g2)
+        crnn_subnormals_restore(fp_state)
 
 
 cdef double _loss_grad(Stack self, const floating[::1] params, const floating[:, ::1] X,
@@ -612,7 +628,10 @@ cdef double _loss_grad(Stack self, const floating[::1] params, const floating[:,
     cdef const floating* mask_ptr = optional(mask)
     _forward(self, params, X, batch_sizes, initial, masks)
     value = _loss(self, params, target, row0, count, grad)
+    cdef unsigned long fp_state
     with nogil:
+        fp_state = crnn_subnormals_off()
         stack_backward(&self.c, &self.s, &self.unit_off[0, 0], &params[0], &X[0, 0],
                        &batch_sizes[0], init_ptr, mask_ptr, &grad[0], &ws[0])
+        crnn_subnormals_restore(fp_state)
     return value

@@ -2,6 +2,7 @@
 import numpy as np
 
 from crnn._cells import glorot_uniform, make_cell
+from crnn._optim import sum_of_squares
 from crnn._params import ParamLayout
 from crnn.kernels.stack import Stack
 
@@ -137,7 +138,7 @@ class RecurrentNetwork:
         if alpha == 0:
             return 0.0
         P = self.views(params)[0]
-        return 0.5 * alpha * sum(float(np.vdot(P[n], P[n])) for n in self.weight_names)
+        return 0.5 * alpha * sum(float(sum_of_squares(P[n].ravel())) for n in self.weight_names)
 
     # -- the compiled network -----------------------------------------------
 

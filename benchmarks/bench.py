@@ -978,11 +978,9 @@ def print_tables(results):
     print("Achieved GFLOP/s against the GEMM limit (scipy.linalg.blas ?gemm in the same "
           "run, G = gates * H):\n'in' = the input product (TB x I)(I x G), 'rec' = one "
           "recurrent step (B x H)(H x G); %rec = crnn train GF/s / rec GEMM GF/s.")
-    header = (f"{'cell  case (B,T,I,H)':<24} {'dtype':<8} {'thr':>3} {'gemm in':>8} "
-              f"{'gemm rec':>8} {'crnn trn':>8} {'tc trn':>8} {'crnn inf':>8} "
-              f"{'tc inf':>8} {'%rec':>6}")
-    print(header)
-    print("-" * len(header))
+    print_header(f"{'cell  case (B,T,I,H)':<24} {'dtype':<8} {'thr':>3} {'gemm in':>8} "
+                 f"{'gemm rec':>8} {'crnn trn':>8} {'tc trn':>8} {'crnn inf':>8} "
+                 f"{'tc inf':>8} {'%rec':>6}")
     for r in results:
         g, tg, ig = r["gemm_reference"], r["train_gflops"], r["infer_gflops"]
 
@@ -993,25 +991,7 @@ def print_tables(results):
               f"{g['input_TBxI_IxG_gflops']:8.2f} {g['recurrent_BxH_HxG_gflops']:8.2f} "
               f"{gf(tg, 'crnn')} {gf(tg, 'torch')} {gf(ig, 'crnn')} {gf(ig, 'torch')} "
               f"{100 * tg['crnn'] / g['recurrent_BxH_HxG_gflops']:5.0f}%")
-    print()
-    print("GEMM floor: the matrix products of one training step alone (input product, "
-          "T recurrent products\nforward and T backward, the two weight gradients), each "
-          "in its fastest orientation through\nscipy's ?gemm, same run. floor/crnn: the "
-          "share of crnn's step those products need; tc/floor:\nthe largest ratio to "
-          "PyTorch any implementation on this BLAS could reach.")
-    header = (f"{'cell  case (B,T,I,H)':<24} {'dtype':<8} {'thr':>3} {'floor ms':>9} "
-              f"{'crnn ms':>9} {'tc ms':>9} {'floor/crnn':>10} {'tc/crnn':>8} "
-              f"{'tc/floor':>8}")
-    print(header)
-    print("-" * len(header))
-    for r in results:
-        floor = r["gemm_floor"]["floor_s"]
-        c = r["train"]["crnn"]["median_s"]
-        t = r["train"].get("torch", {}).get("median_s")
-        tc = f"{t * 1e3:9.3f}" if t else f"{'-':>9}"
-        print(f"{_case(r):<24} {r['dtype']:<8} {r.get('threads', 1):>3} "
-              f"{floor * 1e3:9.3f} {c * 1e3:9.3f} {tc} {floor / c:10.2f} "
-              + (f"{t / c:8.2f} {t / floor:8.2f}" if t else f"{'-':>8} {'-':>8}"))
+    print_gemm_floor(results)
     with_parts = [r for r in results if "crnn_breakdown" in r]
     if with_parts:
         print()
@@ -1038,6 +1018,31 @@ def print_tables(results):
           "flops per multiply-add of\nevery matmul; a training step = 3x forward."
           + ("\nepoch (--extras): RNNRegressor(max_iter=1).fit + predict on 8*B samples."
              if with_parts else ""))
+
+
+def print_gemm_floor(results):
+    print()
+    print("GEMM floor: the matrix products of one training step alone (input product, "
+          "T recurrent products\nforward and T backward, the two weight gradients), each "
+          "in its fastest orientation through\nscipy's ?gemm, same run. floor/crnn: the "
+          "share of crnn's step those products need; tc/floor:\nthe largest ratio to "
+          "PyTorch any implementation on this BLAS could reach.")
+    print_header(f"{'cell  case (B,T,I,H)':<24} {'dtype':<8} {'thr':>3} {'floor ms':>9} "
+                 f"{'crnn ms':>9} {'tc ms':>9} {'floor/crnn':>10} {'tc/crnn':>8} "
+                 f"{'tc/floor':>8}")
+    for r in results:
+        floor = r["gemm_floor"]["floor_s"]
+        c = r["train"]["crnn"]["median_s"]
+        t = r["train"].get("torch", {}).get("median_s")
+        tc = f"{t * 1e3:9.3f}" if t else f"{'-':>9}"
+        print(f"{_case(r):<24} {r['dtype']:<8} {r.get('threads', 1):>3} "
+              f"{floor * 1e3:9.3f} {c * 1e3:9.3f} {tc} {floor / c:10.2f} "
+              + (f"{t / c:8.2f} {t / floor:8.2f}" if t else f"{'-':>8} {'-':>8}"))
+
+
+def print_header(header):
+    print(header)
+    print("-" * len(header))
 
 
 def print_floors(floors):

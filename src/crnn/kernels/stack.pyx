@@ -194,21 +194,27 @@ cdef void output_activation(Py_ssize_t R, Py_ssize_t O, floating* Z, const float
     """Z(R, O) = g2(Z + b_y), in place."""
     cdef Py_ssize_t i, j
     cdef floating* z
-    cdef double m, total
+    cdef double lse
     if g2 != SOFTMAX:
         bias_activation(R, O, Z, b_y, g2)
         return
     bias_activation(R, O, Z, b_y, IDENTITY)
     for i in range(R):
         z = Z + i * O
-        m = z[0]
-        for j in range(1, O):
-            m = max(m, <double>z[j])
-        total = 0
+        lse = log_sum_exp(O, z)
         for j in range(O):
-            total += exp(z[j] - m)
-        for j in range(O):
-            z[j] = exp(z[j] - m) / total
+            z[j] = exp(z[j] - lse)
+
+
+cdef double log_sum_exp(Py_ssize_t O, const floating* z) noexcept nogil:
+    """log(sum_j exp(z[j])), shifted by the maximum so that it never overflows."""
+    cdef Py_ssize_t j
+    cdef double m = z[0], total = 0
+    for j in range(1, O):
+        m = max(m, <double>z[j])
+    for j in range(O):
+        total += exp(z[j] - m)
+    return m + log(total)
 
 
 cdef double output_loss(const Config* c, const Shape* s, const floating* params,
@@ -224,7 +230,7 @@ cdef double output_loss(const Config* c, const Shape* s, const floating* params,
     cdef floating* Z = ws + s.Z + row0 * O
     cdef floating* z
     cdef const floating* t
-    cdef double m, lse, r, dot, loss = 0
+    cdef double lse, r, dot, loss = 0
     if R <= 0:
         if grad != NULL:
             memset(ws + s.dS, 0, s.R * Hd * sizeof(floating))
@@ -235,13 +241,7 @@ cdef double output_loss(const Config* c, const Shape* s, const floating* params,
         bias_activation(R, O, Z, params + c.off_b_y, IDENTITY)
         for i in range(R):
             z = Z + i * O
-            m = z[0]
-            for j in range(1, O):
-                m = max(m, <double>z[j])
-            lse = 0
-            for j in range(O):
-                lse += exp(z[j] - m)
-            lse = m + log(lse)
+            lse = log_sum_exp(O, z)
             loss += lse - z[k_target[i]]
             if grad != NULL:
                 # dE/dZ = (softmax(Z) - onehot(k)) / count

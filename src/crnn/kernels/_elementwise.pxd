@@ -12,6 +12,10 @@ cdef extern from "elementwise.h" nogil:
     void crnn_subnormals_restore(unsigned long state)
     void crnn_bias_activation_d(Py_ssize_t B, Py_ssize_t H, double* A, const double* b, int g)
     void crnn_bias_activation_f(Py_ssize_t B, Py_ssize_t H, float* A, const float* b, int g)
+    void crnn_activation_backward_d(Py_ssize_t n, double* dA, const double* dh,
+                                    const double* h, int g)
+    void crnn_activation_backward_f(Py_ssize_t n, float* dA, const float* dh,
+                                    const float* h, int g)
     void crnn_lstm_row_d(Py_ssize_t H, double* a, const double* b, const double* c_prev,
                          double* h, double* c)
     void crnn_lstm_row_f(Py_ssize_t H, float* a, const float* b, const float* c_prev,
@@ -39,6 +43,15 @@ cdef inline void bias_activation(Py_ssize_t B, Py_ssize_t H, floating* A,
         crnn_bias_activation_f(B, H, A, b, g)
     else:
         crnn_bias_activation_d(B, H, A, b, g)
+
+
+cdef inline void activation_backward(Py_ssize_t n, floating* dA, const floating* dh,
+                                     const floating* h, int g) noexcept nogil:
+    """dA = (dA + dh) * g'(a), in place, with g' taken from the output h = g(a)."""
+    if floating is float:
+        crnn_activation_backward_f(n, dA, dh, h, g)
+    else:
+        crnn_activation_backward_d(n, dA, dh, h, g)
 
 
 cdef inline void lstm_row(Py_ssize_t H, floating* a, const floating* b,

@@ -18,6 +18,21 @@ CRNN_CLONES static void FN(crnn_bias_activation)(
     }
 }
 
+/* BPTT through h = g(a), in place: dA[k] = (dA[k] + dh[k]) * g'(a[k]), with
+ * g' written with the output h (see activations.pxd). */
+CRNN_CLONES static void FN(crnn_activation_backward)(
+    ptrdiff_t n, REAL *restrict dA, const REAL *restrict dh, const REAL *restrict h, int g)
+{
+    if (g == CRNN_TANH)
+        for (ptrdiff_t k = 0; k < n; k++) dA[k] = (dA[k] + dh[k]) * (1 - h[k] * h[k]);
+    else if (g == CRNN_SIGMOID)
+        for (ptrdiff_t k = 0; k < n; k++) dA[k] = (dA[k] + dh[k]) * (h[k] * (1 - h[k]));
+    else if (g == CRNN_RELU)
+        for (ptrdiff_t k = 0; k < n; k++) dA[k] = h[k] > 0 ? dA[k] + dh[k] : 0;
+    else
+        for (ptrdiff_t k = 0; k < n; k++) dA[k] = dA[k] + dh[k];
+}
+
 /* LSTM, one row. a (4H): pre-activations in, activated gates (i, f, g, o) out;
  * c = f c_prev + i g; h = o tanh(c). */
 CRNN_CLONES static void FN(crnn_lstm_row)(

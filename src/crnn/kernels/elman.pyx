@@ -20,8 +20,7 @@ and after the loop, over all rows at once:
 """
 import numpy as np
 
-from crnn.kernels._elementwise cimport bias_activation
-from crnn.kernels.activations cimport mul_derivative
+from crnn.kernels._elementwise cimport activation_backward, bias_activation
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
 from crnn.kernels.recurrence cimport (
     Step, gather_prev, recurrent_gemm, step_in_order, step_product_backward,
@@ -83,7 +82,7 @@ cdef void elman_backward(
         s = step_in_order(k, T, N, batch_sizes, reverse, True, &off)
         da_t = dA + s.off * H
         # da_t = (dE/dh_t|above + dh) * g'(a_t), differentiating h_t = g(a_t)
-        mul_derivative(s.B * H, da_t, da_t, dh, Hs + s.off * H, activation)
+        activation_backward(s.B * H, da_t, dh, Hs + s.off * H, activation)
         # dh[:B_t](B_t, H) = da_t(B_t, H) @ W_hh(H, H), differentiating W_hh h_prev
         step_product_backward(s.B, H, H, da_t, W_hh, 0, dh)
         gather_prev(s, H, h0, Hs, H_prev)

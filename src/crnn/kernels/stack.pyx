@@ -569,14 +569,19 @@ cdef void _forward(Stack self, const floating[::1] params, const floating[:, ::1
                    const Py_ssize_t[::1] batch_sizes, initial, masks) except *:
     cdef const floating[::1] init = initial.reshape(-1) if initial is not None else None
     cdef const floating[::1] mask = masks.reshape(-1) if masks is not None else None
+    run_forward(self, &params[0], &X[0, 0], &batch_sizes[0], optional(init),
+                optional(mask))
+
+
+cdef void run_forward(Stack self, const floating* params, const floating* X,
+                      const Py_ssize_t* batch_sizes, const floating* initial,
+                      const floating* masks) except *:
     cdef floating[::1] ws = self.workspace
-    cdef const floating* init_ptr = optional(init)
-    cdef const floating* mask_ptr = optional(mask)
     cdef unsigned long fp_state
     with nogil:
         fp_state = crnn_subnormals_off()
-        stack_forward(&self.c, &self.s, &self.unit_off[0, 0], &params[0], &X[0, 0],
-                      &batch_sizes[0], init_ptr, mask_ptr, &ws[0])
+        stack_forward(&self.c, &self.s, &self.unit_off[0, 0], params, X, batch_sizes,
+                      initial, masks, &ws[0])
         crnn_subnormals_restore(fp_state)
 
 
@@ -626,7 +631,7 @@ cdef double _loss_grad(Stack self, const floating[::1] params, const floating[:,
     cdef floating[::1] ws = self.workspace
     cdef const floating* init_ptr = optional(init)
     cdef const floating* mask_ptr = optional(mask)
-    _forward(self, params, X, batch_sizes, initial, masks)
+    run_forward(self, &params[0], &X[0, 0], &batch_sizes[0], init_ptr, mask_ptr)
     value = _loss(self, params, target, row0, count, grad)
     cdef unsigned long fp_state
     with nogil:

@@ -182,3 +182,15 @@ def test_callers_floating_point_state_is_restored():
     network.output(params, packed)
     tiny = np.array([1e-30], dtype=np.float32) * np.float32(1e-10)
     assert tiny[0] != 0 and tiny[0] < np.finfo(np.float32).tiny
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 7, 16, 1000, 100_003])
+def test_workspace_blocks_start_on_a_cache_line(dtype, n):
+    from crnn.kernels.stack import aligned_empty
+
+    a = aligned_empty(n, dtype)
+    assert a.shape == (n,) and a.dtype == dtype
+    assert a.ctypes.data % 64 == 0
+    a[:] = 1                     # the whole view is writable memory
+    assert a.sum() == n

@@ -112,21 +112,25 @@ cdef inline void transpose(Py_ssize_t rows, Py_ssize_t cols, const floating* A,
 cdef enum:
     SMALL_PRODUCT = 1000000
     MIN_CHUNK = 64
+    CHUNK_ALIGN = 16    # chunks start on a cache line (64 bytes in float32)
 
 
 cdef inline Py_ssize_t gate_chunk(Py_ssize_t B, Py_ssize_t H, Py_ssize_t G) noexcept nogil:
     """Columns of W_hh per call for a (B, H) x (H, G) per-step product: all G
-    when the product is small, else the widest equal split that keeps each
-    call small, unless that is narrower than MIN_CHUNK."""
+    when the product is small, else the widest equal split, rounded up to a
+    multiple of CHUNK_ALIGN columns, that keeps each call small, unless that
+    is narrower than MIN_CHUNK."""
     cdef Py_ssize_t n, width
     if B * H * G <= SMALL_PRODUCT:
         return G
     n = (B * H * G + SMALL_PRODUCT - 1) // SMALL_PRODUCT
-    width = (G + n - 1) // n
-    while width > MIN_CHUNK and B * H * width > SMALL_PRODUCT:
+    while True:
+        width = ((G + n - 1) // n + CHUNK_ALIGN - 1) // CHUNK_ALIGN * CHUNK_ALIGN
+        if width < MIN_CHUNK:
+            return G
+        if B * H * width <= SMALL_PRODUCT:
+            return width
         n += 1
-        width = (G + n - 1) // n
-    return width if B * H * width <= SMALL_PRODUCT and width >= MIN_CHUNK else G
 
 
 cdef inline void step_product(Py_ssize_t B, Py_ssize_t H, Py_ssize_t G,

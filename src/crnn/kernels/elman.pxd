@@ -37,14 +37,14 @@ cdef void elman_forward(
 #                  gradient of the pre-activation a_t = W_ih x_t + W_hh h_prev + b
 #   dh     (B, H)  in: dE/dh_n (zeros if the final states are not used);
 #                  out: dE/dh0
-#   H_prev (N, H)  workspace: the previous state of every packed row
+#   work           workspace of elman_backward_work_size(N, I, H) elements
 #   dX     (N, I)  out: dE/dx_t, overwritten; skipped when NULL
 #   dW_ih, dW_hh, db   ACCUMULATED into (+=)
 cdef void elman_backward(
     Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
     const floating* X, const floating* W_ih, const floating* W_hh,
     const floating* h0, const floating* Hs,
-    floating* dHs, floating* dh, floating* H_prev, floating* dX,
+    floating* dHs, floating* dh, floating* work, floating* dX,
     floating* dW_ih, floating* dW_hh, floating* db,
     bint reverse, int activation,
 ) noexcept nogil
@@ -58,3 +58,9 @@ cdef void elman_step(
     const floating* x, const floating* W_ih, const floating* W_hh,
     const floating* b, const floating* h_prev, floating* h, int activation,
 ) noexcept nogil
+
+
+cdef inline Py_ssize_t elman_backward_work_size(Py_ssize_t N, Py_ssize_t I,
+                                                Py_ssize_t H) noexcept nogil:
+    """Elements of the ``work`` workspace of elman_backward: (N + H) * (I + H)."""
+    return (N + H) * (I + H)

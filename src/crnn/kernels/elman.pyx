@@ -16,7 +16,7 @@ and after the loop, over all rows at once:
 
     dW_ih += dA^T X,  dW_hh += dA^T H_prev,  db += sum of the rows of dA,  dX = dA W_ih
 
-(``recurrence.weight_gradients``).
+(``recurrence.joint_weight_gradients``).
 """
 import numpy as np
 
@@ -24,7 +24,7 @@ from crnn.kernels._elementwise cimport activation_backward, bias_activation
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
 from crnn.kernels.recurrence cimport (
     Step, gather_prev, recurrent_gemm, step_in_order, step_product_backward,
-    store_final, total_rows, transpose, weight_gradients,
+    joint_weight_gradients, store_final, total_rows, transpose,
 )
 from crnn.kernels.recurrence import check, check_packed, check_shape
 
@@ -69,7 +69,7 @@ cdef void elman_backward(
     Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
     const floating* X, const floating* W_ih, const floating* W_hh,
     const floating* h0, const floating* Hs,
-    floating* dHs, floating* dh, floating* H_prev, floating* dX,
+    floating* dHs, floating* dh, floating* work, floating* dX,
     floating* dW_ih, floating* dW_hh, floating* db,
     bint reverse, int activation,
 ) noexcept nogil:
@@ -85,8 +85,9 @@ cdef void elman_backward(
         activation_backward(s.B * H, da_t, dh, Hs + s.off * H, activation)
         # dh[:B_t](B_t, H) = da_t(B_t, H) @ W_hh(H, H), differentiating W_hh h_prev
         step_product_backward(s.B, H, H, da_t, W_hh, 0, dh)
-        gather_prev(s, H, h0, Hs, H_prev)
-    weight_gradients(N, I, H, H, X, W_ih, H_prev, dA, dA, dX, dW_ih, dW_hh, db)
+        # work[off_t:off_t+B_t, I:I+H] = h_prev
+        gather_prev(s, H, h0, Hs, work + I, I + H)
+    joint_weight_gradients(N, I, H, H, X, W_ih, work, dA, dX, dW_ih, dW_hh, db)
 
 
 # --- Python entry points: O(T) argument checks, then the nogil kernels --------
@@ -151,10 +152,11 @@ def backward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
     check_shape(dW_ih, (H, I), "dW_ih")
     check_shape(dW_hh, (H, H), "dW_hh")
     check_shape(db, (H,), "db")
-    cdef floating[:, ::1] H_prev = np.empty((N, H), dtype=np.asarray(Hs).dtype)
+    cdef floating[::1] work = np.empty(elman_backward_work_size(N, I, H),
+                                       dtype=np.asarray(Hs).dtype)
     cdef floating* dX_ptr = &dX[0, 0] if dX is not None else NULL
     with nogil:
         elman_backward(batch_sizes.shape[0], &batch_sizes[0], I, H, &X[0, 0],
                        &W_ih[0, 0], &W_hh[0, 0], &h0[0, 0], &Hs[0, 0], &dHs[0, 0],
-                       &dh[0, 0], &H_prev[0, 0], dX_ptr, &dW_ih[0, 0],
+                       &dh[0, 0], &work[0], dX_ptr, &dW_ih[0, 0],
                        &dW_hh[0, 0], &db[0], reverse, activation)

@@ -107,7 +107,7 @@ cdef void gru_backward(
                              prev_row(s, j, H, h0, Hs), dHs + row * H, dh + j * H)
         # dh[:B_t](B_t, H) += dgates_h_t(B_t, 3H) @ W_hh(3H, H)
         step_product_backward(s.B, H, G, dgates_h + s.off * G, W_hh, 1, dh)
-        gather_prev(s, H, h0, Hs, H_prev)
+        gather_prev(s, H, h0, Hs, H_prev, H)
     weight_gradients(N, I, H, G, X, W_ih, H_prev, dgates, dgates_h, dX, dW_ih, dW_hh, db)
     # db_hn(H) += column sums of dgates_h[:, 2H:3H]
     for row in range(N):

@@ -41,7 +41,7 @@ cdef void lstm_forward(
 #   dgates  (N, 4H)  out: dE/d(gate pre-activations); may be ``gates`` itself
 #                    (the activations are consumed step by step)
 #   dh, dc  (B, H)   in: dE/dh_n, dE/dc_n; out: dE/dh0, dE/dc0
-#   H_prev  (N, H)   workspace
+#   work             workspace of lstm_backward_work_size(N, I, H) elements
 #   dX      (N, I)   out, overwritten; skipped when NULL
 #   dW_ih, dW_hh, db ACCUMULATED into (+=)
 cdef void lstm_backward(
@@ -50,7 +50,7 @@ cdef void lstm_backward(
     const floating* h0, const floating* c0,
     const floating* gates, const floating* Hs, const floating* Cs,
     const floating* dHs, floating* dgates, floating* dh, floating* dc,
-    floating* H_prev, floating* dX,
+    floating* work, floating* dX,
     floating* dW_ih, floating* dW_hh, floating* db, bint reverse,
 ) noexcept nogil
 
@@ -81,3 +81,9 @@ cdef inline Py_ssize_t lstm_gates_size(Py_ssize_t N, Py_ssize_t H) noexcept nogi
 cdef inline Py_ssize_t lstm_step_work_size(Py_ssize_t B, Py_ssize_t H) noexcept nogil:
     """Elements of the ``gates`` workspace of lstm_step: B * 4H."""
     return B * 4 * H
+
+
+cdef inline Py_ssize_t lstm_backward_work_size(Py_ssize_t N, Py_ssize_t I,
+                                               Py_ssize_t H) noexcept nogil:
+    """Elements of the ``work`` workspace of lstm_backward: (N + 4H) * (I + H)."""
+    return (N + 4 * H) * (I + H)

@@ -22,7 +22,7 @@ from crnn.kernels._elementwise cimport lstm_row, lstm_row_backward
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
 from crnn.kernels.recurrence cimport (
     Step, gather_prev, prev_row, recurrent_gemm, step_in_order, step_product_backward,
-    store_final, total_rows, transpose, weight_gradients,
+    joint_weight_gradients, store_final, total_rows, transpose,
 )
 from crnn.kernels.recurrence import check, check_packed, check_shape
 
@@ -81,7 +81,7 @@ cdef void lstm_backward(
     const floating* h0, const floating* c0,
     const floating* gates, const floating* Hs, const floating* Cs,
     const floating* dHs, floating* dgates, floating* dh, floating* dc,
-    floating* H_prev, floating* dX,
+    floating* work, floating* dX,
     floating* dW_ih, floating* dW_hh, floating* db, bint reverse,
 ) noexcept nogil:
     cdef Py_ssize_t k, j, row, off = 0
@@ -101,8 +101,9 @@ cdef void lstm_backward(
                               dHs + row * H, dh + j * H, dc + j * H)
         # dh[:B_t](B_t, H) = dgates_t(B_t, 4H) @ W_hh(4H, H)
         step_product_backward(s.B, H, G, dgates + s.off * G, W_hh, 0, dh)
-        gather_prev(s, H, h0, Hs, H_prev)
-    weight_gradients(N, I, H, G, X, W_ih, H_prev, dgates, dgates, dX, dW_ih, dW_hh, db)
+        # work[off_t:off_t+B_t, I:I+H] = h_prev
+        gather_prev(s, H, h0, Hs, work + I, I + H)
+    joint_weight_gradients(N, I, H, G, X, W_ih, work, dgates, dX, dW_ih, dW_hh, db)
 
 
 # --- Python entry points: O(T) argument checks, then the nogil kernels --------
@@ -160,11 +161,12 @@ def backward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
                            (dW_ih, (4 * H, I), "dW_ih"), (dW_hh, (4 * H, H), "dW_hh"),
                            (db, (4 * H,), "db")):
         check_shape(a, shape, name)
-    cdef floating[:, ::1] H_prev = np.empty((N, H), dtype=np.asarray(Hs).dtype)
+    cdef floating[::1] work = np.empty(lstm_backward_work_size(N, I, H),
+                                       dtype=np.asarray(Hs).dtype)
     cdef floating* dX_ptr = &dX[0, 0] if dX is not None else NULL
     with nogil:
         lstm_backward(batch_sizes.shape[0], &batch_sizes[0], I, H, &X[0, 0],
                       &W_ih[0, 0], &W_hh[0, 0], &h0[0, 0], &c0[0, 0], &gates[0, 0],
                       &Hs[0, 0], &Cs[0, 0], &dHs[0, 0], &dgates[0, 0], &dh[0, 0],
-                      &dc[0, 0], &H_prev[0, 0], dX_ptr, &dW_ih[0, 0], &dW_hh[0, 0],
+                      &dc[0, 0], &work[0], dX_ptr, &dW_ih[0, 0], &dW_hh[0, 0],
                       &db[0], reverse)

@@ -74,7 +74,7 @@ cdef struct Shape:
     # The batch, and where each block of the workspace starts (in elements).
     Py_ssize_t T, N, B, R
     Py_ssize_t Hs, gates, aux, finals, zeros, inputs, S, Z, dS
-    Py_ssize_t dHs, dstate, H_prev, dX, dgates_h, work, total
+    Py_ssize_t dHs, dstate, bptt, dX, dgates_h, work, total
 
 
 cdef inline Py_ssize_t take(Py_ssize_t* end, Py_ssize_t size) noexcept nogil:
@@ -102,7 +102,8 @@ cdef Shape plan(const Config* c, Py_ssize_t T, Py_ssize_t N, Py_ssize_t B) noexc
     s.dS = take(&end, s.R * Hd)
     s.dHs = take(&end, c.D * N * H)                    # dE/dh_t from above, per direction
     s.dstate = take(&end, c.n_states * B * H)          # dh (and dc) of one unit
-    s.H_prev = take(&end, N * H)
+    # [X | H_prev] (N, I_l + H) and [dW_ih | dW_hh] (G, I_l + H) of one unit's BPTT
+    s.bptt = take(&end, (N + c.G) * (max(c.I, Hd if c.L > 1 else 0) + H))
     s.dX = take(&end, c.D * N * Hd if c.L > 1 else 0)  # dE/d(layer input), per direction
     s.dgates_h = take(&end, N * c.G if c.cell == GRU else 0)
     s.work = take(&end, max(H * c.G, gru_forward_work_size(B, H)))
@@ -341,7 +342,7 @@ cdef void stack_backward(const Config* c, const Shape* s, const Py_ssize_t* unit
             memcpy(W_hh, params + off[1], c.G * H * sizeof(floating))
             if c.cell == ELMAN:
                 elman_backward(s.T, bs, I_l, H, layer_in, params + off[0], W_hh,
-                               h0, ws + s.Hs + k * N * H, dHs, dh, ws + s.H_prev, dX,
+                               h0, ws + s.Hs + k * N * H, dHs, dh, ws + s.bptt, dX,
                                grad + off[0], grad + off[1], grad + off[2], d == 1,
                                c.activation)
             elif c.cell == LSTM:
@@ -350,13 +351,13 @@ cdef void stack_backward(const Config* c, const Shape* s, const Py_ssize_t* unit
                 lstm_backward(s.T, bs, I_l, H, layer_in, params + off[0], W_hh,
                               h0, c0, ws + s.gates + k * N * c.G, ws + s.Hs + k * N * H,
                               ws + s.aux + k * N * H, dHs, ws + s.gates + k * N * c.G,
-                              dh, dc, ws + s.H_prev, dX, grad + off[0], grad + off[1],
+                              dh, dc, ws + s.bptt, dX, grad + off[0], grad + off[1],
                               grad + off[2], d == 1)
             else:
                 gru_backward(s.T, bs, I_l, H, layer_in, params + off[0], W_hh,
                              h0, ws + s.gates + k * N * c.G, ws + s.aux + k * N * H,
                              ws + s.Hs + k * N * H, dHs, ws + s.gates + k * N * c.G,
-                             ws + s.dgates_h, dh, ws + s.H_prev, dX, grad + off[0],
+                             ws + s.dgates_h, dh, ws + s.bptt, dX, grad + off[0],
                              grad + off[1], grad + off[2], grad + off[3], d == 1)
         if l > 0:
             # Both directions read the same input: their dX add up; then the mask.

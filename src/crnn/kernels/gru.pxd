@@ -17,7 +17,8 @@ packed rows. Gates are stored side by side in the order (r, z, n), so
     Hs      (N, H)    states h_t, packed
     h_n     (B, H)    final state of each sequence
     work    workspace of gru_forward_work_size(B, H) elements: the recurrent
-            product of one step (B, 3H), then W_hh transposed (H, 3H)
+            product of one step (B, 3H), then, from
+            gru_forward_W_hhT_offset(B, H), W_hh transposed (H, 3H)
 
     r = sigmoid(W_ir x + W_hr h_prev + b_r)     z = sigmoid(W_iz x + W_hz h_prev + b_z)
     n = tanh(W_in x + b_in + r * (W_hn h_prev + b_hn))
@@ -86,9 +87,17 @@ cdef inline Py_ssize_t gru_gates_size(Py_ssize_t N, Py_ssize_t H) noexcept nogil
     return N * 3 * H
 
 
+cdef inline Py_ssize_t gru_forward_W_hhT_offset(Py_ssize_t B, Py_ssize_t H) noexcept nogil:
+    """Where W_hh^T starts in the ``work`` workspace of gru_forward: after the
+    (B, 3H) step product, rounded up to a multiple of 16 elements, so that it
+    starts on a 64-byte boundary when ``work`` does."""
+    return (B * 3 * H + 15) // 16 * 16
+
+
 cdef inline Py_ssize_t gru_forward_work_size(Py_ssize_t B, Py_ssize_t H) noexcept nogil:
-    """Elements of the ``work`` workspace of gru_forward: B * 3H + 3H * H."""
-    return (B + H) * 3 * H
+    """Elements of the ``work`` workspace of gru_forward: B * 3H rounded up to
+    a multiple of 16, + 3H * H."""
+    return gru_forward_W_hhT_offset(B, H) + 3 * H * H
 
 
 cdef inline Py_ssize_t gru_step_work_size(Py_ssize_t B, Py_ssize_t H) noexcept nogil:

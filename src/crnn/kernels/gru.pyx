@@ -38,7 +38,7 @@ cdef void gru_forward(
     cdef Py_ssize_t G = 3 * H
     cdef Py_ssize_t N = total_rows(T, batch_sizes)
     cdef Step s
-    cdef floating* W_hhT = work + batch_sizes[0] * G
+    cdef floating* W_hhT = work + gru_forward_W_hhT_offset(batch_sizes[0], H)
     transpose(G, H, W_hh, W_hhT)
     # gates(N, 3H) = X(N, I) @ W_ih^T
     gemm(NoTrans, Trans, N, G, I, 1, X, I, W_ih, I, 0, gates, G)

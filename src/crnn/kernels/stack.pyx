@@ -47,9 +47,9 @@ from crnn.kernels._elementwise cimport (
 )
 from crnn.kernels.activations cimport IDENTITY, SIGMOID, TANH
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
-from crnn.kernels.elman cimport elman_backward, elman_forward
+from crnn.kernels.elman cimport elman_backward, elman_backward_work_size, elman_forward
 from crnn.kernels.gru cimport gru_backward, gru_forward, gru_forward_work_size
-from crnn.kernels.lstm cimport lstm_backward, lstm_forward
+from crnn.kernels.lstm cimport lstm_backward, lstm_backward_work_size, lstm_forward
 
 CELLS = {"elman": 0, "lstm": 1, "gru": 2}
 # Output activations: the hidden-activation codes, and softmax.
@@ -88,6 +88,7 @@ cdef Shape plan(const Config* c, Py_ssize_t T, Py_ssize_t N, Py_ssize_t B) noexc
     """The workspace of a batch of ``N`` packed rows, ``B`` sequences, ``T`` steps."""
     cdef Shape s
     cdef Py_ssize_t U = c.L * c.D, Hd = c.D * c.H, H = c.H, end = 0
+    cdef Py_ssize_t I_max = max(c.I, Hd) if c.L > 1 else c.I   # widest layer input
     cdef bint gated = c.cell != ELMAN
     s.T, s.N, s.B = T, N, B
     s.R = N if c.return_sequences else B
@@ -102,8 +103,9 @@ cdef Shape plan(const Config* c, Py_ssize_t T, Py_ssize_t N, Py_ssize_t B) noexc
     s.dS = take(&end, s.R * Hd)
     s.dHs = take(&end, c.D * N * H)                    # dE/dh_t from above, per direction
     s.dstate = take(&end, c.n_states * B * H)          # dh (and dc) of one unit
-    # [X | H_prev] (N, I_l + H) and [dW_ih | dW_hh] (G, I_l + H) of one unit's BPTT
-    s.bptt = take(&end, (N + c.G) * (max(c.I, Hd if c.L > 1 else 0) + H))
+    # one unit's BPTT workspace (the GRU's: H_prev (N, H))
+    s.bptt = take(&end, elman_backward_work_size(N, I_max, H) if c.cell == ELMAN
+                  else lstm_backward_work_size(N, I_max, H) if c.cell == LSTM else N * H)
     s.dX = take(&end, c.D * N * Hd if c.L > 1 else 0)  # dE/d(layer input), per direction
     s.dgates_h = take(&end, N * c.G if c.cell == GRU else 0)
     s.work = take(&end, max(H * c.G, gru_forward_work_size(B, H)))

@@ -19,7 +19,7 @@ COMPILER_DIRECTIVES = {
     "embedsignature": True,
 }
 
-KERNELS = ["blas", "activations", "recurrence", "elman", "lstm", "gru", "stack"]
+KERNELS = ["blas", "activations", "recurrence", "elman", "lstm", "gru", "stack", "optim"]
 
 extensions = [
     Extension(
@@ -27,8 +27,10 @@ extensions = [
         [f"src/crnn/kernels/{name}.pyx"],
         include_dirs=["src/crnn/kernels"],
         # -fno-trapping-math lets the compiler vectorize the branch-free
-        # element-wise passes of elementwise.h (crnn never reads FP flags).
-        extra_compile_args=(["-O0", "-g"] if DEBUG else ["-O3"]) + ["-fno-trapping-math"],
+        # element-wise passes of elementwise.h, and -fno-math-errno their
+        # square roots (crnn reads neither FP flags nor errno).
+        extra_compile_args=(["-O0", "-g"] if DEBUG else ["-O3"])
+        + ["-fno-trapping-math", "-fno-math-errno"],
     )
     for name in KERNELS
 ]

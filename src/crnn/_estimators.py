@@ -411,7 +411,7 @@ class _RNNBase(BaseEstimator):
         for start in range(0, seqs.n, chunk):
             idx = np.arange(start, min(start + chunk, seqs.n))
             batch = seqs.pack(idx)
-            rows = batch.src_seq[:batch.B]
+            rows = batch.sources
             # (n_states, L*D, B, H), rows in packed order
             state0 = None if initial is None else np.stack([s[:, rows] for s in initial])
             Y, final = network.output(self.params_, batch, state0)

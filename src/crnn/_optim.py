@@ -1,6 +1,8 @@
 """Optimizers and gradient clipping over one flat parameter buffer."""
 import numpy as np
 
+from crnn.kernels.optim import adam_step
+
 
 def sum_of_squares(x):
     """``sum(x * x)`` over a 1-D array, without calling NumPy's BLAS.
@@ -71,18 +73,9 @@ class Adam:
         self.t = 0
         self.m = np.zeros(size, dtype=dtype)
         self.v = np.zeros(size, dtype=dtype)
-        self._work = np.zeros(size, dtype=dtype)
 
     def step(self, params, grad):
         self.t += 1
         b1, b2 = self.beta_1, self.beta_2
-        self.m *= b1
-        self.m += (1 - b1) * grad
-        self.v *= b2
-        np.multiply(grad, grad, out=self._work)
-        self.v += (1 - b2) * self._work
         step = self.learning_rate * np.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)
-        np.sqrt(self.v, out=self._work)
-        self._work += self.epsilon
-        np.divide(self.m, self._work, out=self._work)
-        params -= step * self._work
+        adam_step(params, grad, self.m, self.v, step, b1, b2, self.epsilon)

@@ -9,6 +9,8 @@ sorted longest first and stored time-major, step after step, with only the
 sequences still running at each step (PyTorch's ``PackedSequence``). No
 compute is spent on padding and no mask is needed.
 """
+from functools import cached_property
+
 import numpy as np
 
 
@@ -68,34 +70,43 @@ class PackedBatch:
         ``order[j]`` is the position in ``idx`` of the ``j``-th longest sequence.
     lengths : ndarray (B,)
         Lengths in packed (longest first) order.
+    sources : ndarray (B,)
+        ``sources[j]`` is the index into the source of the ``j``-th longest sequence.
     src_seq, src_t : ndarray (N,)
-        Sequence (index into the source) and step of every packed row.
+        Sequence (index into the source) and step of every packed row
+        (computed on first use: a training step needs neither).
     """
 
     def __init__(self, source, idx):
         lengths = source.lengths[idx]
-        self.order = np.argsort(-lengths, kind="stable")
+        # Longest first; ties (all rows, for equal lengths) keep their order.
+        self.order = (np.arange(idx.size) if source.uniform
+                      else np.argsort(-lengths, kind="stable"))
         self.lengths = lengths[self.order]
         self.B = idx.size
         self.T = int(self.lengths[0])
-        sources = idx[self.order]
+        self.sources = sources = idx[self.order]
         if source.uniform:
             # Equal lengths: packing is a transpose to time-major.
             self.batch_sizes = np.full(self.T, self.B, dtype=np.intp)
             self.X = np.ascontiguousarray(
                 np.swapaxes(np.take(source.data, sources, axis=0), 0, 1)
             ).reshape(self.T * self.B, -1)
-            self.src_seq = np.tile(sources, self.T)
-            self.src_t = np.repeat(np.arange(self.T, dtype=np.intp), self.B)
         else:
             self.batch_sizes = np.count_nonzero(
                 self.lengths[None, :] > np.arange(self.T)[:, None], axis=1).astype(np.intp)
-            offsets = np.concatenate(([0], np.cumsum(self.batch_sizes)[:-1]))
-            self.src_t = np.repeat(np.arange(self.T, dtype=np.intp), self.batch_sizes)
-            position = np.arange(self.src_t.size) - np.repeat(offsets, self.batch_sizes)
-            self.src_seq = sources[position]
             self.X = np.ascontiguousarray(source.gather(self.src_seq, self.src_t))
         self.N = self.X.shape[0]
+
+    @cached_property
+    def src_t(self):
+        return np.repeat(np.arange(self.T, dtype=np.intp), self.batch_sizes)
+
+    @cached_property
+    def src_seq(self):
+        offsets = np.concatenate(([0], np.cumsum(self.batch_sizes)[:-1]))
+        position = np.arange(self.src_t.size) - np.repeat(offsets, self.batch_sizes)
+        return self.sources[position]
 
     def pack_like(self, values):
         """Per-step values (a :class:`Sequences` with the same lengths), packed."""
@@ -103,7 +114,7 @@ class PackedBatch:
 
     def per_sequence(self, values):
         """Per-sequence values ``values[idx]`` in packed order."""
-        return values[self.src_seq[:self.B]]
+        return values[self.sources]
 
     def unpack_last(self, P):
         """Rows per packed sequence ``(B, ...)`` back in the order of ``idx``."""

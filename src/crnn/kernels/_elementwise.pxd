@@ -34,6 +34,10 @@ cdef extern from "elementwise.h" nogil:
                                  const double* h_prev, const double* dh_above, double* dh)
     void crnn_gru_row_backward_f(Py_ssize_t H, float* ga, float* gh, const float* hn,
                                  const float* h_prev, const float* dh_above, float* dh)
+    void crnn_adam_d(Py_ssize_t n, double* w, const double* g, double* m, double* v,
+                     double step, double b1, double b2, double eps)
+    void crnn_adam_f(Py_ssize_t n, float* w, const float* g, float* m, float* v,
+                     float step, float b1, float b2, float eps)
 
 
 cdef inline void bias_activation(Py_ssize_t B, Py_ssize_t H, floating* A,
@@ -92,3 +96,13 @@ cdef inline void gru_row_backward(Py_ssize_t H, floating* ga, floating* gh,
         crnn_gru_row_backward_f(H, ga, gh, hn, h_prev, dh_above, dh)
     else:
         crnn_gru_row_backward_d(H, ga, gh, hn, h_prev, dh_above, dh)
+
+
+cdef inline void adam(Py_ssize_t n, floating* w, const floating* g, floating* m,
+                      floating* v, double step, double b1, double b2,
+                      double eps) noexcept nogil:
+    """One Adam step over n parameters, in place in w, m and v."""
+    if floating is float:
+        crnn_adam_f(n, w, g, m, v, <float>step, <float>b1, <float>b2, <float>eps)
+    else:
+        crnn_adam_d(n, w, g, m, v, step, b1, b2, eps)

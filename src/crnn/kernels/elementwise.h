@@ -10,6 +10,7 @@
 #ifndef CRNN_ELEMENTWISE_H
 #define CRNN_ELEMENTWISE_H
 
+#include <math.h>
 #include <stddef.h>
 #include "fastmath.h"
 
@@ -65,23 +66,27 @@ enum { CRNN_IDENTITY = 0, CRNN_TANH = 1, CRNN_SIGMOID = 2, CRNN_RELU = 3 };
 #define EXP crnn_exp
 #define SIGMOID crnn_sigmoid
 #define TANH crnn_tanh
+#define SQRT sqrt
 #include "elementwise_impl.h"
 #undef REAL
 #undef FN
 #undef EXP
 #undef SIGMOID
 #undef TANH
+#undef SQRT
 
 #define REAL float
 #define FN(name) name##_f
 #define EXP crnn_expf
 #define SIGMOID crnn_sigmoidf
 #define TANH crnn_tanhf
+#define SQRT sqrtf
 #include "elementwise_impl.h"
 #undef REAL
 #undef FN
 #undef EXP
 #undef SIGMOID
 #undef TANH
+#undef SQRT
 
 #endif

@@ -119,3 +119,19 @@ CRNN_CLONES static void FN(crnn_gru_row_backward)(
         gh[2 * H + m] = dn_pre * r;
     }
 }
+
+/* Adam, one step over n parameters (Kingma & Ba, 2015, Algorithm 1 with the
+ * bias corrections folded into step = lr sqrt(1 - b2^t) / (1 - b1^t)):
+ * m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; w -= step m / (sqrt(v) + eps). */
+CRNN_CLONES static void FN(crnn_adam)(
+    ptrdiff_t n, REAL *restrict w, const REAL *restrict g, REAL *restrict m,
+    REAL *restrict v, REAL step, REAL b1, REAL b2, REAL eps)
+{
+    for (ptrdiff_t k = 0; k < n; k++) {
+        REAL m_k = b1 * m[k] + (1 - b1) * g[k];
+        REAL v_k = b2 * v[k] + (1 - b2) * (g[k] * g[k]);
+        m[k] = m_k;
+        v[k] = v_k;
+        w[k] -= step * (m_k / (SQRT(v_k) + eps));
+    }
+}

@@ -358,3 +358,103 @@ def test_plain_call_with_float32_arrays(name):
     expected = {"py_gemm": 2.0, "py_gemv": 2.0, "py_axpy": 2.0, "py_scal": 2.0}[name]
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out, np.full(out.shape, expected, np.float32))
+
+
+# --- the packed per-step product ------------------------------------------------
+
+#: (M, N, K): row counts around the tile heights (3 and 8 rows), column counts
+#: around the panel widths (16 doubles, 32 floats), depths around the
+#: 128-row blocks of a panel.
+PACKED_SHAPES = [(1, 1, 1), (2, 5, 3), (3, 16, 7), (4, 31, 128), (5, 32, 129),
+                 (7, 33, 64), (8, 64, 300), (9, 100, 17), (17, 48, 256), (64, 96, 130)]
+
+
+def packed_kernels():
+    """The packed kernels this CPU has (2 AVX-512, 1 AVX2)."""
+    best = blas.packed_isa()
+    return [isa for isa in (1, 2) if isa <= best]
+
+
+@pytest.fixture(params=[1, 2], ids=["avx2", "avx512"])
+def packed_kernel(request):
+    if request.param not in packed_kernels():
+        pytest.skip("this CPU has no such kernel")
+    assert blas.set_packed_isa(request.param) == request.param
+    yield request.param
+    blas.set_packed_isa(-1)
+
+
+@pytest.mark.parametrize("transposed", TRANS, ids=["W", "W^T"])
+@pytest.mark.parametrize("beta", [0, 1])
+@pytest.mark.parametrize("M, N, K", PACKED_SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_packed_gemm(packed_kernel, dtype, M, N, K, beta, transposed):
+    """C = A W + beta C through pack + packed_gemm, with A and C row slices of
+    wider arrays (lda > K, ldc > N); the padding columns stay untouched."""
+    rng = np.random.default_rng(M * 1000 + N * 10 + K)
+    A_wide = rand(rng, (M, K + 3), dtype)
+    W = rand(rng, (K, N), dtype)
+    C_wide = rand(rng, (M, N + 5), dtype)
+    before = C_wide.copy()
+    A, C = A_wide[:, :K], C_wide[:, :N]
+    spec("py_packed_gemm", dtype)(A, stored(W, transposed), beta, C, transposed)
+    A64, W64, C64 = (x.astype(np.float64) for x in (A, W, before[:, :N]))
+    assert_within(C, A64 @ W64 + beta * C64, np.abs(A64) @ np.abs(W64) + beta * np.abs(C64),
+                  dtype)
+    assert np.array_equal(C_wide[:, N:], before[:, N:])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_packed_gemm_beta_zero_does_not_read_C(packed_kernel, dtype):
+    rng = np.random.default_rng(3)
+    A, W = rand(rng, (9, 40), dtype), rand(rng, (40, 70), dtype)
+    C = np.full((9, 70), np.nan, dtype=dtype)
+    spec("py_packed_gemm", dtype)(A, W, 0, C)
+    assert np.all(np.isfinite(C))
+
+
+def test_packed_mode_and_kernel_controls():
+    """set_packed_mode / set_packed_isa validate their arguments, return the
+    previous mode and the kernel in use, and only ever narrow the kernel."""
+    best = blas.packed_isa()
+    assert best in (0, 1, 2)
+    assert blas.set_packed_mode("never") == "auto"
+    assert blas.set_packed_mode("always") == "never"
+    assert blas.set_packed_mode("auto") == "always"
+    with pytest.raises(ValueError, match="mode must be one of"):
+        blas.set_packed_mode("sometimes")
+    with pytest.raises(ValueError, match="isa must be"):
+        blas.set_packed_isa(3)
+    assert blas.set_packed_isa(0) == 0
+    assert blas.set_packed_isa(2) == best          # never wider than the CPU
+    assert blas.set_packed_isa(-1) == best
+
+
+def test_blas_thread_count_follows_threadpoolctl():
+    """The thread query registered on import reports scipy's BLAS threads,
+    which is what decides between BLAS and the packed kernel."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if blas.blas_thread_count() is None:
+        pytest.skip("scipy's BLAS reports no thread count")
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        assert blas.blas_thread_count() == 1
+
+
+def test_use_packed_decides_by_size_and_threads():
+    """In the default mode the packed kernel runs the products above
+    SMALL_PRODUCT (10^6 multiply-adds) when scipy's BLAS has one thread, and
+    none when it has more; "never" and "always" override both."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if blas.packed_isa() == 0 or blas.blas_thread_count() is None:
+        pytest.skip("no packed kernel or no BLAS thread count here")
+    large, small = (64, 512, 2048), (32, 32, 128)
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        assert blas.py_use_packed(*large) and not blas.py_use_packed(*small)
+        assert blas.set_packed_mode("never") == "auto"
+        assert not blas.py_use_packed(*large)
+        blas.set_packed_mode("always")
+        assert blas.py_use_packed(*small)
+        blas.set_packed_mode("auto")
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        if blas.blas_thread_count() > 1:
+            assert not blas.py_use_packed(*large)

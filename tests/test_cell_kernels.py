@@ -39,6 +39,10 @@ except ImportError:  # ... or tests/ imported as a package
     from tests.reference import (gru_grads_ref, gru_ref, lstm_grads_ref, lstm_ref,
                                  numeric_gradient, pack, unpack)
 
+# Every test runs with each recurrent product (BLAS, and the packed kernels
+# this CPU has): see conftest.py.
+pytestmark = pytest.mark.usefixtures("recurrent_product")
+
 TOL_FLOAT64 = (1e-12, 1e-12)
 TOL_FLOAT32 = (1e-5, 1e-5)
 TOL = {np.float64: TOL_FLOAT64, np.float32: TOL_FLOAT32}

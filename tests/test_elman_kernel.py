@@ -37,6 +37,10 @@ except ImportError:  # ... or tests/ imported as a package
                                  numeric_gradient, pack, unpack)
 
 #: Tolerances against the reference, per dtype: (rtol, atol).
+# Every test runs with each recurrent product (BLAS, and the packed kernels
+# this CPU has): see conftest.py.
+pytestmark = pytest.mark.usefixtures("recurrent_product")
+
 TOL_FLOAT64 = (1e-12, 1e-12)
 TOL_FLOAT32 = (1e-5, 1e-5)
 TOL = {np.float64: TOL_FLOAT64, np.float32: TOL_FLOAT32}

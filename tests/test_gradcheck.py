@@ -14,6 +14,10 @@ from crnn import RNNClassifier, RNNRegressor, check_gradient
 from crnn._network import RecurrentNetwork
 from crnn._validation import check_sequences
 
+# Every test runs with each recurrent product (BLAS, and the packed kernels
+# this CPU has): see conftest.py.
+pytestmark = pytest.mark.usefixtures("recurrent_product")
+
 GRAD_RTOL = 1e-6
 # A ReLU's kink inside the stencil (+-2 epsilon around a pre-activation)
 # breaks the finite difference; a smaller step makes that rare.

@@ -13,6 +13,10 @@ from crnn import ConvergenceWarning, RNNClassifier, RNNRegressor
 from crnn._network import RecurrentNetwork
 from crnn._validation import check_sequences
 
+# Every test runs with each recurrent product (BLAS, and the packed kernels
+# this CPU has): see conftest.py.
+pytestmark = pytest.mark.usefixtures("recurrent_product")
+
 TOL = 1e-12
 CELLS = ["elman", "lstm", "gru"]
 

@@ -16,6 +16,10 @@ import pytest
 from crnn._network import RecurrentNetwork
 from crnn._validation import check_sequences
 
+# Every test runs with each recurrent product (BLAS, and the packed kernels
+# this CPU has): see conftest.py.
+pytestmark = pytest.mark.usefixtures("recurrent_product")
+
 CELLS = ["elman", "lstm", "gru"]
 
 

@@ -28,6 +28,10 @@ from crnn import _estimators  # noqa: E402
 from crnn._network import RecurrentNetwork  # noqa: E402
 from crnn._validation import check_sequences  # noqa: E402
 
+# Every test runs with each recurrent product (BLAS, and the packed kernels
+# this CPU has): see conftest.py.
+pytestmark = pytest.mark.usefixtures("recurrent_product")
+
 RTOL = ATOL = 1e-10
 I, H, O = 3, 4, 2
 LENGTHS = [7, 4, 4, 1, 6]        # ragged, with a tie and a length-1 sequence

@@ -11,7 +11,9 @@ from crnn.kernels.activations cimport TANH
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
 from crnn.kernels.elman cimport elman_step
 from crnn.kernels.gru cimport gru_forward, gru_forward_work_size, gru_gates_size
-from crnn.kernels.lstm cimport lstm_forward, lstm_gates_size, lstm_step, lstm_step_work_size
+from crnn.kernels.lstm cimport (
+    lstm_forward, lstm_forward_work_size, lstm_gates_size, lstm_step, lstm_step_work_size,
+)
 
 
 cdef void add_bias(Py_ssize_t N, Py_ssize_t O, double* Y, const double* b) noexcept nogil:
@@ -31,11 +33,11 @@ def lstm_sequence(const double[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
     cdef double[:, ::1] Hs = np.empty((N, H)), Cs = np.empty((N, H))
     cdef double[:, ::1] zeros = np.zeros((B, H)), h_n = np.empty((B, H)), c_n = np.empty((B, H))
     cdef double[:, ::1] Y = np.empty((N, O))
-    cdef double[:, ::1] W_hhT = np.empty((H, 4 * H))
+    cdef double[::1] work = np.empty(lstm_forward_work_size(H))
     with nogil:
         lstm_forward(T, &batch_sizes[0], I, H, &X[0, 0], &W_ih[0, 0], &W_hh[0, 0], &b[0],
                      &zeros[0, 0], &zeros[0, 0], &gates[0], &Hs[0, 0], &Cs[0, 0],
-                     &h_n[0, 0], &c_n[0, 0], &W_hhT[0, 0], False)
+                     &h_n[0, 0], &c_n[0, 0], &work[0], False)
         # Y(N, O) = Hs(N, H) @ W_y^T
         gemm(NoTrans, Trans, N, O, H, 1.0, &Hs[0, 0], H, &W_y[0, 0], H, 0.0, &Y[0, 0], O)
         add_bias(N, O, &Y[0, 0], &b_y[0])

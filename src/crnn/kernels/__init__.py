@@ -8,9 +8,44 @@ the shapes, layouts and leading dimensions its functions expect.
 Modules
 -------
 blas
-    Row-major fused float32/float64 wrappers over ``scipy.linalg.cython_blas``.
+    Row-major fused float32/float64 wrappers over ``scipy.linalg.cython_blas``,
+    and the per-step recurrent product with its weight packed once per pass
+    (used when scipy's BLAS runs on one thread; the kernels find its thread
+    count through the query registered below).
 activations
     Element-wise activations and their derivatives (``.pxd`` only).
 elman
     Elman RNN forward pass and backpropagation through time.
 """
+
+
+def _blas_thread_query():
+    """The address of scipy's BLAS function that reports its thread count
+    (OpenBLAS or MKL), found through the libraries ``scipy.linalg.cython_blas``
+    links; None if there is none."""
+    import ctypes
+
+    from scipy.linalg import cython_blas
+
+    try:
+        lib = ctypes.CDLL(cython_blas.__file__)
+    except OSError:
+        return None
+    for name in ("scipy_openblas_get_num_threads", "openblas_get_num_threads",
+                 "scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
+                 "MKL_Get_Max_Threads"):
+        func = getattr(lib, name, None)
+        if func is not None:
+            return ctypes.cast(func, ctypes.c_void_p).value
+    return None
+
+
+def _register_blas_thread_query():
+    from crnn.kernels import blas
+
+    address = _blas_thread_query()
+    if address:
+        blas.set_blas_thread_query(address)
+
+
+_register_blas_thread_query()

@@ -5,10 +5,27 @@ memoryviews; they exist so that the test suite can check every wrapper
 against NumPy, and check their arguments before calling. Their scalars are
 Python floats, so the float32 or float64 version is chosen by the arrays.
 """
+import numpy as np
+
 from scipy.linalg.cython_blas cimport (
     dgemm, sgemm, dgemv, sgemv, daxpy, saxpy, ddot, sdot,
     dscal, sscal, dnrm2, snrm2, dcopy, scopy,
 )
+
+
+cdef extern from "packed.h" nogil:
+    int crnn_packed_isa()
+    int crnn_packed_set_isa(int isa)
+    void crnn_pack_d(Py_ssize_t K, Py_ssize_t N, const double* W, Py_ssize_t sk,
+                     Py_ssize_t sn, double* P)
+    void crnn_pack_f(Py_ssize_t K, Py_ssize_t N, const float* W, Py_ssize_t sk,
+                     Py_ssize_t sn, float* P)
+    void crnn_packed_gemm_d(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double* A,
+                            Py_ssize_t lda, const double* P, int beta, double* C,
+                            Py_ssize_t ldc)
+    void crnn_packed_gemm_f(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float* A,
+                            Py_ssize_t lda, const float* P, int beta, float* C,
+                            Py_ssize_t ldc)
 
 
 cdef inline int _ld(int ld) noexcept nogil:
@@ -99,6 +116,78 @@ cdef void copy(int n, const floating* x, int incx,
         dcopy(&n, <double*> x, &incx, y, &incy)
 
 
+# --- The packed recurrent product -------------------------------------------
+
+ctypedef int (*thread_query)() noexcept nogil
+cdef thread_query blas_threads = NULL     # set by set_blas_thread_query
+cdef int packed_mode = 0                  # 0 auto, 1 never, 2 always
+PACKED_MODES = {"auto": 0, "never": 1, "always": 2}
+
+
+cdef bint use_packed(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N) noexcept nogil:
+    if packed_mode == 1 or crnn_packed_isa() == 0:
+        return False
+    if packed_mode == 2:
+        return True
+    return M * K * N > SMALL_PRODUCT and blas_threads != NULL and blas_threads() == 1
+
+
+cdef void pack(Py_ssize_t K, Py_ssize_t N, const floating* W, Py_ssize_t sk,
+               Py_ssize_t sn, floating* P) noexcept nogil:
+    if floating is float:
+        crnn_pack_f(K, N, W, sk, sn, P)
+    else:
+        crnn_pack_d(K, N, W, sk, sn, P)
+
+
+cdef void packed_gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const floating* A,
+                      Py_ssize_t lda, const floating* P, bint beta, floating* C,
+                      Py_ssize_t ldc) noexcept nogil:
+    if floating is float:
+        crnn_packed_gemm_f(M, N, K, A, lda, P, beta, C, ldc)
+    else:
+        crnn_packed_gemm_d(M, N, K, A, lda, P, beta, C, ldc)
+
+
+def set_blas_thread_query(size_t address):
+    """Register a C function ``int f(void)`` that returns the number of
+    threads scipy's BLAS runs on (``crnn.kernels`` does this on import).
+    Without one, :func:`use_packed` never chooses the packed kernel on its own."""
+    global blas_threads
+    blas_threads = <thread_query> address
+
+
+def blas_thread_count():
+    """The thread count reported by the registered query, or None."""
+    return None if blas_threads == NULL else blas_threads()
+
+
+def set_packed_mode(str mode):
+    """Choose when the kernels use the packed product: ``"auto"`` (the
+    default: see ``use_packed`` in ``blas.pxd``), ``"never"`` (always BLAS)
+    or ``"always"`` (whenever the CPU has a kernel, at any size and thread
+    count; for tests). Returns the previous mode."""
+    global packed_mode
+    if mode not in PACKED_MODES:
+        raise ValueError(f"mode must be one of {sorted(PACKED_MODES)}; got {mode!r}")
+    previous = [name for name, code in PACKED_MODES.items() if code == packed_mode][0]
+    packed_mode = PACKED_MODES[mode]
+    return previous
+
+
+def packed_isa():
+    """The packed kernel in use: 2 AVX-512, 1 AVX2 with FMA, 0 none (BLAS)."""
+    return crnn_packed_isa()
+
+
+def set_packed_isa(int isa):
+    """Use at most kernel ``isa`` (2, 1 or 0; -1: the CPU's best), for tests
+    of the narrower kernels on a wider CPU. Returns the kernel now in use."""
+    if not -1 <= isa <= 2:
+        raise ValueError(f"isa must be -1, 0, 1 or 2; got {isa}")
+    return crnn_packed_set_isa(isa)
+
+
 # --- Python access, for tests ----------------------------------------------
 
 cdef inline BLAS_Trans _trans(bint transpose):
@@ -167,3 +256,31 @@ def py_copy(const floating[::1] x, floating[::1] y):
         raise ValueError("x and y must have the same length")
     if x.shape[0]:
         copy(x.shape[0], &x[0], 1, &y[0], 1)
+
+
+def py_packed_gemm(const floating[:, :] A, const floating[:, ::1] W, bint beta,
+                   floating[:, :] C, bint transposed=False):
+    """C = A @ W + beta * C through pack and packed_gemm (or C = A @ W^T with
+    ``transposed``: W is then (N, K)), in place. A and C may be row slices of
+    wider arrays (contiguous rows). Needs a packed kernel (packed_isa() > 0)."""
+    cdef Py_ssize_t M = A.shape[0], K = A.shape[1], N = C.shape[1]
+    if crnn_packed_isa() == 0:
+        raise RuntimeError("this CPU has no packed kernel")
+    if C.shape[0] != M or (W.shape[0], W.shape[1]) != ((N, K) if transposed else (K, N)):
+        raise ValueError("A, W and C do not match")
+    if A.strides[1] != sizeof(floating) or C.strides[1] != sizeof(floating):
+        raise ValueError("the rows of A and C must be contiguous")
+    if M == 0 or N == 0 or K == 0:
+        raise ValueError("empty product")
+    cdef floating[::1] P = np.empty(packed_size(K, N), dtype=np.asarray(C).dtype)
+    if transposed:
+        pack(K, N, &W[0, 0], 1, K, &P[0])
+    else:
+        pack(K, N, &W[0, 0], N, 1, &P[0])
+    packed_gemm(M, N, K, &A[0, 0], A.strides[0] // sizeof(floating), &P[0], beta,
+                &C[0, 0], C.strides[0] // sizeof(floating))
+
+
+def py_use_packed(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N):
+    """use_packed(M, K, N): whether a pass of (M, K) x (K, N) products runs packed."""
+    return use_packed(M, K, N)

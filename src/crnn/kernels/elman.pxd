@@ -22,13 +22,16 @@ where the sequence starts, and ``g`` an ``Activation`` code.
 """
 from cython cimport floating
 
+from crnn.kernels.blas cimport packed_size
 
-# ``W_hhT`` is a workspace of H * H elements (it receives W_hh transposed).
+
+# ``work`` is a workspace of elman_forward_work_size(H) elements (it
+# receives W_hh laid out for the per-step products).
 cdef void elman_forward(
     Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
     const floating* X, const floating* W_ih, const floating* W_hh,
     const floating* b, const floating* h0,
-    floating* Hs, floating* h_n, floating* W_hhT, bint reverse, int activation,
+    floating* Hs, floating* h_n, floating* work, bint reverse, int activation,
 ) noexcept nogil
 
 
@@ -60,7 +63,22 @@ cdef void elman_step(
 ) noexcept nogil
 
 
+cdef inline Py_ssize_t elman_forward_work_size(Py_ssize_t H) noexcept nogil:
+    """Elements of the ``work`` workspace of elman_forward: packed_size(H, H)
+    (H * H rounded up to whole 32-column panels)."""
+    return packed_size(H, H)
+
+
+cdef inline Py_ssize_t elman_backward_W_hh_offset(Py_ssize_t N, Py_ssize_t I,
+                                                  Py_ssize_t H) noexcept nogil:
+    """Where W_hh, laid out for the per-step products, starts in the ``work``
+    workspace of elman_backward: after (N + H) * (I + H) elements for the
+    weight gradients, rounded up to a multiple of 16."""
+    return ((N + H) * (I + H) + 15) // 16 * 16
+
+
 cdef inline Py_ssize_t elman_backward_work_size(Py_ssize_t N, Py_ssize_t I,
                                                 Py_ssize_t H) noexcept nogil:
-    """Elements of the ``work`` workspace of elman_backward: (N + H) * (I + H)."""
-    return (N + H) * (I + H)
+    """Elements of the ``work`` workspace of elman_backward:
+    elman_backward_W_hh_offset(N, I, H) + packed_size(H, H)."""
+    return elman_backward_W_hh_offset(N, I, H) + packed_size(H, H)

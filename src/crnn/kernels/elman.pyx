@@ -23,8 +23,8 @@ import numpy as np
 from crnn.kernels._elementwise cimport activation_backward, bias_activation
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
 from crnn.kernels.recurrence cimport (
-    Step, gather_prev, recurrent_gemm, step_in_order, step_product_backward,
-    joint_weight_gradients, store_final, total_rows, transpose,
+    Step, gather_prev, joint_weight_gradients, prepare_backward, prepare_forward,
+    recurrent_gemm, step_in_order, step_product_backward, store_final, total_rows,
 )
 from crnn.kernels.recurrence import check, check_packed, check_shape
 
@@ -33,20 +33,20 @@ cdef void elman_forward(
     Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
     const floating* X, const floating* W_ih, const floating* W_hh,
     const floating* b, const floating* h0,
-    floating* Hs, floating* h_n, floating* W_hhT, bint reverse, int activation,
+    floating* Hs, floating* h_n, floating* work, bint reverse, int activation,
 ) noexcept nogil:
     cdef Py_ssize_t k, off = 0
     cdef Py_ssize_t N = total_rows(T, batch_sizes)
     cdef Step s
     cdef floating* a_t
-    transpose(H, H, W_hh, W_hhT)
+    cdef bint packed = prepare_forward(batch_sizes[0], H, H, W_hh, work)
     # A(N, H) = X(N, I) @ W_ih^T, built in place of the states
     gemm(NoTrans, Trans, N, H, I, 1, X, I, W_ih, I, 0, Hs, H)
     for k in range(T):
         s = step_in_order(k, T, N, batch_sizes, reverse, False, &off)
         a_t = Hs + s.off * H
         # a_t(B_t, H) += h_prev(B_t, H) @ W_hh^T
-        recurrent_gemm(s, H, H, W_hhT, h0, Hs, 1, a_t)
+        recurrent_gemm(s, H, H, work, packed, h0, Hs, 1, a_t)
         # h_t = g(a_t + b)
         bias_activation(s.B, H, a_t, b, activation)
         store_final(s, H, Hs, h_n)
@@ -78,13 +78,15 @@ cdef void elman_backward(
     cdef Step s
     cdef floating* dA = dHs                # da_t overwrites dE/dh_t|above
     cdef floating* da_t
+    cdef floating* W = work + elman_backward_W_hh_offset(N, I, H)
+    cdef bint packed = prepare_backward(batch_sizes[0], H, H, W_hh, W)
     for k in range(T):
         s = step_in_order(k, T, N, batch_sizes, reverse, True, &off)
         da_t = dA + s.off * H
         # da_t = (dE/dh_t|above + dh) * g'(a_t), differentiating h_t = g(a_t)
         activation_backward(s.B * H, da_t, dh, Hs + s.off * H, activation)
         # dh[:B_t](B_t, H) = da_t(B_t, H) @ W_hh(H, H), differentiating W_hh h_prev
-        step_product_backward(s.B, H, H, da_t, W_hh, 0, dh)
+        step_product_backward(s.B, H, H, da_t, W, packed, 0, dh)
         # work[off_t:off_t+B_t, I:I+H] = h_prev
         gather_prev(s, H, h0, Hs, work + I, I + H)
     joint_weight_gradients(N, I, H, H, X, W_ih, work, dA, dX, dW_ih, dW_hh, db)
@@ -124,11 +126,12 @@ def forward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
     N, I, H, B = _check_layer(X, batch_sizes, W_ih, W_hh, b, h0, activation)
     check_shape(Hs, (N, H), "Hs")
     check_shape(h_n, (B, H), "h_n")
-    cdef floating[:, ::1] W_hhT = np.empty((H, H), dtype=np.asarray(Hs).dtype)
+    cdef floating[::1] work = np.empty(elman_forward_work_size(H),
+                                       dtype=np.asarray(Hs).dtype)
     with nogil:
         elman_forward(batch_sizes.shape[0], &batch_sizes[0], I, H, &X[0, 0],
                       &W_ih[0, 0], &W_hh[0, 0], &b[0], &h0[0, 0], &Hs[0, 0],
-                      &h_n[0, 0], &W_hhT[0, 0], reverse, activation)
+                      &h_n[0, 0], &work[0], reverse, activation)
 
 
 def backward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,

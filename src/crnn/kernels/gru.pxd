@@ -18,7 +18,8 @@ packed rows. Gates are stored side by side in the order (r, z, n), so
     h_n     (B, H)    final state of each sequence
     work    workspace of gru_forward_work_size(B, H) elements: the recurrent
             product of one step (B, 3H), then, from
-            gru_forward_W_hhT_offset(B, H), W_hh transposed (H, 3H)
+            gru_forward_W_hhT_offset(B, H), W_hh laid out for the per-step
+            products
 
     r = sigmoid(W_ir x + W_hr h_prev + b_r)     z = sigmoid(W_iz x + W_hz h_prev + b_z)
     n = tanh(W_in x + b_in + r * (W_hn h_prev + b_hn))
@@ -30,6 +31,8 @@ to their last extent. The caller allocates everything; the sizes, in
 elements, are below.
 """
 from cython cimport floating
+
+from crnn.kernels.blas cimport packed_size
 
 
 cdef void gru_forward(
@@ -48,7 +51,7 @@ cdef void gru_forward(
 #   dgates_h (N, 3H)  out: dE/d(recurrent-side pre-activations) (the n part
 #                     is the input-side one times r)
 #   dh       (B, H)   in: dE/dh_n; out: dE/dh0
-#   H_prev   (N, H)   workspace
+#   work              workspace of gru_backward_work_size(N, H) elements
 #   dX       (N, I)   out, overwritten; skipped when NULL
 #   dW_ih, dW_hh, db, db_hn  ACCUMULATED into (+=)
 cdef void gru_backward(
@@ -57,7 +60,7 @@ cdef void gru_backward(
     const floating* h0, const floating* gates, const floating* hn,
     const floating* Hs, const floating* dHs,
     floating* dgates, floating* dgates_h, floating* dh,
-    floating* H_prev, floating* dX,
+    floating* work, floating* dX,
     floating* dW_ih, floating* dW_hh, floating* db, floating* db_hn, bint reverse,
 ) noexcept nogil
 
@@ -96,8 +99,22 @@ cdef inline Py_ssize_t gru_forward_W_hhT_offset(Py_ssize_t B, Py_ssize_t H) noex
 
 cdef inline Py_ssize_t gru_forward_work_size(Py_ssize_t B, Py_ssize_t H) noexcept nogil:
     """Elements of the ``work`` workspace of gru_forward: B * 3H rounded up to
-    a multiple of 16, + 3H * H."""
-    return gru_forward_W_hhT_offset(B, H) + 3 * H * H
+    a multiple of 16, + packed_size(H, 3H) (3H * H rounded up to whole
+    32-column panels)."""
+    return gru_forward_W_hhT_offset(B, H) + packed_size(H, 3 * H)
+
+
+cdef inline Py_ssize_t gru_backward_W_hh_offset(Py_ssize_t N, Py_ssize_t H) noexcept nogil:
+    """Where W_hh, laid out for the per-step products, starts in the ``work``
+    workspace of gru_backward: after the previous states H_prev (N, H),
+    rounded up to a multiple of 16 elements."""
+    return (N * H + 15) // 16 * 16
+
+
+cdef inline Py_ssize_t gru_backward_work_size(Py_ssize_t N, Py_ssize_t H) noexcept nogil:
+    """Elements of the ``work`` workspace of gru_backward:
+    gru_backward_W_hh_offset(N, H) + packed_size(3H, H)."""
+    return gru_backward_W_hh_offset(N, H) + packed_size(3 * H, H)
 
 
 cdef inline Py_ssize_t gru_step_work_size(Py_ssize_t B, Py_ssize_t H) noexcept nogil:

@@ -21,8 +21,8 @@ from libc.string cimport memcpy
 from crnn.kernels._elementwise cimport gru_row, gru_row_backward
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
 from crnn.kernels.recurrence cimport (
-    Step, gather_prev, prev_row, recurrent_gemm, step_in_order, step_product_backward,
-    store_final, total_rows, transpose, weight_gradients,
+    Step, gather_prev, prepare_backward, prepare_forward, prev_row, recurrent_gemm,
+    step_in_order, step_product_backward, store_final, total_rows, weight_gradients,
 )
 from crnn.kernels.recurrence import check, check_packed, check_shape
 
@@ -39,13 +39,13 @@ cdef void gru_forward(
     cdef Py_ssize_t N = total_rows(T, batch_sizes)
     cdef Step s
     cdef floating* W_hhT = work + gru_forward_W_hhT_offset(batch_sizes[0], H)
-    transpose(G, H, W_hh, W_hhT)
+    cdef bint packed = prepare_forward(batch_sizes[0], H, G, W_hh, W_hhT)
     # gates(N, 3H) = X(N, I) @ W_ih^T
     gemm(NoTrans, Trans, N, G, I, 1, X, I, W_ih, I, 0, gates, G)
     for k in range(T):
         s = step_in_order(k, T, N, batch_sizes, reverse, False, &off)
         # work(B_t, 3H) = h_prev(B_t, H) @ W_hh^T
-        recurrent_gemm(s, H, G, W_hhT, h0, Hs, 0, work)
+        recurrent_gemm(s, H, G, W_hhT, packed, h0, Hs, 0, work)
         for j in range(s.B):
             row = s.off + j
             gru_cell_row(H, gates + row * G, work + j * G, b, b_hn,
@@ -86,13 +86,16 @@ cdef void gru_backward(
     const floating* h0, const floating* gates, const floating* hn,
     const floating* Hs, const floating* dHs,
     floating* dgates, floating* dgates_h, floating* dh,
-    floating* H_prev, floating* dX,
+    floating* work, floating* dX,
     floating* dW_ih, floating* dW_hh, floating* db, floating* db_hn, bint reverse,
 ) noexcept nogil:
     cdef Py_ssize_t k, j, m, row, off = 0
     cdef Py_ssize_t G = 3 * H
     cdef Py_ssize_t N = total_rows(T, batch_sizes)
     cdef Step s
+    cdef floating* H_prev = work                              # (N, H)
+    cdef floating* W = work + gru_backward_W_hh_offset(N, H)
+    cdef bint packed = prepare_backward(batch_sizes[0], H, G, W_hh, W)
     if dgates != gates:
         # The input-side gate gradients are computed in place over the gates.
         memcpy(dgates, gates, N * G * sizeof(floating))
@@ -106,7 +109,7 @@ cdef void gru_backward(
             gru_row_backward(H, dgates + row * G, dgates_h + row * G, hn + row * H,
                              prev_row(s, j, H, h0, Hs), dHs + row * H, dh + j * H)
         # dh[:B_t](B_t, H) += dgates_h_t(B_t, 3H) @ W_hh(3H, H)
-        step_product_backward(s.B, H, G, dgates_h + s.off * G, W_hh, 1, dh)
+        step_product_backward(s.B, H, G, dgates_h + s.off * G, W, packed, 1, dh)
         gather_prev(s, H, h0, Hs, H_prev, H)
     weight_gradients(N, I, H, G, X, W_ih, H_prev, dgates, dgates_h, dX, dW_ih, dW_hh, db)
     # db_hn(H) += column sums of dgates_h[:, 2H:3H]
@@ -169,11 +172,11 @@ def backward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
         check_shape(a, shape, name)
     dtype = np.asarray(Hs).dtype
     cdef floating[:, ::1] dgates_h = np.empty((N, 3 * H), dtype=dtype)
-    cdef floating[:, ::1] H_prev = np.empty((N, H), dtype=dtype)
+    cdef floating[::1] work = np.empty(gru_backward_work_size(N, H), dtype=dtype)
     cdef floating* dX_ptr = &dX[0, 0] if dX is not None else NULL
     with nogil:
         gru_backward(batch_sizes.shape[0], &batch_sizes[0], I, H, &X[0, 0],
                      &W_ih[0, 0], &W_hh[0, 0], &h0[0, 0], &gates[0, 0], &hn[0, 0],
                      &Hs[0, 0], &dHs[0, 0], &dgates[0, 0], &dgates_h[0, 0], &dh[0, 0],
-                     &H_prev[0, 0], dX_ptr, &dW_ih[0, 0], &dW_hh[0, 0], &db[0],
+                     &work[0], dX_ptr, &dW_ih[0, 0], &dW_hh[0, 0], &db[0],
                      &db_hn[0], reverse)

@@ -25,14 +25,17 @@ The caller allocates everything; the sizes, in elements, are below.
 """
 from cython cimport floating
 
+from crnn.kernels.blas cimport packed_size
 
-# ``W_hhT`` is a workspace of 4H * H elements (it receives W_hh transposed).
+
+# ``work`` is a workspace of lstm_forward_work_size(H) elements (it receives
+# W_hh laid out for the per-step products).
 cdef void lstm_forward(
     Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
     const floating* X, const floating* W_ih, const floating* W_hh,
     const floating* b, const floating* h0, const floating* c0,
     floating* gates, floating* Hs, floating* Cs, floating* h_n, floating* c_n,
-    floating* W_hhT, bint reverse,
+    floating* work, bint reverse,
 ) noexcept nogil
 
 
@@ -83,7 +86,22 @@ cdef inline Py_ssize_t lstm_step_work_size(Py_ssize_t B, Py_ssize_t H) noexcept 
     return B * 4 * H
 
 
+cdef inline Py_ssize_t lstm_forward_work_size(Py_ssize_t H) noexcept nogil:
+    """Elements of the ``work`` workspace of lstm_forward: packed_size(H, 4H)
+    (4H * H rounded up to whole 32-column panels)."""
+    return packed_size(H, 4 * H)
+
+
+cdef inline Py_ssize_t lstm_backward_W_hh_offset(Py_ssize_t N, Py_ssize_t I,
+                                                 Py_ssize_t H) noexcept nogil:
+    """Where W_hh, laid out for the per-step products, starts in the ``work``
+    workspace of lstm_backward: after (N + 4H) * (I + H) elements for the
+    weight gradients, rounded up to a multiple of 16."""
+    return ((N + 4 * H) * (I + H) + 15) // 16 * 16
+
+
 cdef inline Py_ssize_t lstm_backward_work_size(Py_ssize_t N, Py_ssize_t I,
                                                Py_ssize_t H) noexcept nogil:
-    """Elements of the ``work`` workspace of lstm_backward: (N + 4H) * (I + H)."""
-    return (N + 4 * H) * (I + H)
+    """Elements of the ``work`` workspace of lstm_backward:
+    lstm_backward_W_hh_offset(N, I, H) + packed_size(4H, H)."""
+    return lstm_backward_W_hh_offset(N, I, H) + packed_size(4 * H, H)

@@ -21,8 +21,9 @@ from libc.string cimport memcpy
 from crnn.kernels._elementwise cimport lstm_row, lstm_row_backward
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
 from crnn.kernels.recurrence cimport (
-    Step, gather_prev, prev_row, recurrent_gemm, step_in_order, step_product_backward,
-    joint_weight_gradients, store_final, total_rows, transpose,
+    Step, gather_prev, joint_weight_gradients, prepare_backward, prepare_forward,
+    prev_row, recurrent_gemm, step_in_order, step_product_backward, store_final,
+    total_rows,
 )
 from crnn.kernels.recurrence import check, check_packed, check_shape
 
@@ -32,19 +33,19 @@ cdef void lstm_forward(
     const floating* X, const floating* W_ih, const floating* W_hh,
     const floating* b, const floating* h0, const floating* c0,
     floating* gates, floating* Hs, floating* Cs, floating* h_n, floating* c_n,
-    floating* W_hhT, bint reverse,
+    floating* work, bint reverse,
 ) noexcept nogil:
     cdef Py_ssize_t k, j, off = 0
     cdef Py_ssize_t G = 4 * H
     cdef Py_ssize_t N = total_rows(T, batch_sizes)
     cdef Step s
-    transpose(G, H, W_hh, W_hhT)
+    cdef bint packed = prepare_forward(batch_sizes[0], H, G, W_hh, work)
     # gates(N, 4H) = X(N, I) @ W_ih^T
     gemm(NoTrans, Trans, N, G, I, 1, X, I, W_ih, I, 0, gates, G)
     for k in range(T):
         s = step_in_order(k, T, N, batch_sizes, reverse, False, &off)
         # gates_t(B_t, 4H) += h_prev(B_t, H) @ W_hh^T
-        recurrent_gemm(s, H, G, W_hhT, h0, Hs, 1, gates + s.off * G)
+        recurrent_gemm(s, H, G, work, packed, h0, Hs, 1, gates + s.off * G)
         for j in range(s.B):
             lstm_cell_row(H, gates + (s.off + j) * G, b, prev_row(s, j, H, c0, Cs),
                           Hs + (s.off + j) * H, Cs + (s.off + j) * H)
@@ -88,6 +89,8 @@ cdef void lstm_backward(
     cdef Py_ssize_t G = 4 * H
     cdef Py_ssize_t N = total_rows(T, batch_sizes)
     cdef Step s
+    cdef floating* W = work + lstm_backward_W_hh_offset(N, I, H)
+    cdef bint packed = prepare_backward(batch_sizes[0], H, G, W_hh, W)
     if dgates != gates:
         # The gate gradients are computed in place over the activations.
         memcpy(dgates, gates, N * G * sizeof(floating))
@@ -100,7 +103,7 @@ cdef void lstm_backward(
             lstm_row_backward(H, dgates + row * G, Cs + row * H, prev_row(s, j, H, c0, Cs),
                               dHs + row * H, dh + j * H, dc + j * H)
         # dh[:B_t](B_t, H) = dgates_t(B_t, 4H) @ W_hh(4H, H)
-        step_product_backward(s.B, H, G, dgates + s.off * G, W_hh, 0, dh)
+        step_product_backward(s.B, H, G, dgates + s.off * G, W, packed, 0, dh)
         # work[off_t:off_t+B_t, I:I+H] = h_prev
         gather_prev(s, H, h0, Hs, work + I, I + H)
     joint_weight_gradients(N, I, H, G, X, W_ih, work, dgates, dX, dW_ih, dW_hh, db)
@@ -135,12 +138,12 @@ def forward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
     check_shape(Cs, (N, H), "Cs")
     check_shape(h_n, (B, H), "h_n")
     check_shape(c_n, (B, H), "c_n")
-    cdef floating[:, ::1] W_hhT = np.empty((H, 4 * H), dtype=np.asarray(Hs).dtype)
+    cdef floating[::1] work = np.empty(lstm_forward_work_size(H), dtype=np.asarray(Hs).dtype)
     with nogil:
         lstm_forward(batch_sizes.shape[0], &batch_sizes[0], I, H, &X[0, 0],
                      &W_ih[0, 0], &W_hh[0, 0], &b[0], &h0[0, 0], &c0[0, 0],
                      &gates[0, 0], &Hs[0, 0], &Cs[0, 0], &h_n[0, 0], &c_n[0, 0],
-                     &W_hhT[0, 0], reverse)
+                     &work[0], reverse)
 
 
 def backward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,

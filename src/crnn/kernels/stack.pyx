@@ -47,9 +47,15 @@ from crnn.kernels._elementwise cimport (
 )
 from crnn.kernels.activations cimport IDENTITY, SIGMOID, TANH
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
-from crnn.kernels.elman cimport elman_backward, elman_backward_work_size, elman_forward
-from crnn.kernels.gru cimport gru_backward, gru_forward, gru_forward_work_size
-from crnn.kernels.lstm cimport lstm_backward, lstm_backward_work_size, lstm_forward
+from crnn.kernels.elman cimport (
+    elman_backward, elman_backward_work_size, elman_forward, elman_forward_work_size,
+)
+from crnn.kernels.gru cimport (
+    gru_backward, gru_backward_work_size, gru_forward, gru_forward_work_size,
+)
+from crnn.kernels.lstm cimport (
+    lstm_backward, lstm_backward_work_size, lstm_forward, lstm_forward_work_size,
+)
 
 CELLS = {"elman": 0, "lstm": 1, "gru": 2}
 # Output activations: the hidden-activation codes, and softmax.
@@ -103,12 +109,16 @@ cdef Shape plan(const Config* c, Py_ssize_t T, Py_ssize_t N, Py_ssize_t B) noexc
     s.dS = take(&end, s.R * Hd)
     s.dHs = take(&end, c.D * N * H)                    # dE/dh_t from above, per direction
     s.dstate = take(&end, c.n_states * B * H)          # dh (and dc) of one unit
-    # one unit's BPTT workspace (the GRU's: H_prev (N, H))
+    # one unit's BPTT workspace
     s.bptt = take(&end, elman_backward_work_size(N, I_max, H) if c.cell == ELMAN
-                  else lstm_backward_work_size(N, I_max, H) if c.cell == LSTM else N * H)
+                  else lstm_backward_work_size(N, I_max, H) if c.cell == LSTM
+                  else gru_backward_work_size(N, H))
     s.dX = take(&end, c.D * N * Hd if c.L > 1 else 0)  # dE/d(layer input), per direction
     s.dgates_h = take(&end, N * c.G if c.cell == GRU else 0)
-    s.work = take(&end, max(H * c.G, gru_forward_work_size(B, H)))
+    # one unit's forward workspace
+    s.work = take(&end, elman_forward_work_size(H) if c.cell == ELMAN
+                  else lstm_forward_work_size(H) if c.cell == LSTM
+                  else gru_forward_work_size(B, H))
     s.total = take(&end, 0)
     return s
 
@@ -316,7 +326,6 @@ cdef void stack_backward(const Config* c, const Shape* s, const Py_ssize_t* unit
     cdef floating* dc = dh + B * H
     cdef floating* dX
     cdef floating* d_above = ws + s.dX      # dE/d(input of layer l + 1), (N, D*H)
-    cdef floating* W_hh = ws + s.work       # the unit's W_hh, 64-byte aligned
     for l in range(c.L - 1, -1, -1):
         I_l = c.I if l == 0 else Hd
         layer_in = X if l == 0 else ws + s.inputs + (l - 1) * N * Hd
@@ -339,24 +348,21 @@ cdef void stack_backward(const Config* c, const Shape* s, const Py_ssize_t* unit
                 split(B, H, c.D, d, ws + s.dS, dh)      # dE/dh_n of the scored states
             else:
                 memset(dh, 0, B * H * sizeof(floating))
-            # The per-step products dh = dG_t @ W_hh run up to 1.6x faster in
-            # OpenBLAS when W_hh starts on a cache line, as the workspace does.
-            memcpy(W_hh, params + off[1], c.G * H * sizeof(floating))
             if c.cell == ELMAN:
-                elman_backward(s.T, bs, I_l, H, layer_in, params + off[0], W_hh,
+                elman_backward(s.T, bs, I_l, H, layer_in, params + off[0], params + off[1],
                                h0, ws + s.Hs + k * N * H, dHs, dh, ws + s.bptt, dX,
                                grad + off[0], grad + off[1], grad + off[2], d == 1,
                                c.activation)
             elif c.cell == LSTM:
                 c0 = initial + (U + k) * B * H if initial != NULL else ws + s.zeros
                 memset(dc, 0, B * H * sizeof(floating))
-                lstm_backward(s.T, bs, I_l, H, layer_in, params + off[0], W_hh,
+                lstm_backward(s.T, bs, I_l, H, layer_in, params + off[0], params + off[1],
                               h0, c0, ws + s.gates + k * N * c.G, ws + s.Hs + k * N * H,
                               ws + s.aux + k * N * H, dHs, ws + s.gates + k * N * c.G,
                               dh, dc, ws + s.bptt, dX, grad + off[0], grad + off[1],
                               grad + off[2], d == 1)
             else:
-                gru_backward(s.T, bs, I_l, H, layer_in, params + off[0], W_hh,
+                gru_backward(s.T, bs, I_l, H, layer_in, params + off[0], params + off[1],
                              h0, ws + s.gates + k * N * c.G, ws + s.aux + k * N * H,
                              ws + s.Hs + k * N * H, dHs, ws + s.gates + k * N * c.G,
                              ws + s.dgates_h, dh, ws + s.bptt, dX, grad + off[0],

@@ -1,0 +1,28 @@
+"""Shared fixtures.
+
+``recurrent_product`` runs a test once per implementation of the per-step
+recurrent product that this CPU has: BLAS (``"blas"``), and the packed
+kernels (``"packed-avx2"``, ``"packed-avx512"``; see
+``crnn/kernels/packed.h``), forced for every product whatever its size and
+the BLAS thread count, so that the small shapes of the tests exercise them.
+The kernel test modules use it for all their tests (``pytestmark``).
+"""
+import pytest
+
+from crnn.kernels import blas
+
+#: name -> (packed mode, kernel)
+RECURRENT_PRODUCTS = {"blas": ("never", -1), "packed-avx2": ("always", 1),
+                      "packed-avx512": ("always", 2)}
+
+
+@pytest.fixture(params=list(RECURRENT_PRODUCTS))
+def recurrent_product(request):
+    mode, isa = RECURRENT_PRODUCTS[request.param]
+    if isa > 0 and blas.set_packed_isa(isa) != isa:
+        blas.set_packed_isa(-1)
+        pytest.skip(f"this CPU has no {request.param} kernel")
+    previous = blas.set_packed_mode(mode)
+    yield request.param
+    blas.set_packed_mode(previous)
+    blas.set_packed_isa(-1)

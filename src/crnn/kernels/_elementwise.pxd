@@ -16,24 +16,28 @@ cdef extern from "elementwise.h" nogil:
                                     const double* h, int g)
     void crnn_activation_backward_f(Py_ssize_t n, float* dA, const float* dh,
                                     const float* h, int g)
-    void crnn_lstm_row_d(Py_ssize_t H, double* a, const double* b, const double* c_prev,
-                         double* h, double* c)
-    void crnn_lstm_row_f(Py_ssize_t H, float* a, const float* b, const float* c_prev,
-                         float* h, float* c)
-    void crnn_lstm_row_backward_d(Py_ssize_t H, double* ga, const double* c_t,
-                                  const double* c_prev, const double* dh_above,
-                                  const double* dh, double* dc)
-    void crnn_lstm_row_backward_f(Py_ssize_t H, float* ga, const float* c_t,
-                                  const float* c_prev, const float* dh_above,
-                                  const float* dh, float* dc)
-    void crnn_gru_row_d(Py_ssize_t H, double* a, const double* w, const double* b,
-                        const double* b_hn, const double* h_prev, double* hn, double* h)
-    void crnn_gru_row_f(Py_ssize_t H, float* a, const float* w, const float* b,
-                        const float* b_hn, const float* h_prev, float* hn, float* h)
-    void crnn_gru_row_backward_d(Py_ssize_t H, double* ga, double* gh, const double* hn,
-                                 const double* h_prev, const double* dh_above, double* dh)
-    void crnn_gru_row_backward_f(Py_ssize_t H, float* ga, float* gh, const float* hn,
-                                 const float* h_prev, const float* dh_above, float* dh)
+    void crnn_lstm_rows_d(Py_ssize_t B, Py_ssize_t H, double* a, const double* b,
+                          const double* c_prev, double* h, double* c)
+    void crnn_lstm_rows_f(Py_ssize_t B, Py_ssize_t H, float* a, const float* b,
+                          const float* c_prev, float* h, float* c)
+    void crnn_lstm_rows_backward_d(Py_ssize_t B, Py_ssize_t H, double* ga,
+                                   const double* c_t, const double* c_prev,
+                                   const double* dh_above, const double* dh, double* dc)
+    void crnn_lstm_rows_backward_f(Py_ssize_t B, Py_ssize_t H, float* ga,
+                                   const float* c_t, const float* c_prev,
+                                   const float* dh_above, const float* dh, float* dc)
+    void crnn_gru_rows_d(Py_ssize_t B, Py_ssize_t H, double* a, const double* w,
+                         const double* b, const double* b_hn, const double* h_prev,
+                         double* hn, double* h)
+    void crnn_gru_rows_f(Py_ssize_t B, Py_ssize_t H, float* a, const float* w,
+                         const float* b, const float* b_hn, const float* h_prev,
+                         float* hn, float* h)
+    void crnn_gru_rows_backward_d(Py_ssize_t B, Py_ssize_t H, double* ga, double* gh,
+                                  const double* hn, const double* h_prev,
+                                  const double* dh_above, double* dh)
+    void crnn_gru_rows_backward_f(Py_ssize_t B, Py_ssize_t H, float* ga, float* gh,
+                                  const float* hn, const float* h_prev,
+                                  const float* dh_above, float* dh)
     void crnn_adam_d(Py_ssize_t n, double* w, const double* g, double* m, double* v,
                      double step, double b1, double b2, double eps)
     void crnn_adam_f(Py_ssize_t n, float* w, const float* g, float* m, float* v,
@@ -58,44 +62,55 @@ cdef inline void activation_backward(Py_ssize_t n, floating* dA, const floating*
         crnn_activation_backward_d(n, dA, dh, h, g)
 
 
-cdef inline void lstm_row(Py_ssize_t H, floating* a, const floating* b,
-                          const floating* c_prev, floating* h, floating* c) noexcept nogil:
-    """Gate activations of one LSTM row, in place in ``a``, and the new c and h."""
+# Each pass below runs over a block of B consecutive rows of one step: gate
+# rows of G = 4H (LSTM) or 3H (GRU) entries, state rows of H.
+
+cdef inline void lstm_rows(Py_ssize_t B, Py_ssize_t H, floating* a, const floating* b,
+                           const floating* c_prev, floating* h,
+                           floating* c) noexcept nogil:
+    """Gate activations of B LSTM rows, in place in ``a`` (B, 4H), and the new
+    c and h (B, H) from c_prev (B, H)."""
     if floating is float:
-        crnn_lstm_row_f(H, a, b, c_prev, h, c)
+        crnn_lstm_rows_f(B, H, a, b, c_prev, h, c)
     else:
-        crnn_lstm_row_d(H, a, b, c_prev, h, c)
+        crnn_lstm_rows_d(B, H, a, b, c_prev, h, c)
 
 
-cdef inline void lstm_row_backward(Py_ssize_t H, floating* ga, const floating* c_t,
-                                   const floating* c_prev, const floating* dh_above,
-                                   const floating* dh, floating* dc) noexcept nogil:
-    """Gate gradients of one LSTM row, in place in ``ga``; dc becomes dE/dc_prev."""
+cdef inline void lstm_rows_backward(Py_ssize_t B, Py_ssize_t H, floating* ga,
+                                    const floating* c_t, const floating* c_prev,
+                                    const floating* dh_above, const floating* dh,
+                                    floating* dc) noexcept nogil:
+    """Gate gradients of B LSTM rows, in place in ``ga`` (B, 4H); dc (B, H)
+    becomes dE/dc_prev."""
     if floating is float:
-        crnn_lstm_row_backward_f(H, ga, c_t, c_prev, dh_above, dh, dc)
+        crnn_lstm_rows_backward_f(B, H, ga, c_t, c_prev, dh_above, dh, dc)
     else:
-        crnn_lstm_row_backward_d(H, ga, c_t, c_prev, dh_above, dh, dc)
+        crnn_lstm_rows_backward_d(B, H, ga, c_t, c_prev, dh_above, dh, dc)
 
 
-cdef inline void gru_row(Py_ssize_t H, floating* a, const floating* w, const floating* b,
-                         const floating* b_hn, const floating* h_prev, floating* hn,
-                         floating* h) noexcept nogil:
-    """Gates of one GRU row, in place in ``a``; writes hn and h."""
+cdef inline void gru_rows(Py_ssize_t B, Py_ssize_t H, floating* a, const floating* w,
+                          const floating* b, const floating* b_hn,
+                          const floating* h_prev, floating* hn,
+                          floating* h) noexcept nogil:
+    """Gates of B GRU rows, in place in ``a`` (B, 3H), from the recurrent
+    products ``w`` (B, 3H); writes hn and h (B, H)."""
     if floating is float:
-        crnn_gru_row_f(H, a, w, b, b_hn, h_prev, hn, h)
+        crnn_gru_rows_f(B, H, a, w, b, b_hn, h_prev, hn, h)
     else:
-        crnn_gru_row_d(H, a, w, b, b_hn, h_prev, hn, h)
+        crnn_gru_rows_d(B, H, a, w, b, b_hn, h_prev, hn, h)
 
 
-cdef inline void gru_row_backward(Py_ssize_t H, floating* ga, floating* gh,
-                                  const floating* hn, const floating* h_prev,
-                                  const floating* dh_above, floating* dh) noexcept nogil:
-    """Gate gradients of one GRU row (input side in place in ``ga``, recurrent
-    side into ``gh``); dh becomes the direct part of dE/dh_prev."""
+cdef inline void gru_rows_backward(Py_ssize_t B, Py_ssize_t H, floating* ga,
+                                   floating* gh, const floating* hn,
+                                   const floating* h_prev, const floating* dh_above,
+                                   floating* dh) noexcept nogil:
+    """Gate gradients of B GRU rows (input side in place in ``ga``, recurrent
+    side into ``gh``, both (B, 3H)); dh (B, H) becomes the direct part of
+    dE/dh_prev."""
     if floating is float:
-        crnn_gru_row_backward_f(H, ga, gh, hn, h_prev, dh_above, dh)
+        crnn_gru_rows_backward_f(B, H, ga, gh, hn, h_prev, dh_above, dh)
     else:
-        crnn_gru_row_backward_d(H, ga, gh, hn, h_prev, dh_above, dh)
+        crnn_gru_rows_backward_d(B, H, ga, gh, hn, h_prev, dh_above, dh)
 
 
 cdef inline void adam(Py_ssize_t n, floating* w, const floating* g, floating* m,

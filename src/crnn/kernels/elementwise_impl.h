@@ -33,9 +33,14 @@ CRNN_CLONES static void FN(crnn_activation_backward)(
         for (ptrdiff_t k = 0; k < n; k++) dA[k] = dA[k] + dh[k];
 }
 
+/* The passes below work on blocks of B consecutive rows of one step: a gate
+ * row of G = 4H (LSTM) or 3H (GRU) entries and state rows of H entries. One
+ * call per block rather than per row lets the rows overlap in the CPU and
+ * pays the call, the constants' set-up and the alias checks once. */
+
 /* LSTM, one row. a (4H): pre-activations in, activated gates (i, f, g, o) out;
  * c = f c_prev + i g; h = o tanh(c). */
-CRNN_CLONES static void FN(crnn_lstm_row)(
+CRNN_ROW void FN(crnn_lstm_row)(
     ptrdiff_t H, REAL *restrict a, const REAL *restrict b,
     const REAL *restrict c_prev, REAL *restrict h, REAL *restrict c)
 {
@@ -54,11 +59,20 @@ CRNN_CLONES static void FN(crnn_lstm_row)(
     }
 }
 
+/* LSTM, B rows: a (B, 4H), c_prev, h, c (B, H). */
+CRNN_CLONES static void FN(crnn_lstm_rows)(
+    ptrdiff_t B, ptrdiff_t H, REAL *a, const REAL *b, const REAL *c_prev, REAL *h,
+    REAL *c)
+{
+    for (ptrdiff_t j = 0; j < B; j++)
+        FN(crnn_lstm_row)(H, a + j * 4 * H, b, c_prev + j * H, h + j * H, c + j * H);
+}
+
 /* LSTM BPTT, one row. ga (4H): activated gates in, gradients of the gate
  * pre-activations out. dh (H): in dE/dh_t from the next step, out nothing
  * useful (the caller overwrites it with dgates W_hh). dc (H): in dE/dc_t from
  * the next step, out dE/dc_{t-1}. */
-CRNN_CLONES static void FN(crnn_lstm_row_backward)(
+CRNN_ROW void FN(crnn_lstm_row_backward)(
     ptrdiff_t H, REAL *restrict ga, const REAL *restrict c_t,
     const REAL *restrict c_prev, const REAL *restrict dh_above,
     const REAL *restrict dh, REAL *restrict dc)
@@ -76,9 +90,19 @@ CRNN_CLONES static void FN(crnn_lstm_row_backward)(
     }
 }
 
+/* LSTM BPTT, B rows: ga (B, 4H), the others (B, H). */
+CRNN_CLONES static void FN(crnn_lstm_rows_backward)(
+    ptrdiff_t B, ptrdiff_t H, REAL *ga, const REAL *c_t, const REAL *c_prev,
+    const REAL *dh_above, const REAL *dh, REAL *dc)
+{
+    for (ptrdiff_t j = 0; j < B; j++)
+        FN(crnn_lstm_row_backward)(H, ga + j * 4 * H, c_t + j * H, c_prev + j * H,
+                                   dh_above + j * H, dh + j * H, dc + j * H);
+}
+
 /* GRU, one row. a (3H): input-side products in, activated gates (r, z, n)
  * out; w (3H): h_prev W_hh^T; writes hn = W_hn h_prev + b_hn and h. */
-CRNN_CLONES static void FN(crnn_gru_row)(
+CRNN_ROW void FN(crnn_gru_row)(
     ptrdiff_t H, REAL *restrict a, const REAL *restrict w, const REAL *restrict b,
     const REAL *restrict b_hn, const REAL *restrict h_prev, REAL *restrict hn,
     REAL *restrict h)
@@ -96,11 +120,21 @@ CRNN_CLONES static void FN(crnn_gru_row)(
     }
 }
 
+/* GRU, B rows: a, w (B, 3H), h_prev, hn, h (B, H). */
+CRNN_CLONES static void FN(crnn_gru_rows)(
+    ptrdiff_t B, ptrdiff_t H, REAL *a, const REAL *w, const REAL *b, const REAL *b_hn,
+    const REAL *h_prev, REAL *hn, REAL *h)
+{
+    for (ptrdiff_t j = 0; j < B; j++)
+        FN(crnn_gru_row)(H, a + j * 3 * H, w + j * 3 * H, b, b_hn, h_prev + j * H,
+                         hn + j * H, h + j * H);
+}
+
 /* GRU BPTT, one row. ga (3H): activated gates in, input-side pre-activation
  * gradients [dr~, dz~, dn~] out; gh (3H) out: recurrent-side gradients
  * [dr~, dz~, dn~ r]; dh (H): in dE/dh_t from the next step, out the direct
  * part z dh_t of dE/dh_{t-1} (the caller adds gh W_hh). */
-CRNN_CLONES static void FN(crnn_gru_row_backward)(
+CRNN_ROW void FN(crnn_gru_row_backward)(
     ptrdiff_t H, REAL *restrict ga, REAL *restrict gh, const REAL *restrict hn,
     const REAL *restrict h_prev, const REAL *restrict dh_above, REAL *restrict dh)
 {
@@ -118,6 +152,16 @@ CRNN_CLONES static void FN(crnn_gru_row_backward)(
         gh[H + m] = dz_pre;
         gh[2 * H + m] = dn_pre * r;
     }
+}
+
+/* GRU BPTT, B rows: ga, gh (B, 3H), the others (B, H). */
+CRNN_CLONES static void FN(crnn_gru_rows_backward)(
+    ptrdiff_t B, ptrdiff_t H, REAL *ga, REAL *gh, const REAL *hn, const REAL *h_prev,
+    const REAL *dh_above, REAL *dh)
+{
+    for (ptrdiff_t j = 0; j < B; j++)
+        FN(crnn_gru_row_backward)(H, ga + j * 3 * H, gh + j * 3 * H, hn + j * H,
+                                  h_prev + j * H, dh_above + j * H, dh + j * H);
 }
 
 /* Adam, one step over n parameters (Kingma & Ba, 2015, Algorithm 1 with the

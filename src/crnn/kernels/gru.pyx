@@ -18,11 +18,12 @@ import numpy as np
 
 from libc.string cimport memcpy
 
-from crnn.kernels._elementwise cimport gru_row, gru_row_backward
+from crnn.kernels._elementwise cimport gru_rows, gru_rows_backward
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
 from crnn.kernels.recurrence cimport (
     Step, gather_prev, prepare_backward, prepare_forward, prev_row, recurrent_gemm,
-    step_in_order, step_product_backward, store_final, total_rows, weight_gradients,
+    state_block, step_in_order, step_product_backward, store_final, total_rows,
+    weight_gradients,
 )
 from crnn.kernels.recurrence import check, check_packed, check_shape
 
@@ -34,7 +35,8 @@ cdef void gru_forward(
     floating* gates, floating* hn, floating* Hs, floating* h_n, floating* work,
     bint reverse,
 ) noexcept nogil:
-    cdef Py_ssize_t k, j, row, off = 0
+    cdef Py_ssize_t k, j0, n, row, off = 0
+    cdef int part
     cdef Py_ssize_t G = 3 * H
     cdef Py_ssize_t N = total_rows(T, batch_sizes)
     cdef Step s
@@ -46,10 +48,11 @@ cdef void gru_forward(
         s = step_in_order(k, T, N, batch_sizes, reverse, False, &off)
         # work(B_t, 3H) = h_prev(B_t, H) @ W_hh^T
         recurrent_gemm(s, H, G, W_hhT, packed, h0, Hs, 0, work)
-        for j in range(s.B):
-            row = s.off + j
-            gru_cell_row(H, gates + row * G, work + j * G, b, b_hn,
-                         prev_row(s, j, H, h0, Hs), hn + row * H, Hs + row * H)
+        for part in range(2):
+            n = state_block(s, part, &j0)
+            row = s.off + j0
+            gru_rows(n, H, gates + row * G, work + j0 * G, b, b_hn,
+                     prev_row(s, j0, H, h0, Hs), hn + row * H, Hs + row * H)
         store_final(s, H, Hs, h_n)
 
 
@@ -57,7 +60,7 @@ cdef void gru_cell_row(
     Py_ssize_t H, floating* a, const floating* w, const floating* b,
     const floating* b_hn, const floating* h_prev, floating* hn, floating* h,
 ) noexcept nogil:
-    gru_row(H, a, w, b, b_hn, h_prev, hn, h)
+    gru_rows(1, H, a, w, b, b_hn, h_prev, hn, h)
 
 
 cdef void gru_step(
@@ -66,7 +69,6 @@ cdef void gru_step(
     const floating* b, const floating* b_hn, const floating* h_prev,
     floating* h, floating* work,
 ) noexcept nogil:
-    cdef Py_ssize_t j
     cdef Py_ssize_t G = 3 * H
     cdef floating* gates = work             # (B, 3H)
     cdef floating* gh = work + B * G         # (B, 3H)
@@ -75,9 +77,7 @@ cdef void gru_step(
     gemm(NoTrans, Trans, B, G, I, 1, x, I, W_ih, I, 0, gates, G)
     # gh(B, 3H) = h_prev(B, H) @ W_hh^T
     gemm(NoTrans, Trans, B, G, H, 1, h_prev, H, W_hh, H, 0, gh, G)
-    for j in range(B):
-        gru_cell_row(H, gates + j * G, gh + j * G, b, b_hn, h_prev + j * H,
-                     hn + j * H, h + j * H)
+    gru_rows(B, H, gates, gh, b, b_hn, h_prev, hn, h)
 
 
 cdef void gru_backward(
@@ -89,7 +89,8 @@ cdef void gru_backward(
     floating* work, floating* dX,
     floating* dW_ih, floating* dW_hh, floating* db, floating* db_hn, bint reverse,
 ) noexcept nogil:
-    cdef Py_ssize_t k, j, m, row, off = 0
+    cdef Py_ssize_t k, j0, n, m, row, off = 0
+    cdef int part
     cdef Py_ssize_t G = 3 * H
     cdef Py_ssize_t N = total_rows(T, batch_sizes)
     cdef Step s
@@ -101,13 +102,14 @@ cdef void gru_backward(
         memcpy(dgates, gates, N * G * sizeof(floating))
     for k in range(T):
         s = step_in_order(k, T, N, batch_sizes, reverse, True, &off)
-        for j in range(s.B):
-            row = s.off + j
+        for part in range(2):
+            n = state_block(s, part, &j0)
+            row = s.off + j0
             # h_t = (1 - z) n + z h_prev, n = tanh(W_in x + b_in + r hn):
             # [dr~, dz~, dn~] into dgates, [dr~, dz~, dn~ r] into dgates_h,
             # dh = z dh_t (the rest of dE/dh_prev comes through W_hh below)
-            gru_row_backward(H, dgates + row * G, dgates_h + row * G, hn + row * H,
-                             prev_row(s, j, H, h0, Hs), dHs + row * H, dh + j * H)
+            gru_rows_backward(n, H, dgates + row * G, dgates_h + row * G, hn + row * H,
+                              prev_row(s, j0, H, h0, Hs), dHs + row * H, dh + j0 * H)
         # dh[:B_t](B_t, H) += dgates_h_t(B_t, 3H) @ W_hh(3H, H)
         step_product_backward(s.B, H, G, dgates_h + s.off * G, W, packed, 1, dh)
         gather_prev(s, H, h0, Hs, H_prev, H)

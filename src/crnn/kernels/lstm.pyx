@@ -18,12 +18,12 @@ import numpy as np
 
 from libc.string cimport memcpy
 
-from crnn.kernels._elementwise cimport lstm_row, lstm_row_backward
+from crnn.kernels._elementwise cimport lstm_rows, lstm_rows_backward
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
 from crnn.kernels.recurrence cimport (
     Step, gather_prev, joint_weight_gradients, prepare_backward, prepare_forward,
-    prev_row, recurrent_gemm, step_in_order, step_product_backward, store_final,
-    total_rows,
+    prev_row, recurrent_gemm, state_block, step_in_order, step_product_backward,
+    store_final, total_rows,
 )
 from crnn.kernels.recurrence import check, check_packed, check_shape
 
@@ -35,7 +35,8 @@ cdef void lstm_forward(
     floating* gates, floating* Hs, floating* Cs, floating* h_n, floating* c_n,
     floating* work, bint reverse,
 ) noexcept nogil:
-    cdef Py_ssize_t k, j, off = 0
+    cdef Py_ssize_t k, j0, n, row, off = 0
+    cdef int part
     cdef Py_ssize_t G = 4 * H
     cdef Py_ssize_t N = total_rows(T, batch_sizes)
     cdef Step s
@@ -46,9 +47,11 @@ cdef void lstm_forward(
         s = step_in_order(k, T, N, batch_sizes, reverse, False, &off)
         # gates_t(B_t, 4H) += h_prev(B_t, H) @ W_hh^T
         recurrent_gemm(s, H, G, work, packed, h0, Hs, 1, gates + s.off * G)
-        for j in range(s.B):
-            lstm_cell_row(H, gates + (s.off + j) * G, b, prev_row(s, j, H, c0, Cs),
-                          Hs + (s.off + j) * H, Cs + (s.off + j) * H)
+        for part in range(2):
+            n = state_block(s, part, &j0)
+            row = s.off + j0
+            lstm_rows(n, H, gates + row * G, b, prev_row(s, j0, H, c0, Cs), Hs + row * H,
+                      Cs + row * H)
         store_final(s, H, Hs, h_n)
         store_final(s, H, Cs, c_n)
 
@@ -57,7 +60,7 @@ cdef void lstm_cell_row(
     Py_ssize_t H, floating* a, const floating* b, const floating* c_prev,
     floating* h, floating* c,
 ) noexcept nogil:
-    lstm_row(H, a, b, c_prev, h, c)
+    lstm_rows(1, H, a, b, c_prev, h, c)
 
 
 cdef void lstm_step(
@@ -66,14 +69,12 @@ cdef void lstm_step(
     const floating* b, const floating* h_prev, const floating* c_prev,
     floating* h, floating* c, floating* gates,
 ) noexcept nogil:
-    cdef Py_ssize_t j
     cdef Py_ssize_t G = 4 * H
     # gates(B, 4H) = x(B, I) @ W_ih^T
     gemm(NoTrans, Trans, B, G, I, 1, x, I, W_ih, I, 0, gates, G)
     # gates(B, 4H) += h_prev(B, H) @ W_hh^T
     gemm(NoTrans, Trans, B, G, H, 1, h_prev, H, W_hh, H, 1, gates, G)
-    for j in range(B):
-        lstm_cell_row(H, gates + j * G, b, c_prev + j * H, h + j * H, c + j * H)
+    lstm_rows(B, H, gates, b, c_prev, h, c)
 
 
 cdef void lstm_backward(
@@ -85,7 +86,8 @@ cdef void lstm_backward(
     floating* work, floating* dX,
     floating* dW_ih, floating* dW_hh, floating* db, bint reverse,
 ) noexcept nogil:
-    cdef Py_ssize_t k, j, row, off = 0
+    cdef Py_ssize_t k, j0, n, row, off = 0
+    cdef int part
     cdef Py_ssize_t G = 4 * H
     cdef Py_ssize_t N = total_rows(T, batch_sizes)
     cdef Step s
@@ -96,12 +98,14 @@ cdef void lstm_backward(
         memcpy(dgates, gates, N * G * sizeof(floating))
     for k in range(T):
         s = step_in_order(k, T, N, batch_sizes, reverse, True, &off)
-        for j in range(s.B):
-            row = s.off + j
+        for part in range(2):
+            n = state_block(s, part, &j0)
+            row = s.off + j0
             # dh_t = dE/dh_t|above + dh; dc_t = dc + dh_t o (1 - tanh^2 c_t);
             # di, df, dg, do through the gates' activations; dc = dc_t f
-            lstm_row_backward(H, dgates + row * G, Cs + row * H, prev_row(s, j, H, c0, Cs),
-                              dHs + row * H, dh + j * H, dc + j * H)
+            lstm_rows_backward(n, H, dgates + row * G, Cs + row * H,
+                               prev_row(s, j0, H, c0, Cs), dHs + row * H, dh + j0 * H,
+                               dc + j0 * H)
         # dh[:B_t](B_t, H) = dgates_t(B_t, 4H) @ W_hh(4H, H)
         step_product_backward(s.B, H, G, dgates + s.off * G, W, packed, 0, dh)
         # work[off_t:off_t+B_t, I:I+H] = h_prev

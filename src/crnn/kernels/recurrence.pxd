@@ -96,6 +96,16 @@ cdef inline const floating* prev_row(Step s, Py_ssize_t j, Py_ssize_t H,
     return S0 + j * H
 
 
+cdef inline Py_ssize_t state_block(Step s, int part, Py_ssize_t* j0) noexcept nogil:
+    """The rows of step ``s`` whose previous states lie side by side: part 0
+    is rows 0 .. n_prev - 1 (previous states in the previous step), part 1
+    rows n_prev .. B_t - 1 (in the initial state). Sets ``j0`` to the first
+    row and returns how many there are, so that the element-wise pass of a
+    step is two calls, prev_row(s, j0, ...) pointing at its previous states."""
+    j0[0] = 0 if part == 0 else s.n_prev
+    return s.n_prev if part == 0 else s.B - s.n_prev
+
+
 cdef inline void transpose(Py_ssize_t rows, Py_ssize_t cols, const floating* A,
                            floating* AT) noexcept nogil:
     """AT(cols, rows) = A(rows, cols)^T, in 32 x 32 tiles, each written row by

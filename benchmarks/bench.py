@@ -77,6 +77,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import crnn
 from crnn._network import RecurrentNetwork
+from crnn.kernels import blas as kernels_blas
 from crnn._validation import check_sequences
 
 CELLS = ("elman", "lstm", "gru")
@@ -91,6 +92,7 @@ CASES = [
     (1, 1000, 1, 64),
 ]
 QUICK_CASES = CASES[:2]
+SMALL_PRODUCT = 10 ** 6  # crnn.kernels.blas: the packed product's lower bound
 O = 1                    # one regression output
 EPOCH_BATCHES = 8        # the epoch case trains on n = 8 * B samples
 LEARNING_RATE = 1e-3
@@ -1222,6 +1224,10 @@ def library_report(threads):
               f"[{where}/{os.path.basename(e['filepath'] or '')}]")
     print("  (crnn's kernels call scipy.linalg.cython_blas, i.e. scipy's BLAS; the "
           "NumPy reference uses numpy's.)")
+    isa = {0: "none", 1: "AVX2", 2: "AVX-512"}[kernels_blas.packed_isa()]
+    print(f"  crnn's packed per-step product: {isa} kernel; used for float32 products "
+          f"above {SMALL_PRODUCT:.0e} multiply-adds while scipy's BLAS reports 1 thread "
+          f"(now {kernels_blas.blas_thread_count()})")
     torch_info = None
     if torch is not None:
         blas = "?"
@@ -1403,6 +1409,7 @@ def main(argv=None):
                         "cpu_count": os.cpu_count(), "loadavg_before": load,
                         "loadavg_after": os.getloadavg() if load is not None else None},
             "threadpool_info": libs, "torch": torch_info, "source": state,
+            "packed_kernel": {0: None, 1: "avx2", 2: "avx512"}[kernels_blas.packed_isa()],
             "per_call_floor": floors,
             "estimator_solver": "adam", "numpy_solver": "plain SGD (--extras epoch)",
             "torch_solver": "torch.optim.Adam", "learning_rate": LEARNING_RATE,

@@ -124,12 +124,13 @@ cdef int packed_mode = 0                  # 0 auto, 1 never, 2 always
 PACKED_MODES = {"auto": 0, "never": 1, "always": 2}
 
 
-cdef bint use_packed(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N) noexcept nogil:
+cdef bint use_packed(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, bint single) noexcept nogil:
     if packed_mode == 1 or crnn_packed_isa() == 0:
         return False
     if packed_mode == 2:
         return True
-    return M * K * N > SMALL_PRODUCT and blas_threads != NULL and blas_threads() == 1
+    return (single and M * K * N > SMALL_PRODUCT and blas_threads != NULL
+            and blas_threads() == 1)
 
 
 cdef void pack(Py_ssize_t K, Py_ssize_t N, const floating* W, Py_ssize_t sk,
@@ -281,6 +282,7 @@ def py_packed_gemm(const floating[:, :] A, const floating[:, ::1] W, bint beta,
                 &C[0, 0], C.strides[0] // sizeof(floating))
 
 
-def py_use_packed(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N):
-    """use_packed(M, K, N): whether a pass of (M, K) x (K, N) products runs packed."""
-    return use_packed(M, K, N)
+def py_use_packed(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, dtype=np.float32):
+    """use_packed(M, K, N, single): whether a pass of (M, K) x (K, N) products
+    of ``dtype`` runs packed."""
+    return use_packed(M, K, N, np.dtype(dtype) == np.float32)

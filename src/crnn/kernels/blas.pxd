@@ -58,9 +58,10 @@ cdef void copy(int n, const floating* x, int incx,
 # ``use_packed`` says whether to: the CPU has a kernel, scipy's BLAS runs on
 # one thread (with more, its threaded GEMM is faster), the product is too
 # large for OpenBLAS's small-matrix kernels, which read W in place, and the
-# type is float32 (in float64 the packed kernel measured 0.95-1.04x of
+# type is float32 (in float64 the packed kernel measured 0.91-1.07x of
 # OpenBLAS inside the training step on AMD Zen 4, where the float32 kernel
-# gains 1.1-1.25x; ``set_packed_mode("always")`` runs it for both).
+# made the large steps 1.09-1.26x faster; benchmarks/packed_ab.py measures
+# both, and ``set_packed_mode("always")`` runs it for both types).
 
 # OpenBLAS runs (M, K) x (K, N) products of at most SMALL_PRODUCT
 # multiply-adds with small-matrix kernels that read both operands in place;

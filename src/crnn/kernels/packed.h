@@ -33,12 +33,9 @@
 
 enum { CRNN_ISA_NONE = 0, CRNN_ISA_AVX2 = 1, CRNN_ISA_AVX512 = 2 };
 
-/* Elements of a packed (K, N) matrix of either type: N is padded to a
- * multiple of 32 columns (a float panel; two double panels). */
-static inline ptrdiff_t crnn_packed_size(ptrdiff_t K, ptrdiff_t N)
-{
-    return K * ((N + 31) / 32 * 32);
-}
+/* A packed (K, N) matrix holds K * (N rounded up to a multiple of 32)
+ * elements of either type (whole float panels; pairs of double panels):
+ * packed_size in blas.pxd. */
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define CRNN_HAVE_PACKED 1

@@ -47,7 +47,7 @@ FN(crnn_tile_##ISA)(const int mr, ptrdiff_t kc, const REAL *A, ptrdiff_t lda,   
     const ptrdiff_t L = VBYTES / sizeof(REAL);                                          \
     vec acc[MR][NV];                                                                    \
     CRNN_UNROLL for (int i = 0; i < mr; i++)                                            \
-        CRNN_UNROLL for (int v = 0; v < NV; v++) {                                                  \
+        CRNN_UNROLL for (int v = 0; v < NV; v++) {                                      \
             if (accumulate)                                                             \
                 memcpy(&acc[i][v], C + i * ldc + v * L, VBYTES);                        \
             else                                                                        \

@@ -1,0 +1,80 @@
+"""When the networks use the packed per-step product, and that it agrees with BLAS.
+
+The kernel tests run every cell on small shapes with the packed kernel
+forced on (``conftest.recurrent_product``). Here a network large enough for
+the default mode to choose it: a float32 layer whose per-step products
+exceed 10^6 multiply-adds, with scipy's BLAS limited to one thread. Two
+bidirectional layers, ragged lengths, H = 170 (so that the last 32-column
+panel is partial and the backward products run over several 128-row blocks
+of a panel).
+
+* In the default mode with one BLAS thread, a float32 training step equals
+  the step with the packed product forced on, bit for bit, and differs from
+  the BLAS step only by rounding: ``rtol = 2e-4`` on the loss, and every
+  gradient entry within ``2e-4 * max|gradient|`` (float32 sums of 170 to 680
+  terms, in another order).
+* In float64, or with two BLAS threads, the default mode equals the BLAS
+  path bit for bit.
+"""
+import numpy as np
+import pytest
+
+from crnn._network import RecurrentNetwork
+from crnn._validation import check_sequences
+from crnn.kernels import blas
+
+threadpoolctl = pytest.importorskip("threadpoolctl")
+
+RTOL = 2e-4
+LENGTHS = [9, 9, 7, 4, 4, 1] * 6     # B = 36; ragged, with ties
+CELLS = ["elman", "lstm", "gru"]
+GATES = {"elman": 1, "lstm": 4, "gru": 3}
+H = 170
+
+pytestmark = pytest.mark.skipif(
+    blas.packed_isa() == 0 or blas.blas_thread_count() is None,
+    reason="no packed kernel on this CPU, or no BLAS thread count")
+
+
+def step(cell, dtype, mode):
+    """Loss and gradient of one training step under packed mode ``mode``."""
+    rng = np.random.default_rng(3)
+    network = RecurrentNetwork(20, H, 2, cell=cell, num_layers=2, bidirectional=True,
+                               dtype=np.dtype(dtype))
+    params = network.init_params(rng, random_biases=True)
+    seqs = [rng.normal(size=(n, 20)).astype(dtype) for n in LENGTHS]
+    batch = check_sequences(seqs, np.dtype(dtype)).pack()
+    target = rng.normal(size=(batch.B, 2)).astype(dtype)
+    previous = blas.set_packed_mode(mode)
+    try:
+        loss, grad = network.loss_grad(params, batch, target)
+    finally:
+        blas.set_packed_mode(previous)
+    return loss, grad.copy()
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_default_mode_packs_large_float32_layers_with_one_thread(cell):
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        assert blas.py_use_packed(len(LENGTHS), H, GATES[cell] * H)
+        auto, packed, plain = (step(cell, np.float32, m) for m in ("auto", "always", "never"))
+    assert auto[0] == packed[0] and np.array_equal(auto[1], packed[1])
+    assert not np.array_equal(packed[1], plain[1])      # another summation order
+    assert abs(packed[0] - plain[0]) <= RTOL * abs(plain[0])
+    assert np.max(np.abs(packed[1] - plain[1])) <= RTOL * np.max(np.abs(plain[1]))
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_default_mode_keeps_float64_on_blas(cell):
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        auto, plain = (step(cell, np.float64, m) for m in ("auto", "never"))
+    assert auto[0] == plain[0] and np.array_equal(auto[1], plain[1])
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_default_mode_keeps_threaded_blas(cell):
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        if blas.blas_thread_count() < 2:
+            pytest.skip("scipy's BLAS runs on one thread here")
+        auto, plain = (step(cell, np.float32, m) for m in ("auto", "never"))
+    assert auto[0] == plain[0] and np.array_equal(auto[1], plain[1])

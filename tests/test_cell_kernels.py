@@ -338,6 +338,22 @@ def test_backward_matches_reference(cell, case, reverse):
             np.testing.assert_array_equal(no_dX[k], got[k], err_msg=k)
 
 
+#: 34 ragged sequences, I = 6, H = 40: the weight gradients are formed during
+#: BPTT over blocks of at most 10^6 // (G (I + H)) rows (135 for the LSTM,
+#: 10^6 // (G max(I, H)) = 208 for the GRU), out of N = 215 packed rows.
+BLOCK_CASE = ([12] * 6 + [11, 10, 9, 9, 8, 8, 8, 7, 7, 6, 6, 6, 6, 5, 5, 5, 4, 4, 4, 3,
+              3, 2, 2, 1, 1, 1, 1, 1], 6, 40)
+
+
+@pytest.mark.parametrize("reverse", DIRECTIONS, ids=DIRECTION_IDS)
+@pytest.mark.parametrize("cell", CELLS)
+def test_backward_in_weight_gradient_blocks(cell, reverse):
+    lengths, I, H = BLOCK_CASE
+    rows_per_block = 10 ** 6 // (GATES[cell] * H * (I + H if cell == "lstm" else max(I, H)))
+    assert len(lengths) <= rows_per_block < sum(lengths)
+    test_backward_matches_reference(cell, BLOCK_CASE, reverse)
+
+
 @pytest.mark.parametrize("reverse", DIRECTIONS, ids=DIRECTION_IDS)
 @pytest.mark.parametrize("case", [([1], 1, 1), ([5, 5, 3, 1], 2, 3),
                                   ([20, 13, 13, 6, 2, 1], 4, 7)], ids=case_id)

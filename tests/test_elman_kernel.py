@@ -384,6 +384,22 @@ def test_backward_matches_reference(dtype, activation, case, reverse):
         np.testing.assert_array_equal(got_no_dX[k], got[k], err_msg=k)
 
 
+#: 40 ragged sequences, I = 6, H = 40: the weight gradients are formed during
+#: BPTT over blocks of at most 10^6 // (H (I + H)) = 543 rows, out of N = 806
+#: packed rows (float64: the float32 tolerance of the small cases does not
+#: cover sums over 806 rows).
+BLOCK_CASE = ([30] * 20 + [25, 22, 20, 20, 18, 16, 15, 12, 10, 9, 8, 7, 6, 5, 4, 3, 2,
+              2, 1, 1], 6, 40)
+
+
+@pytest.mark.parametrize("reverse", DIRECTIONS, ids=["forward", "reverse"])
+def test_backward_in_weight_gradient_blocks(reverse):
+    lengths, I, H = BLOCK_CASE
+    rows_per_block = 10 ** 6 // (H * (I + H))
+    assert len(lengths) <= rows_per_block < sum(lengths)
+    test_backward_matches_reference(np.float64, "tanh", BLOCK_CASE, reverse)
+
+
 def test_backward_accumulates_twice():
     # Two identical calls into the same buffers give twice the gradient.
     rng = np.random.default_rng(5)

@@ -12,19 +12,19 @@ holding dE/dh of each sequence's current state:
     da_t    = (dE/dh_t|above + dh) * g'(a_t)       one fused pass
     dh      = da_t W_hh                            one GEMM per step
 
-and after the loop, over all rows at once:
+and, over blocks of the finished rows during the loop or over all rows after
+it (``recurrence.joint_gradient_product``):
 
     dW_ih += dA^T X,  dW_hh += dA^T H_prev,  db += sum of the rows of dA,  dX = dA W_ih
-
-(``recurrence.joint_weight_gradients``).
 """
 import numpy as np
 
 from crnn.kernels._elementwise cimport activation_backward, bias_activation
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
 from crnn.kernels.recurrence cimport (
-    Step, gather_prev, joint_weight_gradients, prepare_backward, prepare_forward,
-    recurrent_gemm, step_in_order, step_product_backward, store_final, total_rows,
+    Pending, Step, joint_gradients_done, joint_step_done, pending_rows, prepare_backward,
+    prepare_forward, recurrent_gemm, step_in_order, step_product_backward, store_final,
+    total_rows,
 )
 from crnn.kernels.recurrence import check, check_packed, check_shape
 
@@ -80,6 +80,7 @@ cdef void elman_backward(
     cdef floating* da_t
     cdef floating* W = work + elman_backward_W_hh_offset(N, I, H)
     cdef bint packed = prepare_backward(batch_sizes[0], H, H, W_hh, W)
+    cdef Pending p = pending_rows(batch_sizes[0], H, I + H)
     for k in range(T):
         s = step_in_order(k, T, N, batch_sizes, reverse, True, &off)
         da_t = dA + s.off * H
@@ -87,9 +88,8 @@ cdef void elman_backward(
         activation_backward(s.B * H, da_t, dh, Hs + s.off * H, activation)
         # dh[:B_t](B_t, H) = da_t(B_t, H) @ W_hh(H, H), differentiating W_hh h_prev
         step_product_backward(s.B, H, H, da_t, W, packed, 0, dh)
-        # work[off_t:off_t+B_t, I:I+H] = h_prev
-        gather_prev(s, H, h0, Hs, work + I, I + H)
-    joint_weight_gradients(N, I, H, H, X, W_ih, work, dA, dX, dW_ih, dW_hh, db)
+        joint_step_done(&p, s, N, I, H, H, X, h0, Hs, work, dA, batch_sizes[0])
+    joint_gradients_done(&p, N, I, H, H, X, W_ih, work, dA, dX, dW_ih, dW_hh, db)
 
 
 # --- Python entry points: O(T) argument checks, then the nogil kernels --------

@@ -11,8 +11,9 @@ Backward, per step (in the opposite order), one fused pass
     dn~   = dn * (1 - n^2)                  (n~: pre-activation of n)
     dr~   = dn~ * (W_hn h_prev + b_hn) * r * (1 - r),     dz~ = dz * z * (1 - z)
 
-then one GEMM ``dh += [dr~, dz~, dn~ * r] W_hh``; after the loop one GEMM
-per weight gradient.
+then one GEMM ``dh += [dr~, dz~, dn~ * r] W_hh``; one GEMM per weight
+gradient over blocks of the finished rows, or over all rows after the loop
+(``recurrence.pending_rows``).
 """
 import numpy as np
 
@@ -21,9 +22,10 @@ from libc.string cimport memcpy
 from crnn.kernels._elementwise cimport gru_rows, gru_rows_backward
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
 from crnn.kernels.recurrence cimport (
-    Step, gather_prev, prepare_backward, prepare_forward, prev_row, recurrent_gemm,
-    state_block, step_in_order, step_product_backward, store_final, total_rows,
-    weight_gradients,
+    Pending, Step, bias_and_input_gradients, gather_prev, loop_done, pending_rows,
+    prepare_backward, prepare_forward, prev_row, recurrent_gemm, split_gradient_products,
+    state_block, step_done, step_in_order, step_product_backward, store_final,
+    total_rows,
 )
 from crnn.kernels.recurrence import check, check_packed, check_shape
 
@@ -97,6 +99,7 @@ cdef void gru_backward(
     cdef floating* H_prev = work                              # (N, H)
     cdef floating* W = work + gru_backward_W_hh_offset(N, H)
     cdef bint packed = prepare_backward(batch_sizes[0], H, G, W_hh, W)
+    cdef Pending p = pending_rows(batch_sizes[0], G, max(I, H))
     if dgates != gates:
         # The input-side gate gradients are computed in place over the gates.
         memcpy(dgates, gates, N * G * sizeof(floating))
@@ -113,7 +116,11 @@ cdef void gru_backward(
         # dh[:B_t](B_t, H) += dgates_h_t(B_t, 3H) @ W_hh(3H, H)
         step_product_backward(s.B, H, G, dgates_h + s.off * G, W, packed, 1, dh)
         gather_prev(s, H, h0, Hs, H_prev, H)
-    weight_gradients(N, I, H, G, X, W_ih, H_prev, dgates, dgates_h, dX, dW_ih, dW_hh, db)
+        if step_done(&p, s, batch_sizes[0]):
+            split_gradient_products(&p, I, H, G, X, H_prev, dgates, dgates_h, dW_ih, dW_hh)
+    loop_done(&p, N)
+    split_gradient_products(&p, I, H, G, X, H_prev, dgates, dgates_h, dW_ih, dW_hh)
+    bias_and_input_gradients(N, I, G, W_ih, dgates, dX, db)
     # db_hn(H) += column sums of dgates_h[:, 2H:3H]
     for row in range(N):
         for m in range(H):

@@ -12,7 +12,8 @@ Backward, per step (in the opposite order), one fused pass
     di    = dc_t * g,   dg = dc_t * i,   df = dc_t * c_prev,   dc = dc_t * f
 
 with each gate gradient taken through its activation, then one GEMM
-``dh = dgates_t W_hh``; after the loop one GEMM per weight gradient.
+``dh = dgates_t W_hh``; the weight gradients as one GEMM over blocks of the
+finished rows, or over all rows after the loop (``recurrence.pending_rows``).
 """
 import numpy as np
 
@@ -21,9 +22,9 @@ from libc.string cimport memcpy
 from crnn.kernels._elementwise cimport lstm_rows, lstm_rows_backward
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
 from crnn.kernels.recurrence cimport (
-    Step, gather_prev, joint_weight_gradients, prepare_backward, prepare_forward,
-    prev_row, recurrent_gemm, state_block, step_in_order, step_product_backward,
-    store_final, total_rows,
+    Pending, Step, joint_gradients_done, joint_step_done, pending_rows, prepare_backward,
+    prepare_forward, prev_row, recurrent_gemm, state_block, step_in_order,
+    step_product_backward, store_final, total_rows,
 )
 from crnn.kernels.recurrence import check, check_packed, check_shape
 
@@ -93,6 +94,7 @@ cdef void lstm_backward(
     cdef Step s
     cdef floating* W = work + lstm_backward_W_hh_offset(N, I, H)
     cdef bint packed = prepare_backward(batch_sizes[0], H, G, W_hh, W)
+    cdef Pending p = pending_rows(batch_sizes[0], G, I + H)
     if dgates != gates:
         # The gate gradients are computed in place over the activations.
         memcpy(dgates, gates, N * G * sizeof(floating))
@@ -108,9 +110,8 @@ cdef void lstm_backward(
                                dc + j0 * H)
         # dh[:B_t](B_t, H) = dgates_t(B_t, 4H) @ W_hh(4H, H)
         step_product_backward(s.B, H, G, dgates + s.off * G, W, packed, 0, dh)
-        # work[off_t:off_t+B_t, I:I+H] = h_prev
-        gather_prev(s, H, h0, Hs, work + I, I + H)
-    joint_weight_gradients(N, I, H, G, X, W_ih, work, dgates, dX, dW_ih, dW_hh, db)
+        joint_step_done(&p, s, N, I, H, G, X, h0, Hs, work, dgates, batch_sizes[0])
+    joint_gradients_done(&p, N, I, H, G, X, W_ih, work, dgates, dX, dW_ih, dW_hh, db)
 
 
 # --- Python entry points: O(T) argument checks, then the nogil kernels --------

@@ -441,17 +441,18 @@ def test_blas_thread_count_follows_threadpoolctl():
 
 
 def test_use_packed_decides_by_size_threads_and_type():
-    """In the default mode the packed kernel runs the float32 products above
-    SMALL_PRODUCT (10^6 multiply-adds) when scipy's BLAS has one thread, and
-    none when it has more, nor float64 ones; "never" and "always" override
-    all three."""
+    """In the default mode the packed kernel runs the products above
+    SMALL_PRODUCT (10^6 multiply-adds) when scipy's BLAS has one thread, in
+    float64 only if W takes at most 4 MiB, and none when BLAS has more
+    threads; "never" and "always" override all three."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
     if blas.packed_isa() == 0 or blas.blas_thread_count() is None:
         pytest.skip("no packed kernel or no BLAS thread count here")
     large, small = (64, 512, 2048), (32, 32, 128)
     with threadpoolctl.threadpool_limits(1, user_api="blas"):
         assert blas.py_use_packed(*large) and not blas.py_use_packed(*small)
-        assert not blas.py_use_packed(*large, np.float64)
+        assert not blas.py_use_packed(*large, np.float64)         # W: 8 MiB
+        assert blas.py_use_packed(64, 256, 1024, np.float64)      # W: 2 MiB
         assert blas.set_packed_mode("never") == "auto"
         assert not blas.py_use_packed(*large)
         blas.set_packed_mode("always")

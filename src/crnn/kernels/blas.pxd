@@ -57,11 +57,11 @@ cdef void copy(int n, const floating* x, int incx,
 # layout (``packed_gemm``, an AVX-512 or AVX2 kernel; see packed.h).
 # ``use_packed`` says whether to: the CPU has a kernel, scipy's BLAS runs on
 # one thread (with more, its threaded GEMM is faster), the product is too
-# large for OpenBLAS's small-matrix kernels, which read W in place, and the
-# type is float32 (in float64 the packed kernel measured 0.91-1.07x of
-# OpenBLAS inside the training step on AMD Zen 4, where the float32 kernel
-# made the large steps 1.09-1.26x faster; benchmarks/packed_ab.py measures
-# both, and ``set_packed_mode("always")`` runs it for both types).
+# large for OpenBLAS's small-matrix kernels, which read W in place, and, in
+# float64, W takes at most PACKED_DOUBLE_BYTES. Measured inside the training
+# step on AMD Zen 4 (benchmarks/packed_ab.py), the packed kernel made the
+# large float32 steps 1.09-1.26x faster; in float64 it gained 1.03-1.09x
+# where W took 0.5-2 MiB and lost up to 7 % at 6-8 MiB.
 
 # OpenBLAS runs (M, K) x (K, N) products of at most SMALL_PRODUCT
 # multiply-adds with small-matrix kernels that read both operands in place;
@@ -70,14 +70,16 @@ cdef void copy(int n, const floating* x, int incx,
 # 1.0-1.3x; below, 0.9-1.0x).
 cdef enum:
     SMALL_PRODUCT = 1000000
+    PACKED_DOUBLE_BYTES = 4194304     # 4 MiB
 
 # Elements of W (K, N) packed, for either type: N padded to 32 columns.
 cdef inline Py_ssize_t packed_size(Py_ssize_t K, Py_ssize_t N) noexcept nogil:
     return K * ((N + 31) // 32 * 32)
 
 # Whether an (M, K) x (K, N) product repeated over a pass should run packed;
-# ``single``: the operands are float32.
-cdef bint use_packed(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, bint single) noexcept nogil
+# ``itemsize``: 4 for float32, 8 for float64.
+cdef bint use_packed(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N,
+                     Py_ssize_t itemsize) noexcept nogil
 
 # P = W packed, where W(k, n) = W[k * sk + n * sn]: (sk, sn) = (N, 1) for a
 # row-major (K, N) matrix, (1, K) for the transpose of a row-major (N, K) one.

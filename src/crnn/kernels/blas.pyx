@@ -124,13 +124,15 @@ cdef int packed_mode = 0                  # 0 auto, 1 never, 2 always
 PACKED_MODES = {"auto": 0, "never": 1, "always": 2}
 
 
-cdef bint use_packed(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, bint single) noexcept nogil:
+cdef bint use_packed(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N,
+                     Py_ssize_t itemsize) noexcept nogil:
     if packed_mode == 1 or crnn_packed_isa() == 0:
         return False
     if packed_mode == 2:
         return True
-    return (single and M * K * N > SMALL_PRODUCT and blas_threads != NULL
-            and blas_threads() == 1)
+    if itemsize == 8 and K * N * 8 > PACKED_DOUBLE_BYTES:
+        return False
+    return M * K * N > SMALL_PRODUCT and blas_threads != NULL and blas_threads() == 1
 
 
 cdef void pack(Py_ssize_t K, Py_ssize_t N, const floating* W, Py_ssize_t sk,
@@ -283,6 +285,6 @@ def py_packed_gemm(const floating[:, :] A, const floating[:, ::1] W, bint beta,
 
 
 def py_use_packed(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, dtype=np.float32):
-    """use_packed(M, K, N, single): whether a pass of (M, K) x (K, N) products
-    of ``dtype`` runs packed."""
-    return use_packed(M, K, N, np.dtype(dtype) == np.float32)
+    """use_packed(M, K, N, itemsize): whether a pass of (M, K) x (K, N)
+    products of ``dtype`` runs packed."""
+    return use_packed(M, K, N, np.dtype(dtype).itemsize)

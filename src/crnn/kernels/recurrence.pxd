@@ -150,7 +150,7 @@ cdef inline bint prepare_forward(Py_ssize_t B, Py_ssize_t H, Py_ssize_t G,
     ``W_work`` holds packed_size(H, G) elements), or transposed to W_hh^T
     (H, G) for BLAS, which with both operands untransposed runs the small
     per-step products up to twice as fast as with W_hh^T taken on the fly."""
-    if use_packed(B, H, G, sizeof(floating) == 4):
+    if use_packed(B, H, G, sizeof(floating)):
         # W_work = W_hh^T (H, G), packed: W_hh^T(k, n) = W_hh[n * H + k]
         pack(H, G, W_hh, 1, H, W_work)
         return True
@@ -164,7 +164,7 @@ cdef inline bint prepare_backward(Py_ssize_t B, Py_ssize_t H, Py_ssize_t G,
     dG_t(B_t, G) @ W_hh: packed (returns True; packed_size(G, H) elements),
     or copied as it is, since OpenBLAS's small-matrix kernels run up to 1.6x
     faster when it starts on a cache line, as the caller's workspace does."""
-    if use_packed(B, G, H, sizeof(floating) == 4):
+    if use_packed(B, G, H, sizeof(floating)):
         pack(G, H, W_hh, H, 1, W_work)
         return True
     memcpy(W_work, W_hh, G * H * sizeof(floating))

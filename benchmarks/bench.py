@@ -1225,9 +1225,9 @@ def library_report(threads):
     print("  (crnn's kernels call scipy.linalg.cython_blas, i.e. scipy's BLAS; the "
           "NumPy reference uses numpy's.)")
     isa = {0: "none", 1: "AVX2", 2: "AVX-512"}[kernels_blas.packed_isa()]
-    print(f"  crnn's packed per-step product: {isa} kernel; used for float32 products "
-          f"above {SMALL_PRODUCT:.0e} multiply-adds while scipy's BLAS reports 1 thread "
-          f"(now {kernels_blas.blas_thread_count()})")
+    print(f"  crnn's packed per-step product: {isa} kernel; used for products above "
+          f"{SMALL_PRODUCT:.0e} multiply-adds (in float64, with W_hh of at most 4 MiB) "
+          f"while scipy's BLAS reports 1 thread (now {kernels_blas.blas_thread_count()})")
     torch_info = None
     if torch is not None:
         blas = "?"

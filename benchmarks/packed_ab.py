@@ -12,9 +12,9 @@ round-robin on the same network and batch: with every recurrent product on
 BLAS (``crnn.kernels.blas.set_packed_mode("never")``) and with every one on
 the packed kernel (``"always"``), under ``threadpoolctl.threadpool_limits``.
 Prints the medians and ``blas/packed`` (> 1: the packed kernel is faster).
-This is the measurement behind the default mode's choice (float32, one
-BLAS thread, products above 10^6 multiply-adds); run it on a new CPU to see
-whether that choice holds there. Asserts nothing.
+This is the measurement behind the default mode's choice (one BLAS thread,
+products above 10^6 multiply-adds, in float64 a W_hh of at most 4 MiB); run
+it on a new CPU to see whether that choice holds there. Asserts nothing.
 """
 import argparse
 import time

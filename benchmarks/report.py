@@ -175,21 +175,21 @@ def main(path):
     data = json.load(open(path))
     for threads in data["threads"]:
         print(f"## Summary, {threads} thread(s): training step, torch/crnn\n")
-        print(summary(data, threads), "\n")
+        print(summary(data, threads) + "\n")
     print(f"## GEMM floor of the medium and large cases, {data['threads'][0]} thread(s)\n")
-    print(floor(data, data["threads"][0]), "\n")
+    print(floor(data, data["threads"][0]) + "\n")
     print("## Grid\n")
-    print(join_tables([grid(data, t) for t in data["threads"]]), "\n")
+    print(join_tables([grid(data, t) for t in data["threads"]]) + "\n")
     print("## GEMM floor, all cases\n")
-    print(join_tables([floor(data, t, only_large=False) for t in data["threads"]]), "\n")
+    print(join_tables([floor(data, t, only_large=False) for t in data["threads"]]) + "\n")
     print("## Overhead floor\n")
-    print(overhead(data), "\n")
+    print(overhead(data) + "\n")
     if data.get("fit"):
         print("## Fit\n")
-        print(fit(data), "\n")
+        print(fit(data) + "\n")
     if data.get("memory"):
         print("## Memory\n")
-        print(memory(data), "\n")
+        print(memory(data) + "\n")
     if data.get("ragged"):
         print("## Ragged\n")
         print(ragged(data))

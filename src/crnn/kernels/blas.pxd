@@ -64,10 +64,8 @@ cdef void copy(int n, const floating* x, int incx,
 # where W took 0.5-2 MiB and lost up to 7 % at 6-8 MiB.
 
 # OpenBLAS runs (M, K) x (K, N) products of at most SMALL_PRODUCT
-# multiply-adds with small-matrix kernels that read both operands in place;
-# above that it repacks them on every call, and the packed kernel is faster
-# (measured at M = 32..64, K, N = 128..2048: float32 1.2-1.6x, float64
-# 1.0-1.3x; below, 0.9-1.0x).
+# multiply-adds with small-matrix kernels that read both operands in place,
+# as fast as the packed kernel; above that it repacks them on every call.
 cdef enum:
     SMALL_PRODUCT = 1000000
     PACKED_DOUBLE_BYTES = 4194304     # 4 MiB

@@ -265,13 +265,13 @@ cdef inline void bias_and_input_gradients(
 # S the inputs or the previous states. Through OpenBLAS one product over all
 # N rows repacks both operands; when G * K is small, products over blocks of
 # at most SMALL_PRODUCT / (G K) rows run on its small-matrix kernels instead,
-# reading rows that BPTT has just written and that are still in cache:
-# 1.2-1.35x faster than one product at B = 32..64, (G, K) = (128, 40) to
-# (256, 72), slower below 32 rows a product (measured with OpenBLAS 0.3.30,
-# AMD Zen 4). So BPTT multiplies the rows of the steps it has visited in
-# blocks of at least MIN_GRADIENT_ROWS rows when such blocks exist, and all
-# N rows after its loop otherwise. Either way each entry is the same sum, in
-# another order.
+# reading rows that BPTT has just written and that are still in cache (below
+# about 32 rows a product the per-call cost wins). On AMD Zen 4 with OpenBLAS
+# 0.3.30 this made float32 training steps at B = 32, H = 32..64 1.07-1.32x
+# faster (docs/performance.md). So BPTT multiplies the rows of the steps it
+# has visited in blocks of at least MIN_GRADIENT_ROWS rows when such blocks
+# exist, and all N rows after its loop otherwise. Either way each entry is
+# the same sum, in another order.
 
 cdef enum:
     MIN_GRADIENT_ROWS = 32

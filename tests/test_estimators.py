@@ -652,8 +652,8 @@ def test_divergence_by_overflowing_step_keeps_finite_weights(data):
     assert np.isfinite(model.params_).all()
     fresh = make(learning_rate=1e300, solver="sgd", momentum=0.0, batch_size=N)
     fresh._validate_params()
-    fresh.n_outputs_ = 1
-    fresh._initialize(X.shape[2], np.float64)
+    fresh._set_state(fresh._new_state(X.shape[2], {"n_outputs_": 1, "_squeeze": True},
+                                      np.float64))
     np.testing.assert_array_equal(model.params_, fresh.params_)
 
 

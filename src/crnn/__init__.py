@@ -24,8 +24,8 @@ from crnn.exceptions import (
     TrainingDivergedError,
 )
 from crnn._io import load, save
+from crnn._version import __version__
 
-__version__ = "0.1.0"
 
 __all__ = [
     "RNNRegressor",

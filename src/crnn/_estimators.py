@@ -1,31 +1,81 @@
 """scikit-learn-style estimators: ``RNNRegressor`` and ``RNNClassifier``."""
-import numbers
-import sys
-import time
-import warnings
+import copy
 
 import numpy as np
 
+from crnn import _io
 from crnn import _validation as v
 from crnn._compat import BaseEstimator, ClassifierMixin, RegressorMixin
 from crnn._cells import CELLS
+from crnn._gradcheck import check_gradient
+from crnn._constraints import (Boolean, FloatDtype, Interval, Options, RandomState,
+                               Verbose, validate_params)
 from crnn._network import RecurrentNetwork
-from crnn._optim import SGD, Adam, clip_by_global_norm
+from crnn._optim import OPTIMIZERS, check_optimizer_state
+from crnn._sequences import Sequences
+from crnn._training import train
 from crnn.kernels.activations import CODES as ACTIVATIONS
 from crnn.kernels.stack import OUTPUTS
-from crnn.exceptions import ConvergenceWarning, NotFittedError, TrainingDivergedError
+from crnn.exceptions import NotFittedError
 
 # State values (steps x sequences x hidden units) that predict holds at once.
 _PREDICT_CHUNK_ELEMENTS = 1 << 22
 
 
 class _RNNBase(BaseEstimator):
-    """Everything the regressor and the classifier share.
+    """Everything the regressor and the classifier share: hyper-parameters
+    and their constraints, the fitted state, training and prediction.
 
-    Subclasses provide ``_loss``, ``_output_activation``,
-    ``_validate_targets`` (user targets -> model targets), ``_encode_predict``
-    and ``score``.
+    A subclass sets ``_loss`` (the network's loss), ``_TARGET_STATE`` (the
+    names of its own fitted entries, besides ``_FITTED_ATTRIBUTES``) and
+    provides ``_output_activation()``, ``_check_targets(y, seqs, dtype)``
+    (user targets -> model targets, and what they say of the model),
+    ``_target_entries(found, fitted, classes)``, ``_encode_targets``
+    (the classifier), and ``score``.
+
+    The fitted state has one owner: :meth:`_get_state` and :meth:`_set_state`
+    read and install all of it at once; persistence (``crnn.save`` /
+    ``crnn.load``) and weight interchange (``crnn.interop``) go through them.
     """
+
+    _parameter_constraints = {
+        "hidden_size": [Interval("integer", 1, None)],
+        "cell": [Options(*CELLS)],
+        "num_layers": [Interval("integer", 1, None)],
+        "bidirectional": [Boolean()],
+        "activation": [Options(*ACTIVATIONS)],
+        "return_sequences": [Boolean()],
+        "solver": [Options(*OPTIMIZERS)],
+        "learning_rate": [Interval("real", 0, None, closed="neither")],
+        "momentum": [Interval("real", 0, 1)],
+        "nesterov": [Boolean()],
+        "beta_1": [Interval("real", 0, 1)],
+        "beta_2": [Interval("real", 0, 1)],
+        "epsilon": [Interval("real", 0, None, closed="neither")],
+        "batch_size": [Interval("integer", 1, None)],
+        "max_iter": [Interval("integer", 1, None)],
+        "tol": [Interval("real", 0, None)],
+        "n_iter_no_change": [Interval("integer", 1, None)],
+        "early_stopping": [Boolean()],
+        "validation_fraction": [Interval("real", 0, 1, closed="neither")],
+        "shuffle": [Boolean()],
+        "clip_norm": [None, Interval("real", 0, None, closed="neither")],
+        "alpha": [Interval("real", 0, None)],
+        "dropout": [Interval("real", 0, 1)],
+        "bptt_steps": [None, Interval("integer", 1, None)],
+        "forget_bias": [Interval("real", None, None)],
+        "dtype": [FloatDtype()],
+        "random_state": [RandomState()],
+        "verbose": [Verbose()],
+        "warm_start": [Boolean()],
+    }
+
+    #: Fitted attributes every estimator has; with ``params_``, the
+    #: optimizer state, the random generator and the subclass's
+    #: ``_TARGET_STATE`` they are the whole fitted state.
+    _FITTED_ATTRIBUTES = ("n_features_in_", "n_outputs_", "n_iter_", "t_", "loss_",
+                          "best_loss_", "loss_curve_", "validation_loss_curve_")
+    _TARGET_STATE = ()
 
     def __init__(self, hidden_size=32, *, cell="elman", num_layers=1,
                  bidirectional=False, activation="tanh", return_sequences=False,
@@ -69,78 +119,21 @@ class _RNNBase(BaseEstimator):
     # -- hyper-parameters ---------------------------------------------------
 
     def _validate_params(self):
-        def fail(name, expected):
-            raise ValueError(f"{name} must be {expected}; got {getattr(self, name)!r}")
-
-        def integer(name, low):
-            value = getattr(self, name)
-            if (not isinstance(value, (numbers.Integral, np.integer))
-                    or isinstance(value, bool) or value < low):
-                fail(name, f"an integer >= {low}")
-
-        def real(name, low, high=np.inf, low_open=False, high_open=True):
-            value = getattr(self, name)
-            ok = (isinstance(value, (numbers.Real, np.floating))
-                  and not isinstance(value, bool) and np.isfinite(value)
-                  and (value > low if low_open else value >= low)
-                  and (value < high if high_open else value <= high))
-            if not ok:
-                lo = "(" if low_open else "["
-                hi = ")" if high_open else "]"
-                fail(name, f"a finite real number in {lo}{low}, {high}{hi}")
-
-        def choice(name, options):
-            if getattr(self, name) not in options:
-                fail(name, "one of " + ", ".join(repr(o) for o in options))
-
-        integer("hidden_size", 1)
-        choice("cell", CELLS)
-        integer("num_layers", 1)
-        choice("activation", tuple(ACTIVATIONS))
+        """Check every hyper-parameter; return the dtype they ask for."""
+        validate_params(self._parameter_constraints, self.get_params(deep=False))
         if self.cell != "elman" and self.activation != "tanh":
             raise ValueError(
                 f"activation applies to the Elman cell; the {self.cell} cell uses "
                 f"sigmoid gates and tanh as PyTorch does. Got activation="
                 f"{self.activation!r} with cell={self.cell!r}"
             )
-        real("dropout", 0, 1)
-        real("forget_bias", -np.inf)
-        if self.bptt_steps is not None:
-            integer("bptt_steps", 1)
-            if self.bidirectional:
-                raise ValueError(
-                    "bptt_steps (truncated BPTT) carries states forward in time, "
-                    "which a bidirectional model cannot do; set bptt_steps=None or "
-                    "bidirectional=False"
-                )
-        choice("solver", ("adam", "sgd"))
-        real("learning_rate", 0, low_open=True)
-        real("momentum", 0, 1)
-        real("beta_1", 0, 1)
-        real("beta_2", 0, 1)
-        real("epsilon", 0, low_open=True)
-        integer("batch_size", 1)
-        integer("max_iter", 1)
-        real("tol", 0)
-        integer("n_iter_no_change", 1)
-        real("validation_fraction", 0, 1, low_open=True)
-        real("alpha", 0)
-        if self.clip_norm is not None:
-            real("clip_norm", 0, low_open=True)
-        for name in ("bidirectional", "return_sequences", "nesterov", "early_stopping",
-                     "shuffle", "warm_start"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                fail(name, "True or False")
-        if not isinstance(self.verbose, (bool, numbers.Integral)) or self.verbose < 0:
-            fail("verbose", "a bool or an int >= 0")
-        try:
-            dtype = np.dtype(self.dtype)
-        except TypeError:
-            dtype = None
-        if dtype not in (np.float32, np.float64):
-            fail("dtype", "'float32' or 'float64'")
-        v.check_random_state(self.random_state)
-        return dtype
+        if self.bptt_steps is not None and self.bidirectional:
+            raise ValueError(
+                "bptt_steps (truncated BPTT) carries states forward in time, "
+                "which a bidirectional model cannot do; set bptt_steps=None or "
+                "bidirectional=False"
+            )
+        return np.dtype(self.dtype)
 
     # -- model construction -------------------------------------------------
 
@@ -159,15 +152,11 @@ class _RNNBase(BaseEstimator):
             dtype=dtype,
         )
 
-    def _is_fitted(self):
-        return hasattr(self, "params_")
-
-    def _check_is_fitted(self):
-        if not self._is_fitted():
-            raise NotFittedError(
-                f"this {type(self).__name__} instance is not fitted yet; call "
-                f"fit with training data before using it"
-            )
+    def _network(self):
+        """The network of the fitted weights. A new one per call: a network
+        holds the workspace of its compiled passes, so callers (threads
+        calling predict at once) never share one."""
+        return self._make_network(self.n_features_in_, self.n_outputs_, self.params_.dtype)
 
     @property
     def weights_(self):
@@ -178,14 +167,97 @@ class _RNNBase(BaseEstimator):
         self._check_is_fitted()
         return self._network().layout.views(self.params_)
 
-    def _network(self):
-        return self._make_network(self.n_features_in_, self.n_outputs_, self.params_.dtype)
+    # -- the fitted state ---------------------------------------------------
 
-    def _batch_target(self, batch, target):
-        """The targets of a packed batch, packed like the scored states."""
-        if self.return_sequences:
-            return batch.pack_like(target)
-        return batch.per_sequence(target)
+    def _is_fitted(self):
+        return hasattr(self, "params_")
+
+    def _check_is_fitted(self):
+        if not self._is_fitted():
+            raise NotFittedError(
+                f"this {type(self).__name__} instance is not fitted yet; call "
+                f"fit with training data before using it"
+            )
+
+    def __sklearn_is_fitted__(self):
+        return self._is_fitted()
+
+    def _get_state(self, copy_arrays=False):
+        """The whole fitted state, as a dict.
+
+        Keys: the :attr:`_FITTED_ATTRIBUTES`, the subclass's
+        :attr:`_TARGET_STATE` (``classes_``, or the regressor's ``squeeze``),
+        ``params_``, ``optimizer`` (None, or the optimizer's state: ``kind``
+        and its arrays, see ``crnn._optim``) and ``rng`` (the training
+        ``numpy.random.Generator``). The arrays and the generator are the
+        model's own unless ``copy_arrays``, which gives an independent copy.
+        """
+        self._check_is_fitted()
+        names = self._FITTED_ATTRIBUTES + self._TARGET_STATE + ("params_",)
+        state = {name: getattr(self, name) for name in names}
+        state["optimizer"] = None if self._optimizer is None else self._optimizer.state()
+        state["rng"] = self._rng
+        state["loss_curve_"] = list(state["loss_curve_"])
+        state["validation_loss_curve_"] = list(state["validation_loss_curve_"])
+        return copy.deepcopy(state) if copy_arrays else state
+
+    def _set_state(self, state):
+        """Install a whole fitted state (as :meth:`_get_state` gives it).
+
+        It is checked against the current hyper-parameters first -- the
+        parameter buffer's size and dtype against the network they define,
+        the optimizer's arrays against the parameters -- and then installed
+        at once: a state that fails a check leaves the estimator as it was.
+        """
+        expected = set(self._FITTED_ATTRIBUTES + self._TARGET_STATE) | {
+            "params_", "optimizer", "rng"}
+        if set(state) != expected:
+            raise ValueError(f"a fitted state has the entries {sorted(expected)}; got "
+                             f"{sorted(state)}")
+        params = state["params_"]
+        if not (isinstance(params, np.ndarray) and params.ndim == 1
+                and params.dtype in (np.float32, np.float64)):
+            raise ValueError(f"params_ must be a 1-D float32 or float64 array; got "
+                             f"{getattr(params, 'dtype', type(params).__name__)}")
+        n_params = self._make_network(state["n_features_in_"], state["n_outputs_"],
+                                      params.dtype).layout.size
+        if params.size != n_params:
+            raise ValueError(
+                f"the fitted weights have {params.size} parameters, but the "
+                f"hyper-parameters define {n_params}; were hyper-parameters "
+                f"changed after fit? Restore them or fit again"
+            )
+        check_optimizer_state(state["optimizer"], params.size, params.dtype)
+        if not isinstance(state["rng"], np.random.Generator):
+            raise ValueError(f"rng must be a numpy Generator; got {state['rng']!r}")
+        self._optimizer = self._make_optimizer(state["optimizer"], params)
+        for name in self._FITTED_ATTRIBUTES + self._TARGET_STATE + ("params_",):
+            setattr(self, name, state[name])
+        self._rng = state["rng"]
+
+    def _make_optimizer(self, state, params):
+        """The optimizer of ``solver`` with the current settings, holding
+        ``state`` (None: a new optimizer is made when training starts)."""
+        if state is None:
+            return None
+        optimizer = OPTIMIZERS[state["kind"]](params.size, params.dtype, self.learning_rate)
+        optimizer.set_state(state)
+        return optimizer
+
+    def _new_state(self, n_features, entries, dtype, params=None):
+        """The state of an estimator that has not trained yet: weights drawn
+        as ``random_state`` says (or ``params``), a new random generator, no
+        optimizer state, no epochs. ``entries`` hold ``n_outputs_`` and the
+        subclass's ``_TARGET_STATE``."""
+        rng = v.check_random_state(self.random_state)
+        network = self._make_network(n_features, entries["n_outputs_"], dtype)
+        # Drawn even when params are given, so that the generator's stream
+        # (shuffling, dropout) does not depend on where the weights came from.
+        drawn = network.init_params(rng)
+        params = drawn if params is None else params
+        return dict(entries, n_features_in_=n_features, params_=params, optimizer=None,
+                    rng=rng, n_iter_=0, t_=0, loss_=None, best_loss_=np.inf,
+                    loss_curve_=[], validation_loss_curve_=[])
 
     # -- training -----------------------------------------------------------
 
@@ -210,11 +282,11 @@ class _RNNBase(BaseEstimator):
         """
         dtype = self._validate_params()
         continuing = self.warm_start and self._is_fitted()
-        seqs, target = self._prepare_fit(X, y, lengths, dtype, reset=not continuing)
+        seqs, target, entries = self._check_data(X, y, lengths, dtype, continuing)
         if continuing:
             self._check_warm_start(dtype)
         else:
-            self._initialize(seqs.item_shape[0], dtype)
+            self._set_state(self._new_state(seqs.item_shape[0], entries, dtype))
         self._train(seqs, target, self.max_iter, self.early_stopping, warn=True)
         return self
 
@@ -223,12 +295,25 @@ class _RNNBase(BaseEstimator):
         first = not self._is_fitted()
         if not first:
             self._check_warm_start(dtype)
-        seqs, target = self._prepare_fit(X, y, lengths, dtype, reset=first,
-                                         classes=classes, partial=True)
+        seqs, target, entries = self._check_data(X, y, lengths, dtype, not first,
+                                                 classes=classes, first_partial=first)
         if first:
-            self._initialize(seqs.item_shape[0], dtype)
+            self._set_state(self._new_state(seqs.item_shape[0], entries, dtype))
         self._train(seqs, target, 1, False, warn=False)
         return self
+
+    def _check_data(self, X, y, lengths, dtype, fitted, classes=None,
+                    first_partial=False):
+        """Validated sequences and model targets, and the fitted-state entries
+        the targets define (``n_outputs_`` and the ``_TARGET_STATE``): those
+        of the fitted model when ``fitted``, which the data must match."""
+        seqs = v.check_sequences(X, dtype, lengths, self.n_features_in_ if fitted else None)
+        found, target = self._check_targets(y, seqs, dtype)
+        entries = self._target_entries(found, fitted, classes, first_partial)
+        return seqs, self._encode_targets(target, entries), entries
+
+    def _encode_targets(self, target, entries):
+        return target
 
     def _check_warm_start(self, dtype):
         expected = self._make_network(self.n_features_in_, self.n_outputs_, dtype)
@@ -240,152 +325,23 @@ class _RNNBase(BaseEstimator):
                 f"Keep the architecture and dtype, or set warm_start=False"
             )
 
-    def _initialize(self, n_features, dtype):
-        self._rng = v.check_random_state(self.random_state)
-        network = self._make_network(n_features, self.n_outputs_, dtype)
-        self.n_features_in_ = n_features
-        self.params_ = network.init_params(self._rng)
-        self._optimizer = None
-        self.n_iter_ = 0
-        self.t_ = 0
-        self.loss_curve_ = []
-        self.best_loss_ = np.inf
-        self.validation_loss_curve_ = []
-        self.loss_ = None
-
     def _configure_optimizer(self):
         """Apply the current solver settings, keeping the optimizer's state
         (moments, velocity) when the solver is unchanged."""
-        size, dtype = self.params_.size, self.params_.dtype
+        kind = OPTIMIZERS[self.solver]
+        if not isinstance(self._optimizer, kind):
+            self._optimizer = kind(self.params_.size, self.params_.dtype, self.learning_rate)
+        opt = self._optimizer
         if self.solver == "adam":
-            if not isinstance(self._optimizer, Adam):
-                self._optimizer = Adam(size, dtype, self.learning_rate)
-            opt = self._optimizer
             opt.beta_1, opt.beta_2, opt.epsilon = self.beta_1, self.beta_2, self.epsilon
         else:
-            if not isinstance(self._optimizer, SGD):
-                self._optimizer = SGD(size, dtype, self.learning_rate)
-            opt = self._optimizer
             opt.momentum, opt.nesterov = self.momentum, self.nesterov
         opt.learning_rate = self.learning_rate
 
     def _train(self, seqs, target, n_epochs, early_stopping, warn):
-        """Mini-batch training.
-
-        Overflow is expected when training diverges and is reported as
-        :class:`TrainingDivergedError`, so numpy's floating-point warnings
-        are silenced here.
-        """
+        """Mini-batch training from the current fitted state (``crnn._training``)."""
         self._configure_optimizer()
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            self._train_epochs(seqs, target, n_epochs, early_stopping, warn)
-
-    def _diverged(self, what, value, last_good):
-        self.params_[...] = last_good
-        return TrainingDivergedError(
-            f"training diverged in epoch {self.n_iter_ + 1}: the {what} became "
-            f"{value}. The model keeps the weights of the last finite epoch. "
-            f"Lower learning_rate (now {self.learning_rate}), set clip_norm (now "
-            f"{self.clip_norm}), or scale the inputs and targets."
-        )
-
-    def _loss_grad(self, network, params, batch, target, alpha, grad, rng):
-        if self.bptt_steps is not None:
-            return network.loss_grad_truncated(params, batch, target, self.bptt_steps,
-                                               alpha, grad, rng)
-        return network.loss_grad(params, batch, target, alpha, grad, rng)
-
-    def _train_epochs(self, seqs, target, n_epochs, early_stopping, warn):
-        network = self._network()
-        params = self.params_
-        alpha = float(self.alpha)
-        n = seqs.n
-        rng = self._rng
-        dropout_rng = rng if self.dropout > 0 else None
-        if early_stopping:
-            n_val = max(1, int(round(self.validation_fraction * n)))
-            if n - n_val < 1:
-                raise ValueError(
-                    f"early_stopping needs at least 2 samples to hold out a "
-                    f"validation set; got {n}"
-                )
-            perm = rng.permutation(n)
-            train_idx, val_idx = np.sort(perm[n_val:]), np.sort(perm[:n_val])
-            val_batch = seqs.pack(val_idx)
-            val_target = self._batch_target(val_batch, target)
-            best_val, best_params = np.inf, params.copy()
-        else:
-            train_idx = np.arange(n)
-        n_train = train_idx.size
-        batch_size = min(int(self.batch_size), n_train)
-        grad = np.empty_like(params)
-        last_good = params.copy()
-        no_improvement = 0
-        converged = False
-
-        for _ in range(n_epochs):
-            started = time.perf_counter()
-            order = rng.permutation(train_idx) if self.shuffle else train_idx
-            total = 0.0
-            for start in range(0, n_train, batch_size):
-                batch = seqs.pack(order[start:start + batch_size])
-                loss, _ = self._loss_grad(network, params, batch,
-                                          self._batch_target(batch, target), alpha,
-                                          grad, dropout_rng)
-                norm = clip_by_global_norm(grad, self.clip_norm)
-                if not np.isfinite(loss):
-                    raise self._diverged("loss", loss, last_good)
-                if not np.isfinite(norm):
-                    raise self._diverged("gradient norm", norm, last_good)
-                self._optimizer.step(params, grad)
-                total += loss * batch.B
-            if not np.isfinite(params).all():
-                raise self._diverged("weights", "non-finite", last_good)
-            self.n_iter_ += 1
-            self.t_ += n_train
-            epoch_loss = total / n_train
-            self.loss_ = epoch_loss
-            self.loss_curve_.append(epoch_loss)
-            last_good[...] = params
-            message = f"Epoch {self.n_iter_}: loss = {epoch_loss:.6g}"
-
-            if early_stopping:
-                val_loss = network.loss(params, val_batch, val_target, alpha)
-                self.validation_loss_curve_.append(val_loss)
-                message += f", validation loss = {val_loss:.6g}"
-                score = val_loss
-                if val_loss < best_val:
-                    best_val, best_epoch = val_loss, self.n_iter_
-                    best_params[...] = params
-            else:
-                score = epoch_loss
-            if self.verbose and (self.n_iter_ % int(self.verbose) == 0):
-                elapsed = time.perf_counter() - started
-                print(f"{message} ({elapsed:.2f} s)", file=sys.stdout, flush=True)
-
-            if score > self.best_loss_ - self.tol:
-                no_improvement += 1
-            else:
-                no_improvement = 0
-            self.best_loss_ = min(self.best_loss_, score)
-            if no_improvement >= self.n_iter_no_change:
-                converged = True
-                if self.verbose:
-                    print(f"No improvement of more than tol={self.tol} for "
-                          f"{self.n_iter_no_change} epochs; stopping.")
-                break
-
-        if early_stopping:
-            params[...] = best_params
-            if self.verbose:
-                print(f"Restored the weights of epoch {best_epoch}, the best on the "
-                      f"validation set (loss {best_val:.6g}).")
-        if warn and not converged:
-            warnings.warn(
-                f"{type(self).__name__} stopped at max_iter={self.max_iter} epochs "
-                f"while the loss was still improving; raise max_iter to train longer",
-                ConvergenceWarning,
-            )
+        train(self, self._network(), seqs, target, n_epochs, early_stopping, warn)
 
     # -- prediction ---------------------------------------------------------
 
@@ -463,20 +419,13 @@ class _RNNBase(BaseEstimator):
 
         See :func:`crnn.check_gradient`.
         """
-        from crnn._gradcheck import check_gradient
-
         return check_gradient(self, X, y, lengths, epsilon=epsilon,
                               random_state=random_state)
-
-    def __sklearn_is_fitted__(self):
-        return self._is_fitted()
 
     def save(self, path):
         """Save this fitted estimator to ``path`` (one ``.npz`` file, no pickle,
         written atomically); :func:`crnn.load` reads it back. See
         :func:`crnn.save`."""
-        from crnn import _io
-
         _io.save(self, path)
 
 
@@ -603,6 +552,7 @@ _SHARED_NOTES = """
 """
 
 
+@_io.register_estimator
 class RNNRegressor(RegressorMixin, _RNNBase):
     __doc__ = f"""Recurrent network (Elman, LSTM or GRU) for regression on sequences.
 
@@ -660,45 +610,32 @@ class RNNRegressor(RegressorMixin, _RNNBase):
         )
         self.output_activation = output_activation
 
+    _parameter_constraints = {**_RNNBase._parameter_constraints,
+                              "output_activation": [Options(*OUTPUTS)]}
+    # Whether y had no output axis, so that predictions drop it too.
+    _TARGET_STATE = ("_squeeze",)
+
     def _output_activation(self):
-        if self.output_activation not in OUTPUTS:
-            raise ValueError(
-                f"output_activation must be one of {tuple(OUTPUTS)}; got "
-                f"{self.output_activation!r}"
-            )
         return self.output_activation
 
-    def _validate_params(self):
-        self._output_activation()
-        return super()._validate_params()
-
-    def _targets(self, y, seqs, dtype):
+    def _check_targets(self, y, seqs, dtype):
         if self.return_sequences:
-            return v.check_step_targets(y, seqs, "values", dtype)
-        return v.check_regression_targets(y, seqs.n, dtype)
+            target, squeeze = v.check_step_targets(y, seqs, "values", dtype)
+            n_outputs = target.item_shape[-1]
+        else:
+            target, squeeze = v.check_regression_targets(y, seqs.n, dtype)
+            n_outputs = target.shape[-1]
+        return {"n_outputs_": n_outputs, "_squeeze": squeeze}, target
 
-    def _prepare_fit(self, X, y, lengths, dtype, reset, classes=None, partial=False):
-        seqs = v.check_sequences(X, dtype, lengths, None if reset else self.n_features_in_)
-        target, squeeze = self._targets(y, seqs, dtype)
-        n_outputs = target.item_shape[-1] if self.return_sequences else target.shape[-1]
-        if reset:
-            self.n_outputs_ = n_outputs
-            self._squeeze = squeeze
-        elif n_outputs != self.n_outputs_:
+    def _target_entries(self, found, fitted, classes=None, first_partial=False):
+        if not fitted:
+            return found
+        if found["n_outputs_"] != self.n_outputs_:
             raise ValueError(
-                f"y has {n_outputs} outputs, but this model was fitted "
+                f"y has {found['n_outputs_']} outputs, but this model was fitted "
                 f"with {self.n_outputs_}"
             )
-        return seqs, target
-
-    def _gradcheck_data(self, X, y, lengths, fitted):
-        seqs = v.check_sequences(X, np.float64, lengths,
-                                 self.n_features_in_ if fitted else None)
-        target, _ = self._targets(y, seqs, np.float64)
-        n_outputs = target.item_shape[-1] if self.return_sequences else target.shape[-1]
-        if fitted and n_outputs != self.n_outputs_:
-            raise ValueError(f"y has {n_outputs} outputs; the model has {self.n_outputs_}")
-        return seqs, target, n_outputs
+        return {"n_outputs_": self.n_outputs_, "_squeeze": self._squeeze}
 
     def partial_fit(self, X, y, lengths=None):
         """Train for one epoch on ``(X, y)``, from the current weights.
@@ -747,11 +684,9 @@ class RNNRegressor(RegressorMixin, _RNNBase):
         """
         Y, _ = self._outputs(X, lengths)
         seqs = v.check_sequences(X, np.float64, lengths, self.n_features_in_)
-        target, _ = self._targets(y, seqs, np.float64)
+        _, target = self._check_targets(y, seqs, np.float64)
         pred = _scored_rows(Y, seqs) if self.return_sequences else Y
         target = target.data.reshape(-1, pred.shape[-1]) if self.return_sequences else target
-        if self.return_sequences and seqs.uniform:
-            target = target.reshape(-1, pred.shape[-1])
         ss_res = np.sum((target - pred) ** 2, axis=0)
         ss_tot = np.sum((target - target.mean(axis=0)) ** 2, axis=0)
         r2 = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1),
@@ -769,17 +704,7 @@ def _scored_rows(Y, seqs):
     return np.concatenate([Y[i, :L] for i, L in enumerate(seqs.lengths)])
 
 
-def _unique_labels(labels):
-    """Sorted distinct labels, or a TypeError saying why they cannot be sorted."""
-    try:
-        return np.unique(np.asarray(labels))
-    except TypeError as exc:
-        raise TypeError(
-            f"class labels must be of one sortable type (all numbers or all "
-            f"strings); sorting them failed with: {exc}"
-        ) from None
-
-
+@_io.register_estimator
 class RNNClassifier(ClassifierMixin, _RNNBase):
     __doc__ = f"""Recurrent network (Elman, LSTM or GRU) for classification of sequences.
 
@@ -812,6 +737,7 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
     """
 
     _loss = "cross_entropy"
+    _TARGET_STATE = ("classes_",)
 
     def _output_activation(self):
         return "softmax"
@@ -833,47 +759,35 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
             return v.check_step_targets(y, seqs, "labels")[0]
         return v.check_class_labels(y, seqs.n)
 
-    def _encode_targets(self, labels, classes):
-        if self.return_sequences:
-            from crnn._sequences import Sequences
+    def _check_targets(self, y, seqs, dtype):
+        labels = self._labels(y, seqs)
+        return (labels.data if self.return_sequences else labels), labels
 
+    def _target_entries(self, found, fitted, classes=None, first_partial=False):
+        if fitted:
+            if classes is not None and not np.array_equal(v.unique_labels(classes),
+                                                          self.classes_):
+                raise ValueError(
+                    f"classes={np.asarray(classes).tolist()} differs from the classes "
+                    f"of the first partial_fit call, {self.classes_.tolist()}"
+                )
+            return {"n_outputs_": self.n_outputs_, "classes_": self.classes_}
+        if first_partial and classes is None:
+            raise ValueError("classes must be given on the first call to partial_fit")
+        labels = v.unique_labels(found if classes is None else classes)
+        if labels.size < 2:
+            raise ValueError(
+                f"a classifier needs at least 2 classes; got {labels.size} "
+                f"({labels.tolist()})"
+            )
+        return {"n_outputs_": labels.size, "classes_": labels}
+
+    def _encode_targets(self, labels, entries):
+        classes = entries["classes_"]
+        if self.return_sequences:
             return Sequences(self._encode(labels.data, classes), labels.lengths,
                              labels.uniform)
         return self._encode(labels, classes)
-
-    def _prepare_fit(self, X, y, lengths, dtype, reset, classes=None, partial=False):
-        seqs = v.check_sequences(X, dtype, lengths, None if reset else self.n_features_in_)
-        labels = self._labels(y, seqs)
-        if not reset and classes is not None and not np.array_equal(
-                _unique_labels(classes), self.classes_):
-            raise ValueError(
-                f"classes={np.asarray(classes).tolist()} differs from the classes "
-                f"of the first partial_fit call, {self.classes_.tolist()}"
-            )
-        if reset:
-            if partial and classes is None:
-                raise ValueError("classes must be given on the first call to partial_fit")
-            found = _unique_labels(
-                (labels.data if self.return_sequences else labels)
-                if classes is None else classes)
-            if found.size < 2:
-                raise ValueError(
-                    f"a classifier needs at least 2 classes; got {found.size} "
-                    f"({found.tolist()})"
-                )
-            self.classes_ = found
-            self.n_outputs_ = found.size
-        return seqs, self._encode_targets(labels, self.classes_)
-
-    def _gradcheck_data(self, X, y, lengths, fitted):
-        seqs = v.check_sequences(X, np.float64, lengths,
-                                 self.n_features_in_ if fitted else None)
-        labels = self._labels(y, seqs)
-        classes = self.classes_ if fitted else _unique_labels(
-            labels.data if self.return_sequences else labels)
-        if classes.size < 2:
-            raise ValueError("the gradient check of a classifier needs 2 classes in y")
-        return seqs, self._encode_targets(labels, classes), classes.size
 
     def partial_fit(self, X, y, lengths=None, classes=None):
         """Train for one epoch on ``(X, y)``, from the current weights.

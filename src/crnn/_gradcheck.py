@@ -85,14 +85,15 @@ def check_gradient(estimator, X, y, lengths=None, *, epsilon=1e-4, random_state=
     """
     estimator._validate_params()
     fitted = estimator._is_fitted()
-    seqs, target, n_outputs = estimator._gradcheck_data(X, y, lengths, fitted)
-    network = estimator._make_network(seqs.item_shape[0], n_outputs, np.float64)
+    seqs, target, entries = estimator._check_data(X, y, lengths, np.float64, fitted)
+    network = estimator._make_network(seqs.item_shape[0], entries["n_outputs_"],
+                                      np.float64)
     if fitted:
         params = estimator.params_.astype(np.float64)
     else:
         params = network.init_params(check_random_state(random_state), random_biases=True)
     batch = seqs.pack()
-    target = estimator._batch_target(batch, target)
+    target = batch.targets(target, estimator.return_sequences)
     alpha = float(estimator.alpha)
     bptt = estimator.bptt_steps
 

@@ -80,20 +80,27 @@ import zipfile
 
 import numpy as np
 
-from crnn._estimators import RNNClassifier, RNNRegressor
-from crnn._optim import SGD, Adam
+from crnn import _validation as v
+from crnn._version import __version__
 from crnn.exceptions import ModelFileError
 
-__all__ = ["save", "load", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["save", "load", "register_estimator", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "crnn-model"
 FORMAT_VERSION = 1
 
-_ESTIMATORS = {"RNNRegressor": RNNRegressor, "RNNClassifier": RNNClassifier}
+#: The estimator classes a model file may name, by class name. Each class
+#: registers itself (``crnn._estimators``); this module reads and writes
+#: their fitted state through ``_get_state`` / ``_set_state`` only.
+_ESTIMATORS = {}
 _HEADER_KEYS = {"format", "format_version", "crnn_version", "estimator", "params",
                 "notes", "fitted", "dtype", "layout", "optimizer", "rng", "arrays"}
-_FITTED_KEYS = {"n_features_in_", "n_outputs_", "squeeze", "n_iter_", "t_", "loss_",
-                "best_loss_", "loss_curve_", "validation_loss_curve_"}
+# The header's "fitted" entries are the estimator's _FITTED_ATTRIBUTES and
+# "squeeze" (the regressor's _squeeze; null for a classifier).
+_SQUEEZE = "squeeze"
+# The file member of each array of an optimizer's state (crnn._optim.STATE_ARRAYS).
+_OPTIMIZER_MEMBERS = {"adam": {"m": "adam_m", "v": "adam_v"},
+                      "sgd": {"velocity": "sgd_velocity"}}
 _FLOAT_DTYPES = {"float64": "<f8", "float32": "<f4"}
 # Label dtypes a file may hold (canonical numpy spellings, little-endian).
 _LABEL_DTYPE = re.compile(r"\|b1|\|[iu]1|<[iu][248]|<f[248]|<U[1-9][0-9]{0,5}")
@@ -101,6 +108,21 @@ _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 # The JSON header is small (its longest parts are the loss curves); this
 # bounds what is read before anything is checked.
 _MAX_HEADER_BYTES = 64 << 20
+
+
+def register_estimator(cls):
+    """Let model files hold instances of ``cls`` (a class decorator).
+
+    ``cls`` provides ``_FITTED_ATTRIBUTES``, ``_TARGET_STATE``,
+    ``_get_state``, ``_set_state``, ``_validate_params`` and
+    ``_make_network``, as crnn's estimators do.
+    """
+    _ESTIMATORS[cls.__name__] = cls
+    return cls
+
+
+def _fitted_keys(cls):
+    return set(cls._FITTED_ATTRIBUTES) | {_SQUEEZE}
 
 
 # -- saving -------------------------------------------------------------------
@@ -177,12 +199,12 @@ def _plain(value):
 def _encode(estimator):
     """The JSON header and the named arrays of a fitted estimator."""
     cls = type(estimator)
-    if cls not in (RNNRegressor, RNNClassifier):
+    if _ESTIMATORS.get(cls.__name__) is not cls:
         raise TypeError(
-            f"crnn.save saves RNNRegressor and RNNClassifier estimators; got "
+            f"crnn.save saves {' and '.join(_ESTIMATORS)} estimators; got "
             f"{cls.__module__}.{cls.__qualname__}"
         )
-    estimator._check_is_fitted()
+    state = estimator._get_state()
     notes = []
     params = {}
     for name, value in estimator.get_params(deep=False).items():
@@ -208,8 +230,9 @@ def _encode(estimator):
             )
         params[name] = value
 
-    if isinstance(estimator, RNNClassifier):
-        classes = np.asarray(estimator.classes_)
+    arrays = {"params": state["params_"]}
+    if "classes_" in cls._TARGET_STATE:
+        classes = np.asarray(state["classes_"])
         if classes.dtype.kind not in "biufU" or classes.ndim != 1:
             raise TypeError(
                 f"only numeric or unicode-string class labels can be saved; this "
@@ -217,41 +240,33 @@ def _encode(estimator):
                 f"converted with numpy.asarray(labels, dtype=str) (or numbers) to "
                 f"make it savable"
             )
-        squeeze = None
-    else:
-        classes = None
-        squeeze = bool(estimator._squeeze)
+        arrays["classes"] = classes
+    squeeze = bool(state["_squeeze"]) if "_squeeze" in cls._TARGET_STATE else None
 
-    params_ = estimator.params_
+    params_ = state["params_"]
     if not isinstance(params_, np.ndarray) or params_.dtype.name not in _FLOAT_DTYPES:
         raise ValueError(f"params_ must be a float32 or float64 array; got "
                          f"{getattr(params_, 'dtype', type(params_))}")
     dtype = params_.dtype.name
-    arrays = {"params": params_}
-    if classes is not None:
-        arrays["classes"] = classes
-    optimizer = getattr(estimator, "_optimizer", None)
-    if isinstance(optimizer, Adam):
-        arrays["adam_m"], arrays["adam_v"] = optimizer.m, optimizer.v
-        optimizer_info = {"kind": "adam", "t": int(optimizer.t)}
-    elif isinstance(optimizer, SGD):
-        arrays["sgd_velocity"] = optimizer.velocity
-        optimizer_info = {"kind": "sgd"}
-    elif optimizer is None:
-        optimizer_info = None
-    else:
-        raise TypeError(f"unknown optimizer {type(optimizer).__name__}")
+    optimizer = state["optimizer"]
+    optimizer_info = None
+    if optimizer is not None:
+        kind = optimizer["kind"]
+        for name, member in _OPTIMIZER_MEMBERS[kind].items():
+            arrays[member] = optimizer[name]
+        optimizer_info = {"kind": kind, "t": int(optimizer["t"])} if kind == "adam" \
+            else {"kind": kind}
     # Little-endian, contiguous copies, whatever the host.
     arrays = {name: np.ascontiguousarray(
         np.asarray(a).astype(np.asarray(a).dtype.newbyteorder("<"), copy=False))
         for name, a in arrays.items()}
 
-    rng = getattr(estimator, "_rng", None)
+    rng = state["rng"]
     rng_info = None
     if isinstance(rng, np.random.Generator):
-        state = _plain(rng.bit_generator.state)
-        if state.get("bit_generator") in _BIT_GENERATORS:
-            rng_info = {"bit_generator": state["bit_generator"], "state": state}
+        rng_state = _plain(rng.bit_generator.state)
+        if rng_state.get("bit_generator") in _BIT_GENERATORS:
+            rng_info = {"bit_generator": rng_state["bit_generator"], "state": rng_state}
     if rng_info is None:
         notes.append(
             "the training random generator's state could not be stored; a fit "
@@ -262,37 +277,39 @@ def _encode(estimator):
         x = float(x)
         return "inf" if x == math.inf else x
 
-    network = estimator._network()
-    if network.layout.size != params_.size:
+    layout = estimator._make_network(state["n_features_in_"], state["n_outputs_"],
+                                     params_.dtype).layout
+    if layout.size != params_.size:
         raise ValueError(
             f"cannot save this {cls.__name__}: its fitted weights have "
             f"{params_.size} parameters, but its current hyper-parameters define "
-            f"{network.layout.size}; were hyper-parameters changed after fit? "
+            f"{layout.size}; were hyper-parameters changed after fit? "
             f"Restore them or fit again"
         )
     fitted = {
-        "n_features_in_": int(estimator.n_features_in_),
-        "n_outputs_": int(estimator.n_outputs_),
-        "squeeze": squeeze,
-        "n_iter_": int(estimator.n_iter_),
-        "t_": int(estimator.t_),
-        "loss_": None if estimator.loss_ is None else float(estimator.loss_),
-        "best_loss_": number(estimator.best_loss_),
-        "loss_curve_": [float(x) for x in estimator.loss_curve_],
-        "validation_loss_curve_": [float(x) for x in estimator.validation_loss_curve_],
+        "n_features_in_": int(state["n_features_in_"]),
+        "n_outputs_": int(state["n_outputs_"]),
+        _SQUEEZE: squeeze,
+        "n_iter_": int(state["n_iter_"]),
+        "t_": int(state["t_"]),
+        "loss_": None if state["loss_"] is None else float(state["loss_"]),
+        "best_loss_": number(state["best_loss_"]),
+        "loss_curve_": [float(x) for x in state["loss_curve_"]],
+        "validation_loss_curve_": [float(x) for x in state["validation_loss_curve_"]],
     }
-    import crnn
+    if fitted.keys() != _fitted_keys(cls):  # pragma: no cover - one list of names
+        raise RuntimeError("the fitted attributes and the model file disagree")
 
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "crnn_version": crnn.__version__,
+        "crnn_version": __version__,
         "estimator": cls.__name__,
         "params": params,
         "notes": notes,
         "fitted": fitted,
         "dtype": dtype,
-        "layout": [[name, list(shape)] for name, shape in network.layout.shapes.items()],
+        "layout": [[name, list(shape)] for name, shape in layout.shapes.items()],
         "optimizer": optimizer_info,
         "rng": rng_info,
         "arrays": {name: {"dtype": a.dtype.str, "shape": list(a.shape)}
@@ -581,8 +598,8 @@ def _check(header, declared, fail):
     fitted = header["fitted"]
     if not isinstance(fitted, dict):
         fail("fitted must be a JSON object")
-    if fitted.keys() != _FITTED_KEYS:
-        fail(f"fitted must have exactly the entries {sorted(_FITTED_KEYS)}; got "
+    if fitted.keys() != _fitted_keys(cls):
+        fail(f"fitted must have exactly the entries {sorted(_fitted_keys(cls))}; got "
              f"{sorted(fitted)}")
     for key in ("n_features_in_", "n_outputs_"):
         if not _is_int(fitted[key]) or fitted[key] < 1:
@@ -599,7 +616,7 @@ def _check(header, declared, fail):
         curve = fitted[key]
         if not (isinstance(curve, list) and all(_is_number(x) for x in curve)):
             fail(f"{key} must be a list of finite numbers")
-    if cls is RNNRegressor:
+    if "_squeeze" in cls._TARGET_STATE:
         if not isinstance(fitted["squeeze"], bool):
             fail(f"squeeze must be true or false for a regressor; got "
                  f"{fitted['squeeze']!r}")
@@ -639,7 +656,7 @@ def _check(header, declared, fail):
     # Optimizer and random generator.
     optimizer = header["optimizer"]
     arrays = {"params": (_FLOAT_DTYPES[dtype], (n_params,))}
-    if cls is RNNClassifier:
+    if "classes_" in cls._TARGET_STATE:
         arrays["classes"] = (None, (fitted["n_outputs_"],))
     if optimizer is not None:
         if not isinstance(optimizer, dict):
@@ -720,55 +737,42 @@ def _check_rng(info, fail):
 def _check_values(name, array, fail):
     """Values of a loaded (or about to be saved) array."""
     if name == "classes":
-        if array.dtype.kind == "f" and not np.isfinite(array).all():
+        if array.dtype.kind == "f" and v.nonfinite_index(array) is not None:
             fail("the class labels contain NaN or infinity")
         if array.size > 1 and not (array[1:] > array[:-1]).all():
             fail("the class labels are not sorted and distinct")
         return
-    if not np.isfinite(array).all():
+    if v.nonfinite_index(array) is not None:
         fail(f"array {name!r} contains NaN or infinite values")
     if name == "adam_v" and (array < 0).any():
         fail("array 'adam_v' (Adam's second moments) contains negative values")
 
 
 def _build(spec, arrays, fail):
+    """The estimator of a checked file, with its fitted state installed."""
     estimator = spec["estimator"]
+    cls = type(estimator)
     fitted = spec["fitted"]
-    params = arrays["params"]
-    estimator.params_ = params
-    estimator.n_features_in_ = fitted["n_features_in_"]
-    estimator.n_outputs_ = fitted["n_outputs_"]
-    if isinstance(estimator, RNNClassifier):
-        estimator.classes_ = arrays["classes"]
-    else:
-        estimator._squeeze = fitted["squeeze"]
-    estimator.n_iter_ = fitted["n_iter_"]
-    estimator.t_ = fitted["t_"]
-    estimator.loss_ = None if fitted["loss_"] is None else float(fitted["loss_"])
-    estimator.best_loss_ = (math.inf if fitted["best_loss_"] == "inf"
-                            else float(fitted["best_loss_"]))
-    estimator.loss_curve_ = [float(x) for x in fitted["loss_curve_"]]
-    estimator.validation_loss_curve_ = [float(x)
-                                        for x in fitted["validation_loss_curve_"]]
-    rng = spec["rng"]
-    if rng is None:
-        from crnn._validation import check_random_state
-
-        rng = check_random_state(estimator.random_state)
-    estimator._rng = rng
+    state = {name: fitted[name] for name in cls._FITTED_ATTRIBUTES}
+    state["loss_"] = None if fitted["loss_"] is None else float(fitted["loss_"])
+    state["best_loss_"] = (math.inf if fitted["best_loss_"] == "inf"
+                           else float(fitted["best_loss_"]))
+    state["loss_curve_"] = [float(x) for x in fitted["loss_curve_"]]
+    state["validation_loss_curve_"] = [float(x) for x in fitted["validation_loss_curve_"]]
+    if "_squeeze" in cls._TARGET_STATE:
+        state["_squeeze"] = fitted[_SQUEEZE]
+    if "classes_" in cls._TARGET_STATE:
+        state["classes_"] = arrays["classes"]
+    state["params_"] = arrays["params"]
     optimizer = spec["optimizer"]
-    if optimizer is None:
-        estimator._optimizer = None
-    elif optimizer["kind"] == "adam":
-        adam = Adam(params.size, params.dtype, estimator.learning_rate,
-                    estimator.beta_1, estimator.beta_2, estimator.epsilon)
-        adam.m[...] = arrays["adam_m"]
-        adam.v[...] = arrays["adam_v"]
-        adam.t = optimizer["t"]
-        estimator._optimizer = adam
-    else:
-        sgd = SGD(params.size, params.dtype, estimator.learning_rate,
-                  estimator.momentum, estimator.nesterov)
-        sgd.velocity[...] = arrays["sgd_velocity"]
-        estimator._optimizer = sgd
+    if optimizer is not None:
+        optimizer = dict(optimizer, **{name: arrays[member] for name, member
+                                       in _OPTIMIZER_MEMBERS[optimizer["kind"]].items()})
+    state["optimizer"] = optimizer
+    rng = spec["rng"]
+    state["rng"] = v.check_random_state(estimator.random_state) if rng is None else rng
+    try:
+        estimator._set_state(state)
+    except ValueError as exc:  # pragma: no cover - _check has checked all of it
+        fail(str(exc))
     return estimator

@@ -48,6 +48,13 @@ class SGD:
         self.nesterov = nesterov
         self.velocity = np.zeros(size, dtype=dtype)
 
+    def state(self):
+        """The optimizer's state: ``{"kind": "sgd", "velocity": ndarray}``."""
+        return {"kind": "sgd", "velocity": self.velocity}
+
+    def set_state(self, state):
+        self.velocity[...] = state["velocity"]
+
     def step(self, params, grad):
         v = self.velocity
         v *= self.momentum
@@ -74,8 +81,45 @@ class Adam:
         self.m = np.zeros(size, dtype=dtype)
         self.v = np.zeros(size, dtype=dtype)
 
+    def state(self):
+        """The optimizer's state: ``{"kind": "adam", "t": int, "m": ndarray, "v": ndarray}``."""
+        return {"kind": "adam", "t": self.t, "m": self.m, "v": self.v}
+
+    def set_state(self, state):
+        self.t = int(state["t"])
+        self.m[...] = state["m"]
+        self.v[...] = state["v"]
+
     def step(self, params, grad):
         self.t += 1
         b1, b2 = self.beta_1, self.beta_2
         step = self.learning_rate * np.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)
         adam_step(params, grad, self.m, self.v, step, b1, b2, self.epsilon)
+
+
+#: Optimizer kind -> class; ``solver`` names a kind.
+OPTIMIZERS = {"adam": Adam, "sgd": SGD}
+
+#: The arrays of each optimizer kind's state (same size and dtype as the parameters).
+STATE_ARRAYS = {"adam": ("m", "v"), "sgd": ("velocity",)}
+
+
+def check_optimizer_state(state, size, dtype):
+    """ValueError unless ``state`` is None or a complete state of a known
+    optimizer whose arrays match the parameters' ``size`` and ``dtype``."""
+    if state is None:
+        return
+    kind = state.get("kind") if isinstance(state, dict) else None
+    if kind not in STATE_ARRAYS:
+        raise ValueError(f"unknown optimizer state {state!r}")
+    expected = {"kind", *STATE_ARRAYS[kind]} | ({"t"} if kind == "adam" else set())
+    if set(state) != expected:
+        raise ValueError(f"the {kind} optimizer state has the entries {sorted(state)}; "
+                         f"expected {sorted(expected)}")
+    for name in STATE_ARRAYS[kind]:
+        a = state[name]
+        if not isinstance(a, np.ndarray) or a.shape != (size,) or a.dtype != dtype:
+            raise ValueError(f"the {kind} optimizer's {name!r} must be a {np.dtype(dtype)} "
+                             f"array of shape ({size},) like the parameters; got "
+                             f"{getattr(a, 'dtype', type(a).__name__)} "
+                             f"{getattr(a, 'shape', '')}")

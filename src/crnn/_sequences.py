@@ -116,6 +116,11 @@ class PackedBatch:
         """Per-sequence values ``values[idx]`` in packed order."""
         return values[self.sources]
 
+    def targets(self, target, per_step):
+        """The targets of this batch, packed like its scored states: per step
+        (``target`` a :class:`Sequences`) or per sequence (an array)."""
+        return self.pack_like(target) if per_step else self.per_sequence(target)
+
     def unpack_last(self, P):
         """Rows per packed sequence ``(B, ...)`` back in the order of ``idx``."""
         out = np.empty_like(P)

@@ -2,15 +2,27 @@
 
 Every check raises ``TypeError`` or ``ValueError`` with a message that says
 what was expected and what was given. Non-contiguous arrays and other
-numeric dtypes are converted, not refused.
+numeric dtypes are converted, not refused. The estimators, the weight
+interchange (``crnn.interop``) and persistence all validate arrays here.
 """
 import numbers
 
 import numpy as np
 
+from crnn._sequences import Sequences
 
-def as_float_array(a, name, dtype):
-    """``a`` as an array of ``dtype``; TypeError if it is not numeric."""
+
+def real_array(a, name, allow_bool=True):
+    """``a`` as a NumPy array of real numbers (any real dtype, not converted;
+    booleans count as 0 and 1 unless ``allow_bool`` is False).
+
+    Raises
+    ------
+    TypeError
+        If ``a`` cannot be made into an array, or does not hold real numbers.
+    ValueError
+        For ragged nested sequences.
+    """
     try:
         arr = np.asarray(a)
     except ValueError as exc:  # ragged nested sequences
@@ -19,11 +31,14 @@ def as_float_array(a, name, dtype):
             f"different lengths go in a list of (n_timesteps_i, n_features) "
             f"arrays, or in a padded 3-D array with lengths=..."
         ) from None
-    if arr.dtype.kind in "biuf":
-        return np.asarray(arr, dtype=dtype)
+    except Exception as exc:
+        raise TypeError(f"{name} must be an array of real numbers; converting "
+                        f"{type(a).__name__} to an array failed ({exc})") from None
+    if arr.dtype.kind in ("biuf" if allow_bool else "iuf"):
+        return arr
     if arr.dtype.kind == "O":
         try:
-            return np.asarray(arr, dtype=dtype)
+            return np.asarray(arr, dtype=np.float64)
         except (TypeError, ValueError):
             pass
     raise TypeError(
@@ -32,14 +47,53 @@ def as_float_array(a, name, dtype):
     )
 
 
-def check_finite(arr, name):
+def as_float_array(a, name, dtype):
+    """``a`` as an array of ``dtype``; TypeError if it is not numeric."""
+    return np.asarray(real_array(a, name), dtype=dtype)
+
+
+def nonfinite_index(arr):
+    """The index of the first NaN or infinity of ``arr``, or None."""
+    bad = ~np.isfinite(arr)
+    if not bad.any():
+        return None
+    return tuple(int(i) for i in np.argwhere(bad)[0])
+
+
+def check_finite(arr, name, remedy="remove or impute missing values before fitting"):
     """ValueError naming the first NaN or infinity of ``arr``, if any."""
-    if not np.isfinite(arr).all():
-        where = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+    where = nonfinite_index(arr)
+    if where is not None:
         raise ValueError(
             f"{name} contains NaN or infinity (the first at index {where}: "
-            f"{arr[where]}); remove or impute missing values before fitting"
+            f"{arr[where]}); {remedy}"
         )
+
+
+def cast_finite(arr, name, dtype, remedy="the weights must be finite"):
+    """A C-contiguous copy of ``arr`` in ``dtype``, with a ValueError for NaN,
+    infinity or values that overflow ``dtype``."""
+    if arr.dtype.kind == "f":
+        check_finite(arr, name, remedy)
+    with np.errstate(over="ignore"):
+        cast = np.array(arr, dtype=dtype, order="C", copy=True)
+    where = nonfinite_index(cast)
+    if where is not None:
+        raise ValueError(f"{name} has a value that overflows {np.dtype(dtype).name} "
+                         f"(the first at index {where}: {arr[where]}); the model's "
+                         f"dtype is {np.dtype(dtype).name}")
+    return cast
+
+
+def unique_labels(labels):
+    """Sorted distinct labels, or a TypeError saying why they cannot be sorted."""
+    try:
+        return np.unique(np.asarray(labels))
+    except TypeError as exc:
+        raise TypeError(
+            f"class labels must be of one sortable type (all numbers or all "
+            f"strings); sorting them failed with: {exc}"
+        ) from None
 
 
 def check_X(X, dtype, n_features=None):
@@ -161,8 +215,6 @@ def check_sequences(X, dtype, lengths=None, n_features=None, name="X"):
     * a list of arrays ``(n_timesteps_i, n_features)`` or ``(n_timesteps_i,)``,
       of any lengths.
     """
-    from crnn._sequences import Sequences
-
     ragged = _as_sequence_list(X) if lengths is None else None
     if ragged is not None:
         return _check_sequence_list(ragged, dtype, n_features, name)
@@ -197,8 +249,6 @@ def check_lengths(lengths, n, T):
 
 
 def _check_sequence_list(items, dtype, n_features, name):
-    from crnn._sequences import Sequences
-
     arrays = []
     for i, x in enumerate(items):
         a = as_float_array(x, f"{name}[{i}]", dtype)
@@ -226,7 +276,7 @@ def _check_sequence_list(items, dtype, n_features, name):
                      as_list=True)
 
 
-def check_step_targets(y, seqs, what, dtype=None, lengths_given=False):
+def check_step_targets(y, seqs, what, dtype=None):
     """Per-step targets for the sequences ``seqs``, as a :class:`Sequences`.
 
     ``what`` is ``"values"`` (regression; float ``dtype``, items ``(O,)``) or
@@ -240,8 +290,6 @@ def check_step_targets(y, seqs, what, dtype=None, lengths_given=False):
     squeeze : bool
         Whether the values had no output axis.
     """
-    from crnn._sequences import Sequences
-
     if y is None:
         raise TypeError("y must hold targets; got None")
     n, lengths = seqs.n, seqs.lengths
@@ -267,7 +315,7 @@ def check_step_targets(y, seqs, what, dtype=None, lengths_given=False):
         if what == "values":
             check_finite(data, "y")
         return Sequences(data, lengths, False), squeeze
-    arr = _step_target_array(y, what, dtype, "y", padded=True)
+    arr = _step_target_array(y, what, dtype, "y")
     T = int(lengths.max())
     if arr.ndim >= 1:
         _check_count(n, arr.shape[0])
@@ -294,7 +342,7 @@ def check_step_targets(y, seqs, what, dtype=None, lengths_given=False):
     return Sequences(np.ascontiguousarray(rows), lengths, False), squeeze
 
 
-def _step_target_array(v, what, dtype, name, padded=False):
+def _step_target_array(v, what, dtype, name):
     if what == "values":
         return as_float_array(v, name, dtype)
     a = np.asarray(v)

@@ -32,7 +32,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from crnn._estimators import RNNClassifier, _RNNBase, _unique_labels
+from crnn import _validation as v
+from crnn._estimators import RNNClassifier, RNNRegressor
 
 __all__ = ["to_torch_state_dict", "torch_module_kwargs", "from_torch_state_dict",
            "from_keras_weights"]
@@ -49,7 +50,7 @@ _TORCH_NONLINEARITIES = ("tanh", "relu")
 # -- helpers -----------------------------------------------------------------
 
 def _check_estimator(model):
-    if not isinstance(model, _RNNBase):
+    if not isinstance(model, (RNNRegressor, RNNClassifier)):
         raise TypeError(
             f"model must be a crnn RNNRegressor or RNNClassifier; got "
             f"{type(model).__name__}"
@@ -107,34 +108,7 @@ def _to_numpy(value, name):
                 f".detach().cpu().numpy() ({type(exc).__name__}: {exc}); convert "
                 f"it to float32 or float64 first"
             ) from None
-    try:
-        arr = np.asarray(value)
-    except Exception as exc:
-        raise TypeError(
-            f"{name} must be an array of real numbers; converting "
-            f"{type(value).__name__} to an array failed ({exc})"
-        ) from None
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must hold real numbers; got an array of dtype "
-                        f"{arr.dtype}")
-    return arr
-
-
-def _finite_as(arr, name, dtype):
-    """``arr`` cast to ``dtype``, with a ValueError for NaN, infinity or
-    values that overflow ``dtype``."""
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        where = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
-        raise ValueError(f"{name} contains NaN or infinity (the first at index "
-                         f"{where}: {arr[where]}); the weights must be finite")
-    with np.errstate(over="ignore"):
-        cast = np.array(arr, dtype=dtype, order="C", copy=True)
-    if not np.isfinite(cast).all():
-        where = tuple(int(i) for i in np.argwhere(~np.isfinite(cast))[0])
-        raise ValueError(f"{name} has a value that overflows {np.dtype(dtype).name} "
-                         f"(the first at index {where}: {arr[where]}); the model's "
-                         f"dtype is {np.dtype(dtype).name}")
-    return cast
+    return v.real_array(value, name, allow_bool=False)
 
 
 def _key_error(model, state_dict, missing, unexpected):
@@ -257,7 +231,7 @@ def _class_order(model, n_outputs, classes):
             f"classes must be a 1-D sequence of {n_outputs} labels, one per row of "
             f"head.weight; got shape {labels.shape}"
         )
-    unique = _unique_labels(labels)
+    unique = v.unique_labels(labels)
     if unique.size != labels.size:
         raise ValueError(f"classes must be distinct; got {labels.tolist()}")
     _, rows = np.unique(labels, return_index=True)
@@ -541,7 +515,7 @@ def from_torch_state_dict(model, state_dict, *, classes=None):
         raise _key_error(model, state_dict, missing, unexpected)
     arrays = {k: _to_numpy(state_dict[k], f"state_dict[{k!r}]") for k in expected}
     n_features, n_outputs = _check_shapes(model, arrays)
-    arrays = {k: _finite_as(a, f"state_dict[{k!r}]", dtype) for k, a in arrays.items()}
+    arrays = {k: v.cast_finite(a, f"state_dict[{k!r}]", dtype) for k, a in arrays.items()}
 
     is_classifier = isinstance(model, RNNClassifier)
     if is_classifier:
@@ -552,9 +526,9 @@ def from_torch_state_dict(model, state_dict, *, classes=None):
         raise ValueError("classes applies to an RNNClassifier; this is an "
                          f"{type(model).__name__}")
     else:
-        keep = (model._is_fitted() and getattr(model, "n_outputs_", None) == n_outputs
-                and hasattr(model, "_squeeze"))
-        squeeze = model._squeeze if keep else n_outputs == 1
+        fitted = model._get_state() if model._is_fitted() else None
+        keep = fitted is not None and fitted["n_outputs_"] == n_outputs
+        squeeze = fitted["_squeeze"] if keep else n_outputs == 1
 
     network = model._make_network(n_features, n_outputs, dtype)
     params = network.layout.zeros(dtype)
@@ -577,14 +551,11 @@ def from_torch_state_dict(model, state_dict, *, classes=None):
         raise ValueError("the sums bias_ih + bias_hh overflow the model's dtype "
                          f"{np.dtype(dtype).name}")
 
-    # Everything is checked: make the model fitted with these weights.
-    if is_classifier:
-        model.classes_ = labels
-    else:
-        model._squeeze = squeeze
-    model.n_outputs_ = n_outputs
-    model._initialize(n_features, dtype)   # fresh rng, optimizer and counters
-    model.params_ = params
+    # Everything is checked: make the model fitted with these weights, and a
+    # fresh random generator, optimizer and counters.
+    entries = {"n_outputs_": n_outputs}
+    entries.update({"classes_": labels} if is_classifier else {"_squeeze": squeeze})
+    model._set_state(model._new_state(n_features, entries, dtype, params=params))
     return model
 
 
@@ -738,7 +709,7 @@ def from_keras_weights(model, layer_weights, *, kind, head=None, classes=None):
         bias_in, bias_rec = bias[0], bias[1]
     for arr, name in ((kernel, "kernel"), (recurrent, "recurrent_kernel"),
                       (bias, "bias")):
-        _finite_as(arr, f"Keras {layer} {name}", dtype)
+        v.cast_finite(arr, f"Keras {layer} {name}", dtype)
 
     if kind == "gru":
         # Keras' gate blocks z, r, h -> PyTorch's r, z, n.
@@ -774,7 +745,7 @@ def from_keras_weights(model, layer_weights, *, kind, head=None, classes=None):
         if dense_bias.shape != (dense.shape[1],):
             raise ValueError(f"the head's bias has shape ({dense.shape[1]},) like the "
                              f"kernel's columns; got {dense_bias.shape}")
-        _finite_as(dense, "the head's kernel", dtype)
-        _finite_as(dense_bias, "the head's bias", dtype)
+        v.cast_finite(dense, "the head's kernel", dtype)
+        v.cast_finite(dense_bias, "the head's bias", dtype)
         state[HEAD_WEIGHT], state[HEAD_BIAS] = dense.T, dense_bias
     return from_torch_state_dict(model, state, classes=classes)

@@ -378,7 +378,7 @@ def test_imported_model_continues_training():
             make("regressor", "gru", bidirectional=True, learning_rate=0.05,
                  max_iter=2, random_state=0, warm_start=True), state)
         assert copy.n_iter_ == 0 and copy.t_ == 0 and copy.loss_curve_ == []
-        assert copy._optimizer is None                 # fresh optimizer state
+        assert copy._get_state()["optimizer"] is None  # fresh optimizer state
         before = copy.params_.copy()
         if continue_with == "partial_fit":
             copy.partial_fit(X, y)

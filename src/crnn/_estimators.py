@@ -26,16 +26,18 @@ class _RNNBase(BaseEstimator):
     """Everything the regressor and the classifier share: hyper-parameters
     and their constraints, the fitted state, training and prediction.
 
-    A subclass sets ``_loss`` (the network's loss), ``_TARGET_STATE`` (the
-    names of its own fitted entries, besides ``_FITTED_ATTRIBUTES``) and
-    provides ``_output_activation()``, ``_check_targets(y, seqs, dtype)``
-    (user targets -> model targets, and what they say of the model),
-    ``_target_entries(found, fitted, classes)``, ``_encode_targets``
-    (the classifier), and ``score``.
+    A subclass sets ``_loss`` (the network's loss) and ``_TARGET_STATE``
+    (its own fitted entries besides ``_FITTED_ATTRIBUTES``: ``classes_``, or
+    the regressor's ``_squeeze``), and provides ``_output_activation()``,
+    ``_check_targets(y, seqs, dtype)`` (validated targets, and the entries
+    they define), ``_target_entries`` (those entries, checked against a
+    fitted model's), ``_encode_targets`` (the classifier's label codes),
+    ``predict`` and ``score``.
 
     The fitted state has one owner: :meth:`_get_state` and :meth:`_set_state`
     read and install all of it at once; persistence (``crnn.save`` /
     ``crnn.load``) and weight interchange (``crnn.interop``) go through them.
+    Training is ``crnn._training.train``.
     """
 
     _parameter_constraints = {
@@ -354,7 +356,7 @@ class _RNNBase(BaseEstimator):
         self._check_is_fitted()
         seqs = v.check_sequences(X, self.params_.dtype, lengths, self.n_features_in_)
         network = self._network()
-        initial = self._check_state(initial_state, seqs.n, network)
+        initial = self._check_initial_state(initial_state, seqs.n, network)
         T = int(seqs.lengths.max())
         per_chunk = _PREDICT_CHUNK_ELEMENTS // (T * self.hidden_size * network.D
                                                 * network.L * network.cell.n_gates)
@@ -388,7 +390,7 @@ class _RNNBase(BaseEstimator):
             state = tuple(finals) if network.cell.n_states == 2 else finals[0]
         return Y, state
 
-    def _check_state(self, state, n, network):
+    def _check_initial_state(self, state, n, network):
         """User initial states -> list of (L*D, n, H) arrays, one per state kind."""
         if state is None:
             return None

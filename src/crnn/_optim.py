@@ -10,9 +10,9 @@ def sum_of_squares(x):
     NumPy and SciPy each bundle an OpenBLAS with its own thread pool; crnn's
     kernels use SciPy's. A NumPy ``dot`` in every training step would wake the
     second pool, whose spinning threads then compete with the first for the
-    cores: with two threads per pool on two cores, that made a float64 LSTM
-    fit three times slower. ``einsum`` without ``optimize`` uses NumPy's own
-    loops.
+    cores. The rule: no NumPy BLAS call inside the training loop (the
+    measurement is in ``docs/performance.md``). ``einsum`` without
+    ``optimize`` uses NumPy's own loops.
     """
     return np.einsum("i,i->", x, x)
 

@@ -326,9 +326,9 @@ def test_warm_start_continues(data, monkeypatch):
     seen = []
     original = type(model)._train
 
-    def spy(self, *args, **kwargs):
-        seen.append(self.params_.copy())
-        return original(self, *args, **kwargs)
+    def spy(self, state, *args, **kwargs):
+        seen.append(state["params_"].copy())
+        return original(self, state, *args, **kwargs)
 
     monkeypatch.setattr(type(model), "_train", spy)
     fit_quietly(model, X, y)
@@ -474,8 +474,8 @@ def _initial_params(model, X, y):
 
     captured = []
 
-    def capture(*args, **kwargs):
-        captured.append(model.params_.copy())
+    def capture(state, *args, **kwargs):
+        captured.append(state["params_"].copy())
         raise Stop
 
     model._train = capture  # instance attribute: shadows the method
@@ -616,14 +616,16 @@ def test_divergence_raises_and_keeps_finite_weights(data):
     match = re.search(r"training diverged in epoch (\d+)", message)
     assert match, message
     epoch = int(match.group(1))
-    assert epoch == model.n_iter_ + 1
+    assert epoch >= model.n_iter_ + 1
     assert "Lower learning_rate (now 1000000.0)" in message
     assert isinstance(info.value, FloatingPointError)
     assert np.isfinite(model.params_).all()
     assert len(model.loss_curve_) == model.n_iter_
     assert np.isfinite(model.predict(X)).all()
-    # The kept weights are those at the end of the last finite epoch.
+    # The model is at the best completed epoch: the whole state of a fit
+    # stopped after that epoch.
     assert model.n_iter_ >= 1
+    assert model.loss_curve_[-1] == min(model.loss_curve_)
     before = fit_quietly(make(**dict(DIVERGING, max_iter=model.n_iter_)), X, y)
     np.testing.assert_array_equal(model.params_, before.params_)
 
@@ -637,7 +639,7 @@ def test_divergence_emits_no_numpy_warning(data):
             model.fit(X, _huge_targets())
 
 
-def test_divergence_by_overflowing_step_keeps_finite_weights(data):
+def test_divergence_in_the_first_epoch_leaves_the_model_as_before(data):
     X, _ = data
     y = np.random.default_rng(4).normal(size=N) * 1e12
     model = make(learning_rate=1e300, solver="sgd", momentum=0.0, batch_size=N,
@@ -646,15 +648,18 @@ def test_divergence_by_overflowing_step_keeps_finite_weights(data):
         warnings.simplefilter("ignore", RuntimeWarning)
         with pytest.raises(TrainingDivergedError, match="epoch 1: the weights"):
             model.fit(X, y)
-    # The step overflowed the weights in the first epoch: the model keeps its
-    # initial weights (the last finite ones), and records no finished epoch.
-    assert model.n_iter_ == 0 and model.loss_curve_ == []
-    assert np.isfinite(model.params_).all()
-    fresh = make(learning_rate=1e300, solver="sgd", momentum=0.0, batch_size=N)
-    fresh._validate_params()
-    fresh._set_state(fresh._new_state(X.shape[2], {"n_outputs_": 1, "_squeeze": True},
-                                      np.float64))
-    np.testing.assert_array_equal(model.params_, fresh.params_)
+    # No epoch completed: the first fit leaves the model unfitted...
+    assert not hasattr(model, "params_") and not hasattr(model, "n_iter_")
+    # ... and a refit leaves the trained model exactly as it was.
+    trained = fit_quietly(make(max_iter=3), X, y)
+    before = trained._get_state(copy_arrays=True)
+    trained.set_params(learning_rate=1e300, solver="sgd", momentum=0.0, batch_size=N)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(TrainingDivergedError):
+            trained.fit(X, y)
+    np.testing.assert_array_equal(trained.params_, before["params_"])
+    assert trained.loss_curve_ == before["loss_curve_"]
 
 
 # -- verbosity ----------------------------------------------------------------

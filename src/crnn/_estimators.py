@@ -197,7 +197,7 @@ class _RNNBase(BaseEstimator):
         self._check_is_fitted()
         names = self._FITTED_ATTRIBUTES + self._TARGET_STATE + ("params_",)
         state = {name: getattr(self, name) for name in names}
-        state["optimizer"] = None if self._optimizer is None else self._optimizer.state()
+        state["optimizer"] = self._optimizer
         state["rng"] = self._rng
         state["loss_curve_"] = list(state["loss_curve_"])
         state["validation_loss_curve_"] = list(state["validation_loss_curve_"])
@@ -211,6 +211,15 @@ class _RNNBase(BaseEstimator):
         the optimizer's arrays against the parameters -- and then installed
         at once: a state that fails a check leaves the estimator as it was.
         """
+        self._check_state(state)
+        self._optimizer = state["optimizer"]
+        for name in self._FITTED_ATTRIBUTES + self._TARGET_STATE + ("params_",):
+            setattr(self, name, state[name])
+        self._rng = state["rng"]
+
+    def _check_state(self, state):
+        """ValueError unless ``state`` is a whole fitted state that fits the
+        current hyper-parameters."""
         expected = set(self._FITTED_ATTRIBUTES + self._TARGET_STATE) | {
             "params_", "optimizer", "rng"}
         if set(state) != expected:
@@ -232,19 +241,6 @@ class _RNNBase(BaseEstimator):
         check_optimizer_state(state["optimizer"], params.size, params.dtype)
         if not isinstance(state["rng"], np.random.Generator):
             raise ValueError(f"rng must be a numpy Generator; got {state['rng']!r}")
-        self._optimizer = self._make_optimizer(state["optimizer"], params)
-        for name in self._FITTED_ATTRIBUTES + self._TARGET_STATE + ("params_",):
-            setattr(self, name, state[name])
-        self._rng = state["rng"]
-
-    def _make_optimizer(self, state, params):
-        """The optimizer of ``solver`` with the current settings, holding
-        ``state`` (None: a new optimizer is made when training starts)."""
-        if state is None:
-            return None
-        optimizer = OPTIMIZERS[state["kind"]](params.size, params.dtype, self.learning_rate)
-        optimizer.set_state(state)
-        return optimizer
 
     def _new_state(self, n_features, entries, dtype, params=None):
         """The state of an estimator that has not trained yet: weights drawn
@@ -281,15 +277,29 @@ class _RNNBase(BaseEstimator):
         Returns
         -------
         self
+
+        Notes
+        -----
+        A fit is a transaction: it trains a copy of the model and commits
+        the weights, optimizer state, random generator, counters and curves
+        together when it ends. If it fails, the model is exactly as it was
+        before the call (unfitted, if it was), with two exceptions that keep
+        the work done: after ``KeyboardInterrupt`` the model is at its last
+        completed epoch (with early stopping, with the best validation
+        epoch's weights); after :class:`~crnn.TrainingDivergedError` it is at
+        the best completed epoch of the call, checked to predict finite
+        values on the training data. If no epoch completed, both leave the
+        model as it was.
         """
         dtype = self._validate_params()
         continuing = self.warm_start and self._is_fitted()
         seqs, target, entries = self._check_data(X, y, lengths, dtype, continuing)
         if continuing:
             self._check_warm_start(dtype)
+            state = self._get_state(copy_arrays=True)
         else:
-            self._set_state(self._new_state(seqs.item_shape[0], entries, dtype))
-        self._train(seqs, target, self.max_iter, self.early_stopping, warn=True)
+            state = self._new_state(seqs.item_shape[0], entries, dtype)
+        self._train(state, seqs, target, self.max_iter, self.early_stopping, warn=True)
         return self
 
     def _partial_fit(self, X, y, lengths=None, classes=None):
@@ -300,8 +310,10 @@ class _RNNBase(BaseEstimator):
         seqs, target, entries = self._check_data(X, y, lengths, dtype, not first,
                                                  classes=classes, first_partial=first)
         if first:
-            self._set_state(self._new_state(seqs.item_shape[0], entries, dtype))
-        self._train(seqs, target, 1, False, warn=False)
+            state = self._new_state(seqs.item_shape[0], entries, dtype)
+        else:
+            state = self._get_state(copy_arrays=True)
+        self._train(state, seqs, target, 1, False, warn=False)
         return self
 
     def _check_data(self, X, y, lengths, dtype, fitted, classes=None,
@@ -327,23 +339,27 @@ class _RNNBase(BaseEstimator):
                 f"Keep the architecture and dtype, or set warm_start=False"
             )
 
-    def _configure_optimizer(self):
-        """Apply the current solver settings, keeping the optimizer's state
-        (moments, velocity) when the solver is unchanged."""
+    def _training_optimizer(self, state):
+        """The optimizer that trains ``state``: the current ``solver`` and its
+        settings, continuing from the state's moments (or velocity) when the
+        solver is the one that made them, new otherwise."""
+        params, saved = state["params_"], state["optimizer"]
         kind = OPTIMIZERS[self.solver]
-        if not isinstance(self._optimizer, kind):
-            self._optimizer = kind(self.params_.size, self.params_.dtype, self.learning_rate)
-        opt = self._optimizer
+        opt = kind(params.size, params.dtype, self.learning_rate)
+        if saved is not None and saved["kind"] == self.solver:
+            opt.set_state(saved)
         if self.solver == "adam":
             opt.beta_1, opt.beta_2, opt.epsilon = self.beta_1, self.beta_2, self.epsilon
         else:
             opt.momentum, opt.nesterov = self.momentum, self.nesterov
-        opt.learning_rate = self.learning_rate
+        return opt
 
-    def _train(self, seqs, target, n_epochs, early_stopping, warn):
-        """Mini-batch training from the current fitted state (``crnn._training``)."""
-        self._configure_optimizer()
-        train(self, self._network(), seqs, target, n_epochs, early_stopping, warn)
+    def _train(self, state, seqs, target, n_epochs, early_stopping, warn):
+        """Train from ``state`` and commit the result (``crnn._training``)."""
+        self._check_state(state)
+        network = self._make_network(state["n_features_in_"], state["n_outputs_"],
+                                     state["params_"].dtype)
+        train(self, network, state, seqs, target, n_epochs, early_stopping, warn)
 
     # -- prediction ---------------------------------------------------------
 

@@ -8,25 +8,37 @@ loop, each concern is one named step:
 * :func:`validation_split` -- the sequences held out for early stopping;
 * :func:`minibatches` -- the batches of one epoch;
 * :class:`DivergenceGuard` -- a NaN or infinite loss, gradient or weight
-  stops training, back at the weights of the last finite epoch;
+  stops training;
 * :class:`NoImprovement` -- counts epochs whose score did not improve by
   ``tol``; ``n_iter_no_change`` of them in a row end the fit;
 * :class:`EarlyStopping` -- the validation loss of each epoch, and the
   weights of the best one, restored at the end;
 * :class:`Reporter` -- the ``verbose`` lines.
 
-:func:`train` composes them. It reads the hyper-parameters of the estimator
-it trains and updates its fitted attributes (``params_`` in place,
-``n_iter_``, ``t_``, ``loss_``, ``loss_curve_``, ``best_loss_``,
-``validation_loss_curve_``, the optimizer's state and the random generator).
+A fit is a transaction. :func:`train` trains a working copy of the fitted
+state (weights, optimizer state, random generator, counters and curves
+together) and commits it to the estimator only when the call ends:
+
+* normally: the state after the last epoch (with early stopping, with the
+  weights of the best validation epoch);
+* by ``KeyboardInterrupt``: the same, at the last completed epoch;
+* by :class:`~crnn.TrainingDivergedError`: the state at the end of the best
+  completed epoch of the call (lowest training loss, or validation loss with
+  early stopping), once a pass over the training sequences has confirmed
+  that its loss and gradient are finite;
+
+and in every other case, or when no epoch of the call completed (or none
+predicts finite values), nothing: the estimator stays exactly as it was
+before the call -- unfitted, if it was.
 """
+import copy
 import sys
 import time
 import warnings
 
 import numpy as np
 
-from crnn._optim import clip_by_global_norm
+from crnn._optim import clip_by_global_norm, sum_of_squares
 from crnn.exceptions import ConvergenceWarning, TrainingDivergedError
 
 __all__ = ["train", "validation_split", "minibatches", "DivergenceGuard",
@@ -66,16 +78,11 @@ def loss_and_gradient(network, params, batch, target, bptt_steps, alpha, grad, r
 
 
 class DivergenceGuard:
-    """Stops a fit whose loss, gradient or weights stop being finite.
-
-    It keeps a copy of the weights at the end of the last epoch whose every
-    batch was finite (:meth:`commit`); on divergence the weights go back to
-    that copy and :class:`~crnn.TrainingDivergedError` is raised.
-    """
+    """Stops a fit whose loss, gradient or weights stop being finite, with a
+    :class:`~crnn.TrainingDivergedError` that says what to change."""
 
     def __init__(self, params, learning_rate, clip_norm):
         self.params = params
-        self.last_good = params.copy()
         self.learning_rate = learning_rate
         self.clip_norm = clip_norm
 
@@ -88,16 +95,10 @@ class DivergenceGuard:
         if not np.isfinite(self.params).all():
             self.fail("weights", "non-finite", epoch)
 
-    def commit(self):
-        """The current weights are the last finite ones."""
-        self.last_good[...] = self.params
-
     def fail(self, what, value, epoch):
-        self.params[...] = self.last_good
         raise TrainingDivergedError(
-            f"training diverged in epoch {epoch}: the {what} became "
-            f"{value}. The model keeps the weights of the last finite epoch. "
-            f"Lower learning_rate (now {self.learning_rate}), set clip_norm (now "
+            f"training diverged in epoch {epoch}: the {what} became {value}. Lower "
+            f"learning_rate (now {self.learning_rate}), set clip_norm (now "
             f"{self.clip_norm}), or scale the inputs and targets."
         )
 
@@ -171,23 +172,27 @@ class Reporter:
                   f"validation set (loss {loss:.6g}).")
 
 
-def train(model, network, seqs, target, n_epochs, early_stopping, warn):
-    """Train ``model`` for up to ``n_epochs`` epochs on ``(seqs, target)``.
+def train(model, network, state, seqs, target, n_epochs, early_stopping, warn):
+    """Train a working copy of a fitted state and commit it to ``model``.
 
     Parameters
     ----------
     model : RNNRegressor or RNNClassifier
-        Fitted (its ``params_``, optimizer and random generator are set);
-        its hyper-parameters say how to train.
+        Its hyper-parameters say how to train; it receives the trained state
+        through ``_set_state`` when the call ends (see the module
+        documentation for what is committed when training fails).
     network : RecurrentNetwork
-        The network of ``model.params_``.
+        The network of the state's weights.
+    state : dict
+        The state to start from, as ``model._get_state(copy_arrays=True)``
+        or ``model._new_state`` give it; trained in place.
     seqs : Sequences
     target : ndarray or Sequences
         The model's targets, one per sequence or per step.
     n_epochs : int
     early_stopping : bool
-        Hold out ``validation_fraction`` of the sequences and restore the
-        weights of the best validation epoch at the end.
+        Hold out ``validation_fraction`` of the sequences and keep the
+        weights of the best validation epoch.
     warn : bool
         Warn with :class:`~crnn.ConvergenceWarning` if the loss was still
         improving after ``n_epochs``.
@@ -197,67 +202,136 @@ def train(model, network, seqs, target, n_epochs, early_stopping, warn):
     are silenced here.
     """
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        _train(model, network, seqs, target, n_epochs, early_stopping, warn)
-
-
-def _train(model, network, seqs, target, n_epochs, early_stopping, warn):
-    params, optimizer, rng = model.params_, model._optimizer, model._rng
-    alpha = float(model.alpha)
-    dropout_rng = rng if model.dropout > 0 else None
-    if early_stopping:
-        train_idx, val_idx = validation_split(seqs.n, model.validation_fraction, rng)
-        val_batch = seqs.pack(val_idx)
-        stopper = EarlyStopping(network, val_batch, val_batch.targets(
-            target, model.return_sequences), alpha, params)
-    else:
-        train_idx = np.arange(seqs.n)
-    n_train = train_idx.size
-    batch_size = min(int(model.batch_size), n_train)
-    grad = np.empty_like(params)
-    guard = DivergenceGuard(params, model.learning_rate, model.clip_norm)
-    no_improvement = NoImprovement(model.best_loss_, model.tol, model.n_iter_no_change)
-    reporter = Reporter(model.verbose)
-    converged = False
-
-    for _ in range(n_epochs):
-        started = time.perf_counter()
-        epoch = model.n_iter_ + 1
-        order = rng.permutation(train_idx) if model.shuffle else train_idx
-        total = 0.0
-        for idx in minibatches(order, batch_size):
-            batch = seqs.pack(idx)
-            loss, _ = loss_and_gradient(network, params, batch,
-                                        batch.targets(target, model.return_sequences),
-                                        model.bptt_steps, alpha, grad, dropout_rng)
-            norm = clip_by_global_norm(grad, model.clip_norm)
-            guard.check("loss", loss, epoch)
-            guard.check("gradient norm", norm, epoch)
-            optimizer.step(params, grad)
-            total += loss * batch.B
-        guard.check_weights(epoch)
-        guard.commit()
-        epoch_loss = total / n_train
-        model.n_iter_ = epoch
-        model.t_ += n_train
-        model.loss_ = epoch_loss
-        model.loss_curve_.append(epoch_loss)
-        val_loss = None
-        if early_stopping:
-            val_loss = stopper.update(params, epoch)
-            model.validation_loss_curve_.append(val_loss)
-        reporter.epoch(epoch, epoch_loss, val_loss, time.perf_counter() - started)
-        converged = no_improvement.update(epoch_loss if val_loss is None else val_loss)
-        model.best_loss_ = no_improvement.best
-        if converged:
-            reporter.converged(model.tol, model.n_iter_no_change)
-            break
-
-    if early_stopping:
-        stopper.restore(params)
-        reporter.restored(stopper.best_epoch, stopper.best_loss)
+        run = _Run(model, network, state, seqs, target, early_stopping)
+        try:
+            converged = run.epochs(n_epochs)
+        except KeyboardInterrupt:
+            if run.last is not None:
+                model._set_state(run.finished(run.last))
+            raise
+        except TrainingDivergedError:
+            kept = run.best_finite()
+            if kept is not None:
+                model._set_state(kept)
+            raise
+        model._set_state(run.finished(run.snapshot()))
     if warn and not converged:
         warnings.warn(
             f"{type(model).__name__} stopped at max_iter={model.max_iter} epochs "
             f"while the loss was still improving; raise max_iter to train longer",
             ConvergenceWarning,
         )
+
+
+class _Run:
+    """One call's training: the working state, its epochs and its commits."""
+
+    def __init__(self, model, network, state, seqs, target, early_stopping):
+        self.model, self.network, self.state = model, network, state
+        self.seqs, self.target = seqs, target
+        self.params = state["params_"]
+        self.optimizer = model._training_optimizer(state)
+        self.rng = state["rng"]
+        self.alpha = float(model.alpha)
+        self.stopper = None
+        if early_stopping:
+            train_idx, val_idx = validation_split(seqs.n, model.validation_fraction,
+                                                  self.rng)
+            val_batch = seqs.pack(val_idx)
+            self.stopper = EarlyStopping(network, val_batch, val_batch.targets(
+                target, model.return_sequences), self.alpha, self.params)
+        else:
+            train_idx = np.arange(seqs.n)
+        self.train_idx = train_idx
+        # Committed states: the last completed epoch and the best one.
+        self.last = self.best = None
+        self.best_score = np.inf
+
+    def snapshot(self):
+        """An independent copy of the working state."""
+        return copy.deepcopy(dict(self.state, optimizer=self.optimizer.state()))
+
+    def finished(self, state):
+        """``state`` as a fit leaves it: with early stopping, the weights of
+        the best validation epoch."""
+        if self.stopper is not None and self.stopper.best_epoch:
+            state["params_"] = self.stopper.best_params.copy()
+        return state
+
+    def best_finite(self):
+        """The best committed epoch, if its loss and gradient are finite on
+        every mini-batch of the training sequences (in order, with the
+        training batch size), the gradient's squared norm with 2^20 to spare
+        before it overflows (another draw of the batches moves it); else None.
+        So the state kept predicts finite values and can train on."""
+        if self.best is None:
+            return None
+        params = self.best["params_"]
+        limit = np.finfo(params.dtype).max / 2.0 ** 20
+        for idx in minibatches(self.train_idx, min(int(self.model.batch_size),
+                                                   self.train_idx.size)):
+            batch = self.seqs.pack(idx)
+            loss, grad = self.network.loss_grad(
+                params, batch, batch.targets(self.target, self.model.return_sequences),
+                self.alpha)
+            if not (np.isfinite(loss) and sum_of_squares(grad) < limit):
+                return None
+        return self.best
+
+    def epochs(self, n_epochs):
+        """Train for up to ``n_epochs``; True if the fit converged."""
+        model, state, params, rng = self.model, self.state, self.params, self.rng
+        network, seqs, target = self.network, self.seqs, self.target
+        dropout_rng = rng if model.dropout > 0 else None
+        n_train = self.train_idx.size
+        batch_size = min(int(model.batch_size), n_train)
+        grad = np.empty_like(params)
+        guard = DivergenceGuard(params, model.learning_rate, model.clip_norm)
+        no_improvement = NoImprovement(state["best_loss_"], model.tol,
+                                       model.n_iter_no_change)
+        reporter = Reporter(model.verbose)
+        for _ in range(n_epochs):
+            started = time.perf_counter()
+            epoch = state["n_iter_"] + 1
+            order = rng.permutation(self.train_idx) if model.shuffle else self.train_idx
+            total = 0.0
+            for idx in minibatches(order, batch_size):
+                batch = seqs.pack(idx)
+                loss, _ = loss_and_gradient(network, params, batch,
+                                            batch.targets(target, model.return_sequences),
+                                            model.bptt_steps, self.alpha, grad, dropout_rng)
+                norm = clip_by_global_norm(grad, model.clip_norm)
+                guard.check("loss", loss, epoch)
+                guard.check("gradient norm", norm, epoch)
+                self.optimizer.step(params, grad)
+                total += loss * batch.B
+            guard.check_weights(epoch)
+            epoch_loss = total / n_train
+            state["n_iter_"] = epoch
+            state["t_"] += n_train
+            state["loss_"] = epoch_loss
+            state["loss_curve_"].append(epoch_loss)
+            val_loss = None
+            if self.stopper is not None:
+                val_loss = self.stopper.update(params, epoch)
+                state["validation_loss_curve_"].append(val_loss)
+            reporter.epoch(epoch, epoch_loss, val_loss, time.perf_counter() - started)
+            score = epoch_loss if val_loss is None else val_loss
+            converged = no_improvement.update(score)
+            state["best_loss_"] = no_improvement.best
+            self.commit(score)
+            if converged:
+                reporter.converged(model.tol, model.n_iter_no_change)
+                break
+        else:
+            converged = False
+        if self.stopper is not None:
+            reporter.restored(self.stopper.best_epoch, self.stopper.best_loss)
+        return converged
+
+    def commit(self, score):
+        """The working state at the end of an epoch becomes the last (and,
+        if its score is the lowest yet, the best) committed state."""
+        self.last = self.snapshot()
+        if score < self.best_score:
+            self.best, self.best_score = self.last, score

@@ -30,7 +30,7 @@ def test_state_round_trip_continues_bit_for_bit(cls, solver):
     a = fitted(cls, solver=solver)
     state = a._get_state(copy_arrays=True)
     assert set(state) == set(cls._FITTED_ATTRIBUTES + cls._TARGET_STATE) | {
-        "params_", "optimizer", "rng"}
+        "params_", "optimizer", "rng", "architecture"}
     assert state["optimizer"]["kind"] == solver
     b = cls(**a.get_params())
     b._set_state(state)
@@ -90,7 +90,8 @@ def test_state_of_a_model_whose_architecture_changed_is_refused():
     model = fitted(RNNRegressor)
     state = model._get_state(copy_arrays=True)
     model.set_params(hidden_size=5)
-    with pytest.raises(ValueError, match="changed after fit"):
+    with pytest.raises(ValueError, match=r"fitted with other hyper-parameters "
+                                         r"\(hidden_size: 4 -> 5\)"):
         model._set_state(state)
 
 

@@ -78,6 +78,11 @@ class _RNNBase(BaseEstimator):
     _FITTED_ATTRIBUTES = ("n_features_in_", "n_outputs_", "n_iter_", "t_", "loss_",
                           "best_loss_", "loss_curve_", "validation_loss_curve_")
     _TARGET_STATE = ()
+    #: The hyper-parameters that define the fitted network. A fitted model
+    #: records them; when one has changed since, it refuses to predict, save,
+    #: export its weights or continue training (naming the parameter).
+    _ARCHITECTURE = ("cell", "hidden_size", "num_layers", "bidirectional", "activation",
+                     "return_sequences", "dtype")
 
     def __init__(self, hidden_size=32, *, cell="elman", num_layers=1,
                  bidirectional=False, activation="tanh", return_sequences=False,
@@ -166,7 +171,7 @@ class _RNNBase(BaseEstimator):
         ``W_hh_l0``, ``b_l0`` (and ``b_hn_l0`` for the GRU), ``..._reverse``
         for the reverse direction, ``W_y`` and ``b_y``. Writing to a view
         changes the model."""
-        self._check_is_fitted()
+        self._check_architecture()
         return self._network().layout.views(self.params_)
 
     # -- the fitted state ---------------------------------------------------
@@ -184,19 +189,54 @@ class _RNNBase(BaseEstimator):
     def __sklearn_is_fitted__(self):
         return self._is_fitted()
 
-    def _get_state(self, copy_arrays=False):
+    def _architecture(self):
+        """The current values of the :attr:`_ARCHITECTURE` hyper-parameters."""
+        params = self.get_params(deep=False)
+        architecture = {name: params[name] for name in self._ARCHITECTURE}
+        try:
+            architecture["dtype"] = np.dtype(architecture["dtype"]).name
+        except TypeError:
+            pass
+        return architecture
+
+    def _architecture_changes(self, recorded):
+        """``"name: fitted -> now"`` for every architecture hyper-parameter
+        that differs from ``recorded``."""
+        now = self._architecture()
+        return [f"{name}: {recorded[name]!r} -> {now[name]!r}" for name in now
+                if not _same(recorded.get(name), now[name])]
+
+    def _check_architecture(self):
+        """ValueError if an architecture hyper-parameter changed since fit."""
+        self._check_is_fitted()
+        changes = self._architecture_changes(self._fitted_architecture)
+        if changes:
+            raise ValueError(
+                f"the hyper-parameters changed after fitting ({'; '.join(changes)}): "
+                f"this {type(self).__name__}'s weights are those of the fitted "
+                f"network. Restore them with set_params, or fit again with "
+                f"warm_start=False"
+            )
+
+    def _get_state(self, copy_arrays=False, check_architecture=True):
         """The whole fitted state, as a dict.
 
         Keys: the :attr:`_FITTED_ATTRIBUTES`, the subclass's
         :attr:`_TARGET_STATE` (``classes_``, or the regressor's ``squeeze``),
         ``params_``, ``optimizer`` (None, or the optimizer's state: ``kind``
-        and its arrays, see ``crnn._optim``) and ``rng`` (the training
-        ``numpy.random.Generator``). The arrays and the generator are the
-        model's own unless ``copy_arrays``, which gives an independent copy.
+        and its arrays, see ``crnn._optim``), ``rng`` (the training
+        ``numpy.random.Generator``) and ``architecture`` (the
+        :attr:`_ARCHITECTURE` hyper-parameters it was fitted with, which must
+        still hold unless ``check_architecture`` is False). The arrays and the
+        generator are the model's own unless ``copy_arrays``, which gives an
+        independent copy.
         """
+        if check_architecture:
+            self._check_architecture()
         self._check_is_fitted()
         names = self._FITTED_ATTRIBUTES + self._TARGET_STATE + ("params_",)
         state = {name: getattr(self, name) for name in names}
+        state["architecture"] = dict(self._fitted_architecture)
         state["optimizer"] = self._optimizer
         state["rng"] = self._rng
         state["loss_curve_"] = list(state["loss_curve_"])
@@ -216,15 +256,20 @@ class _RNNBase(BaseEstimator):
         for name in self._FITTED_ATTRIBUTES + self._TARGET_STATE + ("params_",):
             setattr(self, name, state[name])
         self._rng = state["rng"]
+        self._fitted_architecture = dict(state["architecture"])
 
     def _check_state(self, state):
         """ValueError unless ``state`` is a whole fitted state that fits the
         current hyper-parameters."""
         expected = set(self._FITTED_ATTRIBUTES + self._TARGET_STATE) | {
-            "params_", "optimizer", "rng"}
+            "params_", "optimizer", "rng", "architecture"}
         if set(state) != expected:
             raise ValueError(f"a fitted state has the entries {sorted(expected)}; got "
                              f"{sorted(state)}")
+        changes = self._architecture_changes(state["architecture"])
+        if changes:
+            raise ValueError(f"the state was fitted with other hyper-parameters "
+                             f"({'; '.join(changes)}); set them first")
         params = state["params_"]
         if not (isinstance(params, np.ndarray) and params.ndim == 1
                 and params.dtype in (np.float32, np.float64)):
@@ -255,7 +300,8 @@ class _RNNBase(BaseEstimator):
         params = drawn if params is None else params
         return dict(entries, n_features_in_=n_features, params_=params, optimizer=None,
                     rng=rng, n_iter_=0, t_=0, loss_=None, best_loss_=np.inf,
-                    loss_curve_=[], validation_loss_curve_=[])
+                    loss_curve_=[], validation_loss_curve_=[],
+                    architecture=self._architecture())
 
     # -- training -----------------------------------------------------------
 
@@ -330,14 +376,8 @@ class _RNNBase(BaseEstimator):
         return target
 
     def _check_warm_start(self, dtype):
-        expected = self._make_network(self.n_features_in_, self.n_outputs_, dtype)
-        if dtype != self.params_.dtype or expected.layout.size != self.params_.size:
-            raise ValueError(
-                f"warm_start continues from the fitted weights, which have "
-                f"{self.params_.size} {self.params_.dtype} parameters; the current "
-                f"hyper-parameters need {expected.layout.size} {dtype} parameters. "
-                f"Keep the architecture and dtype, or set warm_start=False"
-            )
+        """Continuing needs the architecture (dtype included) the model was fitted with."""
+        self._check_architecture()
 
     def _training_optimizer(self, state):
         """The optimizer that trains ``state``: the current ``solver`` and its
@@ -369,7 +409,7 @@ class _RNNBase(BaseEstimator):
         Returns the outputs (``(n, O)`` per sequence; ``(n, T, O)`` or a list
         of ``(L_i, O)`` per step) and the final states (or None).
         """
-        self._check_is_fitted()
+        self._check_architecture()
         seqs = v.check_sequences(X, self.params_.dtype, lengths, self.n_features_in_)
         network = self._network()
         initial = self._check_initial_state(initial_state, seqs.n, network)
@@ -570,6 +610,14 @@ _SHARED_NOTES = """
 """
 
 
+def _same(a, b):
+    """``a == b`` as a plain bool (False where the comparison fails)."""
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return False
+
+
 @_io.register_estimator
 class RNNRegressor(RegressorMixin, _RNNBase):
     __doc__ = f"""Recurrent network (Elman, LSTM or GRU) for regression on sequences.
@@ -630,6 +678,7 @@ class RNNRegressor(RegressorMixin, _RNNBase):
 
     _parameter_constraints = {**_RNNBase._parameter_constraints,
                               "output_activation": [Options(*OUTPUTS)]}
+    _ARCHITECTURE = _RNNBase._ARCHITECTURE + ("output_activation",)
     # Whether y had no output axis, so that predictions drop it too.
     _TARGET_STATE = ("_squeeze",)
 

@@ -85,6 +85,8 @@ def check_gradient(estimator, X, y, lengths=None, *, epsilon=1e-4, random_state=
     """
     estimator._validate_params()
     fitted = estimator._is_fitted()
+    if fitted:
+        estimator._check_architecture()
     seqs, target, entries = estimator._check_data(X, y, lengths, np.float64, fitted)
     network = estimator._make_network(seqs.item_shape[0], entries["n_outputs_"],
                                       np.float64)

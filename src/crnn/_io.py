@@ -277,15 +277,9 @@ def _encode(estimator):
         x = float(x)
         return "inf" if x == math.inf else x
 
+    # _get_state has checked that the hyper-parameters still define this network.
     layout = estimator._make_network(state["n_features_in_"], state["n_outputs_"],
                                      params_.dtype).layout
-    if layout.size != params_.size:
-        raise ValueError(
-            f"cannot save this {cls.__name__}: its fitted weights have "
-            f"{params_.size} parameters, but its current hyper-parameters define "
-            f"{layout.size}; were hyper-parameters changed after fit? "
-            f"Restore them or fit again"
-        )
     fitted = {
         "n_features_in_": int(state["n_features_in_"]),
         "n_outputs_": int(state["n_outputs_"]),
@@ -771,6 +765,9 @@ def _build(spec, arrays, fail):
     state["optimizer"] = optimizer
     rng = spec["rng"]
     state["rng"] = v.check_random_state(estimator.random_state) if rng is None else rng
+    # The architecture is that of the stored hyper-parameters, which _check
+    # has matched against the stored layout.
+    state["architecture"] = estimator._architecture()
     try:
         estimator._set_state(state)
     except ValueError as exc:  # pragma: no cover - _check has checked all of it

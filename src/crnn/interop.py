@@ -81,19 +81,11 @@ def _check_elman_activation(model):
 
 
 def _fitted_network(model):
-    """The network of a fitted estimator, checked against its ``params_``."""
+    """The network of a fitted estimator whose hyper-parameters still define
+    its fitted weights."""
     _check_estimator(model)
-    model._check_is_fitted()
-    network = model._network()
-    if network.layout.size != model.params_.size:
-        raise ValueError(
-            f"the hyper-parameters of this {type(model).__name__} (cell="
-            f"{model.cell!r}, hidden_size={model.hidden_size}, num_layers="
-            f"{model.num_layers}, bidirectional={model.bidirectional}) were changed "
-            f"after fitting: they need {network.layout.size} parameters, the "
-            f"fitted params_ has {model.params_.size}. Restore them or refit"
-        )
-    return network
+    model._check_architecture()
+    return model._network()
 
 
 def _to_numpy(value, name):
@@ -526,7 +518,8 @@ def from_torch_state_dict(model, state_dict, *, classes=None):
         raise ValueError("classes applies to an RNNClassifier; this is an "
                          f"{type(model).__name__}")
     else:
-        fitted = model._get_state() if model._is_fitted() else None
+        fitted = (model._get_state(check_architecture=False) if model._is_fitted()
+                  else None)
         keep = fitted is not None and fitted["n_outputs_"] == n_outputs
         squeeze = fitted["_squeeze"] if keep else n_outputs == 1
 

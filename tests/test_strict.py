@@ -95,3 +95,34 @@ def test_classifier_too():
     for method in (clf.predict, clf.predict_proba):
         with pytest.raises(ValueError, match="activation: 'tanh' -> 'sigmoid'"):
             method(X)
+
+
+# -- hyper-parameters of other numeric types ----------------------------------------
+
+
+def test_numpy_integer_hyper_parameters():
+    """Integer hyper-parameters go through operator.index: NumPy's small
+    integer types never overflow in crnn's size arithmetic."""
+    Xl = rng.normal(size=(6, 300, 2))
+    yl = Xl[:, :, 0].sum(axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = RNNRegressor(np.uint8(2), num_layers=np.uint8(1), bptt_steps=np.uint8(2),
+                             batch_size=np.uint8(4), max_iter=np.uint8(2),
+                             n_iter_no_change=np.uint8(5), random_state=0).fit(Xl, yl)
+        plain = RNNRegressor(2, bptt_steps=2, batch_size=4, max_iter=2,
+                             n_iter_no_change=5, random_state=0).fit(Xl, yl)
+    np.testing.assert_array_equal(model.predict(Xl), plain.predict(Xl))
+    assert model.check_gradient(Xl[:2, :5], yl[:2]).max_error < 1e-6
+
+
+def test_fraction_hyper_parameters():
+    from fractions import Fraction
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = RNNRegressor(3, learning_rate=Fraction(1, 100), beta_1=Fraction(9, 10),
+                             tol=Fraction(1, 10**4), alpha=Fraction(1, 10),
+                             clip_norm=Fraction(1), max_iter=2, random_state=0).fit(X, y)
+        plain = RNNRegressor(3, learning_rate=0.01, beta_1=0.9, tol=1e-4, alpha=0.1,
+                             clip_norm=1.0, max_iter=2, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(model.predict(X), plain.predict(X))

@@ -18,6 +18,7 @@ not constraints of one value and stay with the estimator.
 """
 import math
 import numbers
+import operator
 
 import numpy as np
 
@@ -44,8 +45,14 @@ class _NoneConstraint(Constraint):
 
 
 def _is_integer(value):
-    return (isinstance(value, (numbers.Integral, np.integer))
-            and not isinstance(value, (bool, np.bool_)))
+    """Anything ``operator.index`` takes (ints, NumPy integers), but booleans."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return True
 
 
 def _is_real(value):

@@ -1,5 +1,6 @@
 """scikit-learn-style estimators: ``RNNRegressor`` and ``RNNClassifier``."""
 import copy
+import operator
 
 import numpy as np
 
@@ -146,9 +147,9 @@ class _RNNBase(BaseEstimator):
 
     def _make_network(self, n_features, n_outputs, dtype):
         return RecurrentNetwork(
-            n_features, self.hidden_size, n_outputs,
+            n_features, operator.index(self.hidden_size), n_outputs,
             cell=self.cell,
-            num_layers=self.num_layers,
+            num_layers=operator.index(self.num_layers),
             bidirectional=self.bidirectional,
             activation=self.activation,
             output_activation=self._output_activation(),
@@ -385,13 +386,14 @@ class _RNNBase(BaseEstimator):
         solver is the one that made them, new otherwise."""
         params, saved = state["params_"], state["optimizer"]
         kind = OPTIMIZERS[self.solver]
-        opt = kind(params.size, params.dtype, self.learning_rate)
+        opt = kind(params.size, params.dtype, float(self.learning_rate))
         if saved is not None and saved["kind"] == self.solver:
             opt.set_state(saved)
         if self.solver == "adam":
-            opt.beta_1, opt.beta_2, opt.epsilon = self.beta_1, self.beta_2, self.epsilon
+            opt.beta_1, opt.beta_2 = float(self.beta_1), float(self.beta_2)
+            opt.epsilon = float(self.epsilon)
         else:
-            opt.momentum, opt.nesterov = self.momentum, self.nesterov
+            opt.momentum, opt.nesterov = float(self.momentum), bool(self.nesterov)
         return opt
 
     def _train(self, state, seqs, target, n_epochs, early_stopping, warn):
@@ -414,12 +416,12 @@ class _RNNBase(BaseEstimator):
         network = self._network()
         initial = self._check_initial_state(initial_state, seqs.n, network)
         T = int(seqs.lengths.max())
-        per_chunk = _PREDICT_CHUNK_ELEMENTS // (T * self.hidden_size * network.D
+        per_chunk = _PREDICT_CHUNK_ELEMENTS // (T * network.H * network.D
                                                 * network.L * network.cell.n_gates)
         chunk = max(1, per_chunk)
         outputs, finals = [], None
         if return_state:
-            finals = [np.empty((network.L * network.D, seqs.n, self.hidden_size),
+            finals = [np.empty((network.L * network.D, seqs.n, network.H),
                                dtype=self.params_.dtype)
                       for _ in range(network.cell.n_states)]
         for start in range(0, seqs.n, chunk):
@@ -450,7 +452,7 @@ class _RNNBase(BaseEstimator):
         """User initial states -> list of (L*D, n, H) arrays, one per state kind."""
         if state is None:
             return None
-        shape = (network.L * network.D, n, self.hidden_size)
+        shape = (network.L * network.D, n, network.H)
         if network.cell.n_states == 2:
             if not (isinstance(state, (tuple, list)) and len(state) == 2):
                 raise ValueError(

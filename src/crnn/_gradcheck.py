@@ -1,4 +1,6 @@
 """Finite-difference check of the BPTT gradient."""
+import operator
+
 import numpy as np
 
 from crnn._validation import check_random_state
@@ -97,7 +99,7 @@ def check_gradient(estimator, X, y, lengths=None, *, epsilon=1e-4, random_state=
     batch = seqs.pack()
     target = batch.targets(target, estimator.return_sequences)
     alpha = float(estimator.alpha)
-    bptt = estimator.bptt_steps
+    bptt = None if estimator.bptt_steps is None else operator.index(estimator.bptt_steps)
 
     def loss_grad(w):
         if bptt is not None:

@@ -32,6 +32,7 @@ predicts finite values), nothing: the estimator stays exactly as it was
 before the call -- unfitted, if it was.
 """
 import copy
+import operator
 import sys
 import time
 import warnings
@@ -268,7 +269,7 @@ class _Run:
             return None
         params = self.best["params_"]
         limit = np.finfo(params.dtype).max / 2.0 ** 20
-        for idx in minibatches(self.train_idx, min(int(self.model.batch_size),
+        for idx in minibatches(self.train_idx, min(operator.index(self.model.batch_size),
                                                    self.train_idx.size)):
             batch = self.seqs.pack(idx)
             loss, grad = self.network.loss_grad(
@@ -284,7 +285,8 @@ class _Run:
         network, seqs, target = self.network, self.seqs, self.target
         dropout_rng = rng if model.dropout > 0 else None
         n_train = self.train_idx.size
-        batch_size = min(int(model.batch_size), n_train)
+        batch_size = min(operator.index(model.batch_size), n_train)
+        bptt_steps = None if model.bptt_steps is None else operator.index(model.bptt_steps)
         grad = np.empty_like(params)
         guard = DivergenceGuard(params, model.learning_rate, model.clip_norm)
         no_improvement = NoImprovement(state["best_loss_"], model.tol,
@@ -299,7 +301,7 @@ class _Run:
                 batch = seqs.pack(idx)
                 loss, _ = loss_and_gradient(network, params, batch,
                                             batch.targets(target, model.return_sequences),
-                                            model.bptt_steps, self.alpha, grad, dropout_rng)
+                                            bptt_steps, self.alpha, grad, dropout_rng)
                 norm = clip_by_global_norm(grad, model.clip_norm)
                 guard.check("loss", loss, epoch)
                 guard.check("gradient norm", norm, epoch)

@@ -491,3 +491,46 @@ def test_unsortable_mixed_labels_get_a_clear_error():
     y = np.array([1, "a", 1, "a"], dtype=object)
     with pytest.raises(TypeError, match="class labels must be of one sortable type"):
         RNNClassifier(3, max_iter=1).fit(X, y)
+
+
+# -- class labels: one kind, discrete ------------------------------------------
+
+
+@pytest.mark.parametrize("y, error, pattern", [
+    ([1, "a"] * 6, TypeError, r"mixes numbers and strings, e.g. 1 and 'a'"),
+    (np.array([1, "a"] * 6, dtype=object), TypeError, "mixes numbers and strings"),
+    (np.linspace(0, 1, 12), ValueError, r"continuous values \(the first at index "
+                                        r"\(1,\): 0.0909"),
+    ([0.5, 1.0] * 6, ValueError, "continuous values.*use RNNRegressor"),
+    ([None, "a"] * 6, TypeError, "numbers or strings; y holds NoneType None"),
+    ([(1, 2), (3, 4)] * 6, ValueError, "one label per sequence"),
+])
+def test_bad_class_labels(y, error, pattern, no_kernel):
+    X = np.random.default_rng(0).normal(size=(12, 3, 2))
+    with pytest.raises(error, match=pattern):
+        RNNClassifier(3, max_iter=1).fit(X, y)
+
+
+@pytest.mark.parametrize("y, classes", [
+    (np.array(["b", "a"] * 6, dtype=object), ["a", "b"]),
+    ([np.str_("x"), "y"] * 6, ["x", "y"]),
+    ([1.0, 2.0] * 6, [1.0, 2.0]),
+    ([True, False] * 6, [False, True]),
+])
+def test_good_class_labels(y, classes):
+    X = np.random.default_rng(0).normal(size=(12, 3, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = RNNClassifier(3, max_iter=1).fit(X, y)
+    assert clf.classes_.tolist() == classes
+    assert clf.classes_.dtype.kind != "O"
+
+
+def test_per_step_labels_are_checked_too(no_kernel):
+    X = np.random.default_rng(0).normal(size=(4, 3, 2))
+    with pytest.raises(ValueError, match="continuous values"):
+        RNNClassifier(3, return_sequences=True, max_iter=1).fit(
+            X, np.random.default_rng(1).normal(size=(4, 3)))
+    with pytest.raises(TypeError, match="mixes numbers and strings"):
+        RNNClassifier(3, return_sequences=True, max_iter=1).fit(
+            [x for x in X], [[1, "a", 1]] * 4)

@@ -85,11 +85,62 @@ def cast_finite(arr, name, dtype, remedy="the weights must be finite"):
     return cast
 
 
-def unique_labels(labels):
-    """Sorted distinct labels, or a TypeError saying why they cannot be sorted."""
+def class_labels(y, name="y"):
+    """Class labels as an array of one kind: numbers, or unicode strings.
+
+    Strings given in a list or an object array (what pandas gives) become a
+    unicode array, so that a fitted classifier's ``classes_`` can be saved.
+    Refused: a mix of numbers and strings (TypeError), other objects
+    (TypeError), complex numbers (TypeError), NaN or infinity (ValueError),
+    and continuous values -- floats that are not whole numbers -- which are
+    regression targets, not labels (ValueError).
+    """
+    a = np.asarray(y)
+    if a.dtype.kind == "O" or (a.dtype.kind == "U" and not isinstance(y, np.ndarray)):
+        a = _uniform_labels(np.asarray(y, dtype=object), name)
+    if a.dtype.kind == "c":
+        raise TypeError("class labels cannot be complex numbers")
+    if a.dtype.kind == "f":
+        check_finite(a, name, "class labels must be finite")
+        whole = a == np.round(a)
+        if not whole.all():
+            where = tuple(int(i) for i in np.argwhere(~whole)[0])
+            raise ValueError(
+                f"{name} holds continuous values (the first at index {where}: "
+                f"{a[where]}), not class labels: a classifier needs labels that are "
+                f"whole numbers or strings. For real-valued targets use RNNRegressor"
+            )
+    return a
+
+
+def _uniform_labels(obj, name):
+    """An object array of labels as a numeric or a unicode array."""
+    flat = obj.ravel()
+    is_str = np.array([isinstance(x, str) for x in flat], dtype=bool)
+    if is_str.all():
+        return obj.astype(str)
+    is_number = np.array([isinstance(x, (numbers.Real, np.bool_)) for x in flat],
+                         dtype=bool)
+    if is_number.all():
+        return np.asarray(flat.tolist()).reshape(obj.shape)
+    if (is_str | is_number).all():
+        number, string = flat[np.argmax(is_number)], flat[np.argmax(is_str)]
+        raise TypeError(
+            f"class labels must be of one sortable type (all numbers or all "
+            f"strings); {name} mixes numbers and strings, e.g. {number!r} and {string!r}"
+        )
+    other = flat[np.argmax(~(is_str | is_number))]
+    raise TypeError(f"class labels must be numbers or strings; {name} holds "
+                    f"{type(other).__name__} {other!r}")
+
+
+def unique_labels(labels, name="classes"):
+    """Sorted distinct labels (checked by :func:`class_labels`)."""
     try:
-        return np.unique(np.asarray(labels))
+        return np.unique(class_labels(labels, name))
     except TypeError as exc:
+        if "class labels" in str(exc):
+            raise
         raise TypeError(
             f"class labels must be of one sortable type (all numbers or all "
             f"strings); sorting them failed with: {exc}"
@@ -164,17 +215,13 @@ def check_class_labels(y, n):
     """One class label per sequence, as an array ``(n,)``."""
     if y is None:
         raise TypeError("y must be an array of class labels; got None")
-    y = np.asarray(y)
+    y = class_labels(y, "y")
     if y.ndim != 1:
         raise ValueError(
             f"y must hold one label per sequence, shape (n_samples,) = ({n},); got "
             f"shape {y.shape}; for one label per time step set return_sequences=True"
         )
     _check_count(n, y.shape[0])
-    if y.dtype.kind == "f":
-        check_finite(y, "y")
-    if y.dtype.kind == "c":
-        raise TypeError("class labels cannot be complex numbers")
     return y
 
 
@@ -345,9 +392,4 @@ def check_step_targets(y, seqs, what, dtype=None):
 def _step_target_array(v, what, dtype, name):
     if what == "values":
         return as_float_array(v, name, dtype)
-    a = np.asarray(v)
-    if a.dtype.kind == "c":
-        raise TypeError("class labels cannot be complex numbers")
-    if a.dtype.kind == "f":
-        check_finite(a, name)
-    return a
+    return class_labels(v, name)

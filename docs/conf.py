@@ -54,6 +54,8 @@ autodoc_typehints = "none"
 # numpydoc renders each docstring's sections; the member tables come from the
 # class template (docs/_templates/autosummary/class.rst), not from numpydoc.
 numpydoc_show_class_members = False
+# Methods listed in the page's table of contents as fit(), not RNNRegressor.fit().
+toc_object_entries_show_parents = "hide"
 numpydoc_attributes_as_param_list = True
 numpydoc_xref_param_type = False
 
@@ -116,6 +118,8 @@ html_theme_options = {
     "header_links_before_dropdown": 5,
     "show_prev_next": True,
     "secondary_sidebar_items": ["page-toc"],
+    # The page's sections and, on API pages, its methods and properties.
+    "show_toc_level": 2,
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
     "navigation_with_keys": False,

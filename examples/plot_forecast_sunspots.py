@@ -10,6 +10,8 @@ with the naive (persistence) forecast "next year equals this year".
 This is what ``python -m crnn`` does, with plots.
 """
 
+# sphinx_gallery_thumbnail_number = 3
+
 import matplotlib.pyplot as plt
 import numpy as np
 

@@ -61,8 +61,9 @@ ax.legend(ncols=4, loc="upper left")
 # --------------------------
 # The estimate uses the fourth-order central stencil, whose truncation error
 # falls like ``epsilon**4``, while rounding error in the four loss values
-# grows like ``1e-16 / epsilon``. The agreement is best in between, which is
-# why the default step is ``epsilon=1e-4``.
+# grows like ``1e-16 / epsilon``: on the log-log plot, slopes of 4 on the
+# right and -1 on the left. The agreement is best in between, near the
+# default step ``epsilon=1e-4``.
 
 model = crnn.RNNRegressor(hidden_size=4, cell="lstm")
 steps = np.logspace(-7, -0.5, 14)

@@ -9,6 +9,8 @@ arrives in chunks, carrying its state from one chunk to the next
 (``initial_state`` / ``return_state``).
 """
 
+# sphinx_gallery_thumbnail_number = 2
+
 import matplotlib.pyplot as plt
 import numpy as np
 

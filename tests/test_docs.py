@@ -35,3 +35,40 @@ def test_readme_examples_run():
         for block in blocks:
             exec(compile(block, str(readme), "exec"), namespace)
     assert namespace["model"].score(namespace["X"], namespace["y"]) > 0.95
+
+
+def _page_blocks(name):
+    import pathlib
+    import re
+
+    page = pathlib.Path(__file__).resolve().parents[1] / "docs" / name
+    return page, re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+
+
+@pytest.mark.parametrize("name", ["index.md", "user_guide.md", "maths.md"])
+def test_docs_page_examples_run(name):
+    """Every Python block of the documentation's landing page, user guide and
+    maths page runs as written, each page's blocks in order in one namespace."""
+    import numpy as np
+
+    page, blocks = _page_blocks(name)
+    assert blocks
+    namespace = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for block in blocks:
+            exec(compile(block, str(page), "exec"), namespace)
+    if name == "maths.md":
+        # The worked example's numbers, as the page states them (5 decimals).
+        model, X, check = namespace["model"], namespace["X"], namespace["check"]
+        np.testing.assert_allclose(model.predict(X), [0.35090], atol=5e-6)
+        np.testing.assert_allclose(check.analytic["W_hh_l0"],
+                                   [[-0.04521, -0.08329], [0.00095, 0.00412]], atol=5e-6)
+        np.testing.assert_allclose(check.analytic["W_ih_l0"],
+                                   [[-0.08996, -0.09158], [0.00306, 0.00232]], atol=5e-6)
+        np.testing.assert_allclose(check.analytic["b_l0"], [-0.09364, -0.00117], atol=5e-6)
+        np.testing.assert_allclose(check.analytic["W_y"], [[-0.25043, -0.29158]], atol=5e-6)
+        assert check.max_error < 1e-8
+    if name == "user_guide.md":
+        chunks, whole = namespace["chunks"], namespace["whole"]
+        assert np.abs(np.concatenate(chunks, axis=1) - whole).max() < 1e-12

@@ -496,7 +496,7 @@ _SHARED_PARAMETERS = """
         Recurrent cell. ``"elman"``: ``S_t = g1(W_ih x_t + W_hh S_{t-1} + b)``.
         ``"lstm"`` and ``"gru"``: PyTorch's equations and gate orders (i, f, g,
         o) and (r, z, n), so that weights move between crnn and PyTorch
-        exactly (see ``docs/maths.md``).
+        exactly (see the maths page of the user guide, ``docs/maths.md``).
     num_layers : int, default=1
         Stacked recurrent layers, each reading the outputs of the one below.
     bidirectional : bool, default=False

@@ -48,7 +48,7 @@ def check_gradient(estimator, X, y, lengths=None, *, epsilon=1e-4, random_state=
 
     Every parameter ``w`` is perturbed in turn and the derivative of the
     training objective (data loss plus L2 penalty) is estimated with the
-    fourth-order central stencil
+    fourth-order central stencil::
 
         dE/dw ~ (-E(w + 2e) + 8 E(w + e) - 8 E(w - e) + E(w - 2e)) / (12 e)
 

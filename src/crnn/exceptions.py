@@ -17,10 +17,11 @@ class ConvergenceWarning(UserWarning):
 
 
 class TrainingDivergedError(FloatingPointError):
-    """The training loss or its gradient became NaN or infinite.
+    """The training loss, its gradient or the weights became NaN or infinite.
 
-    The estimator keeps the last weights for which a whole epoch had a finite
-    loss, so nothing that was learned before the divergence is lost.
+    The estimator is left at the best epoch that the failed call completed,
+    if its loss and gradient on the training data are finite, and otherwise
+    exactly as it was before the call (see the Notes of ``fit``).
     """
 
 

@@ -90,14 +90,17 @@ def class_labels(y, name="y"):
 
     Strings given in a list or an object array (what pandas gives) become a
     unicode array, so that a fitted classifier's ``classes_`` can be saved.
-    Refused: a mix of numbers and strings (TypeError), other objects
-    (TypeError), complex numbers (TypeError), NaN or infinity (ValueError),
+    Refused: a mix of numbers and strings (TypeError), other objects, byte
+    strings included (TypeError), complex numbers (TypeError), NaN or infinity (ValueError),
     and continuous values -- floats that are not whole numbers -- which are
     regression targets, not labels (ValueError).
     """
     a = np.asarray(y)
-    if a.dtype.kind == "O" or (a.dtype.kind == "U" and not isinstance(y, np.ndarray)):
+    if a.dtype.kind == "O" or (a.dtype.kind in "US" and not isinstance(y, np.ndarray)):
         a = _uniform_labels(np.asarray(y, dtype=object), name)
+    if a.dtype.kind == "S":
+        raise TypeError(f"{name} holds byte strings; decode class labels to str "
+                        f"(e.g. numpy.char.decode) first")
     if a.dtype.kind == "c":
         raise TypeError("class labels cannot be complex numbers")
     if a.dtype.kind == "f":

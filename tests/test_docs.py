@@ -4,6 +4,7 @@ import warnings
 
 import pytest
 
+import crnn._config
 import crnn._estimators
 import crnn._gradcheck
 import crnn._params
@@ -11,8 +12,8 @@ import crnn.datasets
 from crnn import ConvergenceWarning
 
 
-@pytest.mark.parametrize("module", [crnn._estimators, crnn._gradcheck, crnn._params,
-                                    crnn.datasets], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [crnn._config, crnn._estimators, crnn._gradcheck,
+                                    crnn._params, crnn.datasets], ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

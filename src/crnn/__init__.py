@@ -12,6 +12,7 @@ gradient by finite differences; :func:`save` and :func:`load` keep models
 safely; :func:`to_torch_state_dict` and :func:`from_torch_state_dict` move
 weights to and from PyTorch.
 """
+from crnn._config import config_context, get_config, set_config
 from crnn._estimators import RNNClassifier, RNNRegressor
 from crnn._gradcheck import GradientCheck, check_gradient
 from crnn.datasets import load_sunspots
@@ -43,4 +44,7 @@ __all__ = [
     "ModelFileError",
     "save",
     "load",
+    "get_config",
+    "set_config",
+    "config_context",
 ]

@@ -7,6 +7,7 @@ import numpy as np
 from crnn import _io
 from crnn import _validation as v
 from crnn._compat import BaseEstimator, ClassifierMixin, RegressorMixin
+from crnn._config import check_memory
 from crnn._cells import CELLS
 from crnn._gradcheck import check_gradient
 from crnn._constraints import (Boolean, FloatDtype, Interval, Options, RandomState,
@@ -341,6 +342,7 @@ class _RNNBase(BaseEstimator):
         dtype = self._validate_params()
         continuing = self.warm_start and self._is_fitted()
         seqs, target, entries = self._check_data(X, y, lengths, dtype, continuing)
+        self._check_training_memory(seqs.item_shape[0], entries["n_outputs_"], dtype)
         if continuing:
             self._check_warm_start(dtype)
             state = self._get_state(copy_arrays=True)
@@ -356,12 +358,24 @@ class _RNNBase(BaseEstimator):
             self._check_warm_start(dtype)
         seqs, target, entries = self._check_data(X, y, lengths, dtype, not first,
                                                  classes=classes, first_partial=first)
+        self._check_training_memory(seqs.item_shape[0], entries["n_outputs_"], dtype)
         if first:
             state = self._new_state(seqs.item_shape[0], entries, dtype)
         else:
             state = self._get_state(copy_arrays=True)
         self._train(state, seqs, target, 1, False, warn=False)
         return self
+
+    def _check_training_memory(self, n_features, n_outputs, dtype):
+        """MemoryError, before anything is allocated, if training this model
+        needs more than crnn's memory limit (``crnn.set_config``): the
+        model's weights and optimizer state, the working copy a fit trains,
+        the last and the best completed epoch's copies, and the gradient."""
+        n_params = self._make_network(n_features, n_outputs, dtype).layout.size
+        per_copy = 1 + (2 if self.solver == "adam" else 1)       # weights + optimizer
+        check_memory(n_params * np.dtype(dtype).itemsize * (4 * per_copy + 1),
+                     f"training this {type(self).__name__} ({n_params} {np.dtype(dtype)} "
+                     f"parameters)")
 
     def _check_data(self, X, y, lengths, dtype, fitted, classes=None,
                     first_partial=False):

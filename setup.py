@@ -19,7 +19,7 @@ COMPILER_DIRECTIVES = {
     "embedsignature": True,
 }
 
-KERNELS = ["blas", "activations", "recurrence", "elman", "lstm", "gru", "stack", "optim"]
+KERNELS = ["abi", "blas", "activations", "recurrence", "elman", "lstm", "gru", "stack", "optim"]
 
 extensions = [
     Extension(

@@ -4,7 +4,7 @@ import sys
 import zipfile
 
 names = set(zipfile.ZipFile(sys.argv[1]).namelist())
-kernels = ["blas", "activations", "recurrence", "elman", "lstm", "gru"]
+kernels = ["abi", "blas", "activations", "recurrence", "elman", "lstm", "gru"]
 missing = [f"crnn/kernels/{k}.pxd" for k in kernels if f"crnn/kernels/{k}.pxd" not in names]
 missing += [k for k in kernels
             if not any(n.startswith(f"crnn/kernels/{k}.") and n.endswith(".so") for n in names)]

@@ -71,8 +71,7 @@ cdef enum:
     PACKED_DOUBLE_BYTES = 4194304     # 4 MiB
 
 # Elements of W (K, N) packed, for either type: N padded to 32 columns.
-cdef inline Py_ssize_t packed_size(Py_ssize_t K, Py_ssize_t N) noexcept nogil:
-    return K * ((N + 31) // 32 * 32)
+cdef Py_ssize_t packed_size(Py_ssize_t K, Py_ssize_t N) noexcept nogil
 
 # Whether an (M, K) x (K, N) product repeated over a pass should run packed;
 # ``itemsize``: 4 for float32, 8 for float64.

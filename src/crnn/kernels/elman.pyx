@@ -20,7 +20,8 @@ it (``recurrence.joint_gradient_product``):
 import numpy as np
 
 from crnn.kernels._elementwise cimport activation_backward, bias_activation
-from crnn.kernels.blas cimport NoTrans, Trans, gemm
+from crnn.kernels.abi cimport align_up
+from crnn.kernels.blas cimport NoTrans, Trans, gemm, packed_size
 from crnn.kernels.recurrence cimport (
     Pending, Step, joint_gradients_done, joint_step_done, pending_rows, prepare_backward,
     prepare_forward, recurrent_gemm, step_in_order, step_product_backward, store_final,
@@ -90,6 +91,22 @@ cdef void elman_backward(
         step_product_backward(s.B, H, H, da_t, W, packed, 0, dh)
         joint_step_done(&p, s, N, I, H, H, X, h0, Hs, work, dA, batch_sizes[0])
     joint_gradients_done(&p, N, I, H, H, X, W_ih, work, dA, dX, dW_ih, dW_hh, db)
+
+
+# --- workspace sizes (elman.pxd) ----------------------------------------------
+
+cdef Py_ssize_t elman_forward_work_size(Py_ssize_t H) noexcept nogil:
+    return packed_size(H, H)
+
+
+cdef Py_ssize_t elman_backward_W_hh_offset(Py_ssize_t N, Py_ssize_t I,
+                                           Py_ssize_t H) noexcept nogil:
+    return align_up((N + H) * (I + H))
+
+
+cdef Py_ssize_t elman_backward_work_size(Py_ssize_t N, Py_ssize_t I,
+                                         Py_ssize_t H) noexcept nogil:
+    return elman_backward_W_hh_offset(N, I, H) + packed_size(H, H)
 
 
 # --- Python entry points: O(T) argument checks, then the nogil kernels --------

@@ -34,8 +34,11 @@
 enum { CRNN_ISA_NONE = 0, CRNN_ISA_AVX2 = 1, CRNN_ISA_AVX512 = 2 };
 
 /* A packed (K, N) matrix holds K * (N rounded up to a multiple of 32)
- * elements of either type (whole float panels; pairs of double panels):
- * packed_size in blas.pxd. */
+ * elements of either type (whole float panels; pairs of double panels). */
+static inline ptrdiff_t crnn_packed_size(ptrdiff_t K, ptrdiff_t N)
+{
+    return K * ((N + 31) / 32 * 32);
+}
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define CRNN_HAVE_PACKED 1

@@ -26,6 +26,7 @@ from libc.string cimport memcpy
 
 from cython cimport floating
 
+from crnn.kernels.abi cimport align_up
 from crnn.kernels.blas cimport (
     SMALL_PRODUCT, NoTrans, Trans, gemm, pack, packed_gemm, use_packed,
 )
@@ -119,23 +120,23 @@ cdef inline void transpose(Py_ssize_t rows, Py_ssize_t cols, const floating* A,
 
 
 # Without the packed kernel, per-step products above SMALL_PRODUCT (blas.pxd)
-# are split into column chunks that OpenBLAS runs without repacking W_hh.
+# are split into column chunks that OpenBLAS runs without repacking W_hh;
+# chunks start on a cache line (multiples of ALIGN columns, abi.pxd).
 cdef enum:
     MIN_CHUNK = 64
-    CHUNK_ALIGN = 16    # chunks start on a cache line (64 bytes in float32)
 
 
 cdef inline Py_ssize_t gate_chunk(Py_ssize_t B, Py_ssize_t H, Py_ssize_t G) noexcept nogil:
     """Columns of W_hh per call for a (B, H) x (H, G) per-step product: all G
     when the product is small, else the widest equal split, rounded up to a
-    multiple of CHUNK_ALIGN columns, that keeps each call small, unless that
+    multiple of ALIGN columns, that keeps each call small, unless that
     is narrower than MIN_CHUNK."""
     cdef Py_ssize_t n, width
     if B * H * G <= SMALL_PRODUCT:
         return G
     n = (B * H * G + SMALL_PRODUCT - 1) // SMALL_PRODUCT
     while True:
-        width = ((G + n - 1) // n + CHUNK_ALIGN - 1) // CHUNK_ALIGN * CHUNK_ALIGN
+        width = align_up((G + n - 1) // n)
         if width < MIN_CHUNK:
             return G
         if B * H * width <= SMALL_PRODUCT:

@@ -45,6 +45,7 @@ from cython cimport floating
 from crnn.kernels._elementwise cimport (
     bias_activation, crnn_subnormals_off, crnn_subnormals_restore,
 )
+from crnn.kernels.abi cimport align_up
 from crnn.kernels.activations cimport IDENTITY, SIGMOID, TANH
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
 from crnn.kernels.elman cimport (
@@ -66,7 +67,6 @@ cdef enum:
     LSTM = 1
     GRU = 2
     SOFTMAX = 4
-    ALIGN = 16      # workspace blocks start at multiples of 16 elements
 
 
 cdef struct Config:
@@ -84,8 +84,9 @@ cdef struct Shape:
 
 
 cdef inline Py_ssize_t take(Py_ssize_t* end, Py_ssize_t size) noexcept nogil:
-    """Reserve ``size`` elements at ``end`` (rounded up to ALIGN); return the start."""
-    cdef Py_ssize_t start = (end[0] + ALIGN - 1) // ALIGN * ALIGN
+    """Reserve ``size`` elements at ``end``, starting at a multiple of ALIGN
+    (abi.pxd); return the start."""
+    cdef Py_ssize_t start = align_up(end[0])
     end[0] = start + size
     return start
 

@@ -66,8 +66,20 @@ static inline unsigned long crnn_subnormals_off(void) { return 0; }
 static inline void crnn_subnormals_restore(unsigned long state) { (void)state; }
 #endif
 
-/* Activation codes, as in activations.pxd. */
-enum { CRNN_IDENTITY = 0, CRNN_TANH = 1, CRNN_SIGMOID = 2, CRNN_RELU = 3 };
+/* The activations, each written once: G(x) = g(x), and DG(d, h) = d g'(a),
+ * BPTT through h = g(a) with g' written with the output h (the table of
+ * activations.pxd). elementwise_impl.h compiles three passes of each:
+ * crnn_bias_<g>, crnn_backward_<g> and crnn_grad_<g>. Their codes live only
+ * in activations.pxd: no pass takes one, _elementwise.pxd picks the pass of
+ * each code. */
+#define CRNN_IDENTITY_G(x) (x)
+#define CRNN_IDENTITY_DG(d, h) (d)
+#define CRNN_TANH_G(x) TANH(x)
+#define CRNN_TANH_DG(d, h) ((d) * (1 - (h) * (h)))
+#define CRNN_SIGMOID_G(x) SIGMOID(x)
+#define CRNN_SIGMOID_DG(d, h) ((d) * ((h) * (1 - (h))))
+#define CRNN_RELU_G(x) ((x) > 0 ? (x) : 0)
+#define CRNN_RELU_DG(d, h) ((h) > 0 ? (d) : 0)
 
 #define REAL double
 #define FN(name) name##_d

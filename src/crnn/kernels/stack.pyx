@@ -43,10 +43,10 @@ from libc.string cimport memcpy, memset
 from cython cimport floating
 
 from crnn.kernels._elementwise cimport (
-    bias_activation, crnn_subnormals_off, crnn_subnormals_restore,
+    activation_grad, bias_activation, crnn_subnormals_off, crnn_subnormals_restore,
 )
 from crnn.kernels.abi cimport align_up
-from crnn.kernels.activations cimport IDENTITY, SIGMOID, TANH
+from crnn.kernels.activations cimport IDENTITY, SOFTMAX
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
 from crnn.kernels.elman cimport (
     elman_backward, elman_backward_work_size, elman_forward, elman_forward_work_size,
@@ -58,15 +58,14 @@ from crnn.kernels.lstm cimport (
     lstm_backward, lstm_backward_work_size, lstm_forward, lstm_forward_work_size,
 )
 
+from crnn.kernels.activations import OUTPUTS
+
 CELLS = {"elman": 0, "lstm": 1, "gru": 2}
-# Output activations: the hidden-activation codes, and softmax.
-OUTPUTS = {"identity": IDENTITY, "tanh": TANH, "sigmoid": SIGMOID, "softmax": 4}
 
 cdef enum:
     ELMAN = 0
     LSTM = 1
     GRU = 2
-    SOFTMAX = 4
 
 
 cdef struct Config:
@@ -79,7 +78,7 @@ cdef struct Config:
 cdef struct Shape:
     # The batch, and where each block of the workspace starts (in elements).
     Py_ssize_t T, N, B, R
-    Py_ssize_t Hs, gates, aux, finals, zeros, inputs, S, Z, dS
+    Py_ssize_t Hs, gates, aux, finals, zeros, inputs, S, Z, dZ, dS
     Py_ssize_t dHs, dstate, bptt, dX, dgates_h, work, total
 
 
@@ -106,7 +105,8 @@ cdef Shape plan(const Config* c, Py_ssize_t T, Py_ssize_t N, Py_ssize_t B) noexc
     s.zeros = take(&end, B * H)                        # the default initial state
     s.inputs = take(&end, (c.L - 1) * N * Hd)          # inputs of layers 1 .. L-1
     s.S = take(&end, s.R * Hd)
-    s.Z = take(&end, s.R * c.O)                        # Z, then Y, then dE/dZ
+    s.Z = take(&end, s.R * c.O)                        # Z, then Y = g2(Z)
+    s.dZ = take(&end, s.R * c.O)                       # dE/dZ
     s.dS = take(&end, s.R * Hd)
     s.dHs = take(&end, c.D * N * H)                    # dE/dh_t from above, per direction
     s.dstate = take(&end, c.n_states * B * H)          # dh (and dc) of one unit
@@ -240,6 +240,20 @@ cdef double log_sum_exp(Py_ssize_t O, const floating* z) noexcept nogil:
     return m + log(total)
 
 
+cdef void softmax_grad(Py_ssize_t R, Py_ssize_t O, floating* dZ,
+                       const floating* Y) noexcept nogil:
+    """dZ = Y (dY - sum_j dY_j Y_j), row by row, in place over dY (R, O):
+    BPTT through the softmax Y = softmax(Z)."""
+    cdef Py_ssize_t i, j
+    cdef double dot
+    for i in range(R):
+        dot = 0
+        for j in range(O):
+            dot += dZ[i * O + j] * Y[i * O + j]
+        for j in range(O):
+            dZ[i * O + j] = Y[i * O + j] * (dZ[i * O + j] - dot)
+
+
 cdef double output_loss(const Config* c, const Shape* s, const floating* params,
                         const floating* D_target, const Py_ssize_t* k_target,
                         Py_ssize_t row0, double count, floating* grad,
@@ -251,9 +265,10 @@ cdef double output_loss(const Config* c, const Shape* s, const floating* params,
     cdef const floating* S = ws + s.S + row0 * Hd
     cdef const floating* W_y = params + c.off_W_y
     cdef floating* Z = ws + s.Z + row0 * O
+    cdef floating* dZ = ws + s.dZ + row0 * O
     cdef floating* z
     cdef const floating* t
-    cdef double lse, r, dot, loss = 0
+    cdef double lse, r, loss = 0
     if R <= 0:
         if grad != NULL:
             memset(ws + s.dS, 0, s.R * Hd * sizeof(floating))
@@ -269,40 +284,34 @@ cdef double output_loss(const Config* c, const Shape* s, const floating* params,
             if grad != NULL:
                 # dE/dZ = (softmax(Z) - onehot(k)) / count
                 for j in range(O):
-                    z[j] = exp(z[j] - lse) / count
-                z[k_target[i]] -= 1 / count
+                    dZ[i * O + j] = exp(z[j] - lse) / count
+                dZ[i * O + k_target[i]] -= 1 / count
     else:
-        output_activation(R, O, Z, params + c.off_b_y, c.g2)
+        output_activation(R, O, Z, params + c.off_b_y, c.g2)      # Z holds Y
         for i in range(R):
             z = Z + i * O
             t = D_target + i * O
-            dot = 0
             for j in range(O):
                 r = z[j] - t[j]
                 loss += r * r
-                dot += 2 * r / count * z[j]
-            if grad == NULL:
-                continue
-            for j in range(O):
-                # dE/dY = 2 (Y - D) / count, through Y = g2(Z); z holds Y
-                r = 2 * (z[j] - t[j]) / count
-                if c.g2 == TANH:
-                    z[j] = r * (1 - z[j] * z[j])
-                elif c.g2 == SIGMOID:
-                    z[j] = r * (z[j] * (1 - z[j]))
-                elif c.g2 == SOFTMAX:
-                    z[j] = z[j] * (r - dot)     # Y (dY - sum(dY Y)), row by row
-                else:
-                    z[j] = r
+                if grad != NULL:
+                    # dE/dY = 2 (Y - D) / count
+                    dZ[i * O + j] = 2 * r / count
+        if grad != NULL:
+            # dE/dZ through Y = g2(Z), with g2' written with Y (activations.pxd)
+            if c.g2 == SOFTMAX:
+                softmax_grad(R, O, dZ, Z)
+            else:
+                activation_grad(R * O, dZ, Z, c.g2)
     if grad != NULL:
         # dW_y(O, D*H) += dZ(R, O)^T @ S(R, D*H)
-        gemm(Trans, NoTrans, O, Hd, R, 1, Z, O, S, Hd, 1, grad + c.off_W_y, Hd)
+        gemm(Trans, NoTrans, O, Hd, R, 1, dZ, O, S, Hd, 1, grad + c.off_W_y, Hd)
         for i in range(R):
             for j in range(O):
-                grad[c.off_b_y + j] += Z[i * O + j]
+                grad[c.off_b_y + j] += dZ[i * O + j]
         memset(ws + s.dS, 0, row0 * Hd * sizeof(floating))
         # dS(R, D*H) = dZ(R, O) @ W_y(O, D*H)
-        gemm(NoTrans, NoTrans, R, Hd, O, 1, Z, O, W_y, Hd, 0, ws + s.dS + row0 * Hd, Hd)
+        gemm(NoTrans, NoTrans, R, Hd, O, 1, dZ, O, W_y, Hd, 0, ws + s.dS + row0 * Hd, Hd)
     return loss / count
 
 

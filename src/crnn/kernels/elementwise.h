@@ -31,9 +31,9 @@
 #endif
 
 /* Subnormal numbers (below 1.2e-38 in float32, 2.2e-308 in float64) take a
- * slow microcode path on x86 and ARM: a float32 LSTM backpropagating through
- * 1000 steps, whose gradients decay into that range, ran 2-4x slower than in
- * float64. crnn_subnormals_off() makes the calling thread flush subnormal
+ * slow microcode path on x86 and ARM, and gradients backpropagated through
+ * long sequences decay into that range (figures: docs/performance.md,
+ * "Subnormals"); so the kernels flush them. crnn_subnormals_off() makes the calling thread flush subnormal
  * results and inputs to zero (x86: MXCSR FTZ|DAZ; AArch64: FPCR.FZ) and
  * returns the previous state, which crnn_subnormals_restore() puts back, so
  * that the caller's floating-point environment is unchanged after a kernel. */

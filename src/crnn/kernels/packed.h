@@ -4,8 +4,8 @@
  *
  * A recurrence multiplies the same W (W_hh^T forward, W_hh backward) by a new
  * A (the states, or the gate gradients) at every step. A BLAS call repacks
- * both operands each time; at (M, K, N) = (64, 512, 2048) repacking W costs
- * a quarter of the product. Here W is rearranged once, by crnn_pack_*, into
+ * both operands each time, a sizeable part of each large product (figures:
+ * docs/performance.md, "The packed per-step product"). Here W is rearranged once, by crnn_pack_*, into
  * panels of NR = 128 bytes of columns (32 floats, 16 doubles), each panel
  * (K, NR) contiguous and zero-padded past N; every step then reads it in
  * place. C is computed in tiles of MR rows by NR columns held in vector

@@ -90,7 +90,7 @@ cdef enum:
     N_BLOCKS
 
 #: Names of the parameter blocks of a unit, in the order of the columns of
-#: ``unit_offsets`` (the ``Block`` enum).
+#: ``unit_offsets`` (the enum W_IH .. B_HN above).
 BLOCKS = ("W_ih", "W_hh", "b", "b_hn")
 
 #: What the stack knows of a cell: its code, gates per hidden unit

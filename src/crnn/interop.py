@@ -191,8 +191,8 @@ def _shape_hint(model, arrays):
     w = arrays.get("weight_hh_l0")
     if w is None or w.ndim != 2 or w.shape[1] == 0 or w.shape[0] % w.shape[1]:
         return ""
-    cell = cell_by_gates(w.shape[0] // w.shape[1])
-    cell = None if cell is None else cell.name
+    match = cell_by_gates(w.shape[0] // w.shape[1])
+    cell = None if match is None else match.name
     if cell is None or (cell, w.shape[1]) == (model.cell, model.hidden_size):
         return ""
     return (f" (weight_hh_l0 of shape {w.shape} is that of cell={cell!r} with "

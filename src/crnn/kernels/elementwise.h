@@ -33,10 +33,11 @@
 /* Subnormal numbers (below 1.2e-38 in float32, 2.2e-308 in float64) take a
  * slow microcode path on x86 and ARM, and gradients backpropagated through
  * long sequences decay into that range (figures: docs/performance.md,
- * "Subnormals"); so the kernels flush them. crnn_subnormals_off() makes the calling thread flush subnormal
- * results and inputs to zero (x86: MXCSR FTZ|DAZ; AArch64: FPCR.FZ) and
- * returns the previous state, which crnn_subnormals_restore() puts back, so
- * that the caller's floating-point environment is unchanged after a kernel. */
+ * "Subnormals"); so the kernels flush them. crnn_subnormals_off() makes the
+ * calling thread flush subnormal results and inputs to zero (x86: MXCSR
+ * FTZ|DAZ; AArch64: FPCR.FZ) and returns the previous state, which
+ * crnn_subnormals_restore() puts back, so that the caller's floating-point
+ * environment is unchanged after a kernel. */
 #if defined(__x86_64__) || defined(_M_X64) || (defined(__i386__) && defined(__SSE2__))
 #include <xmmintrin.h>
 static inline unsigned long crnn_subnormals_off(void)

@@ -151,11 +151,11 @@ cdef Py_ssize_t gru_step_work_size(Py_ssize_t B, Py_ssize_t H) noexcept nogil:
 
 def _check_layer(X, batch_sizes, W_ih, W_hh, h0):
     cdef Py_ssize_t N = X.shape[0], I = X.shape[1], H = W_hh.shape[1]
-    cdef Py_ssize_t B = h0.shape[0]
+    cdef Py_ssize_t B = h0.shape[0], G = GRU_GATES * H
     check(N >= 1 and I >= 1 and H >= 1 and B >= 1, "gru: empty dimension")
     check_packed(batch_sizes, N, B)
-    check_shape(W_hh, (GRU_GATES * H, H), "W_hh")
-    check_shape(W_ih, (GRU_GATES * H, I), "W_ih")
+    check_shape(W_hh, (G, H), "W_hh")
+    check_shape(W_ih, (G, I), "W_ih")
     check_shape(h0, (B, H), "h0")
     return N, I, H, B
 
@@ -169,8 +169,9 @@ def forward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
     """GRU forward pass over a packed batch; fills gates, hn, Hs and h_n."""
     cdef Py_ssize_t N, I, H, B
     N, I, H, B = _check_layer(X, batch_sizes, W_ih, W_hh, h0)
-    for a, shape, name in ((b, (GRU_GATES * H,), "b"), (b_hn, (H,), "b_hn"),
-                           (gates, (N, GRU_GATES * H), "gates"), (hn, (N, H), "hn"),
+    cdef Py_ssize_t G = GRU_GATES * H
+    for a, shape, name in ((b, (G,), "b"), (b_hn, (H,), "b_hn"),
+                           (gates, (N, G), "gates"), (hn, (N, H), "hn"),
                            (Hs, (N, H), "Hs"), (h_n, (B, H), "h_n")):
         check_shape(a, shape, name)
     cdef floating[::1] work = np.empty(gru_forward_work_size(B, H), dtype=np.asarray(Hs).dtype)
@@ -192,15 +193,16 @@ def backward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
     """BPTT through :func:`forward`; see ``gru.pxd`` for what each array holds."""
     cdef Py_ssize_t N, I, H, B
     N, I, H, B = _check_layer(X, batch_sizes, W_ih, W_hh, h0)
-    for a, shape, name in ((gates, (N, GRU_GATES * H), "gates"), (hn, (N, H), "hn"),
+    cdef Py_ssize_t G = GRU_GATES * H
+    for a, shape, name in ((gates, (N, G), "gates"), (hn, (N, H), "hn"),
                            (Hs, (N, H), "Hs"), (dHs, (N, H), "dHs"),
-                           (dgates, (N, GRU_GATES * H), "dgates"), (dh, (B, H), "dh"),
-                           (dX, (N, I), "dX"), (dW_ih, (GRU_GATES * H, I), "dW_ih"),
-                           (dW_hh, (GRU_GATES * H, H), "dW_hh"), (db, (GRU_GATES * H,), "db"),
+                           (dgates, (N, G), "dgates"), (dh, (B, H), "dh"),
+                           (dX, (N, I), "dX"), (dW_ih, (G, I), "dW_ih"),
+                           (dW_hh, (G, H), "dW_hh"), (db, (G,), "db"),
                            (db_hn, (H,), "db_hn")):
         check_shape(a, shape, name)
     dtype = np.asarray(Hs).dtype
-    cdef floating[:, ::1] dgates_h = np.empty((N, GRU_GATES * H), dtype=dtype)
+    cdef floating[:, ::1] dgates_h = np.empty((N, G), dtype=dtype)
     cdef floating[::1] work = np.empty(gru_backward_work_size(N, H), dtype=dtype)
     cdef floating* dX_ptr = &dX[0, 0] if dX is not None else NULL
     with nogil:

@@ -136,11 +136,11 @@ cdef Py_ssize_t lstm_backward_work_size(Py_ssize_t N, Py_ssize_t I,
 
 def _check_layer(X, batch_sizes, W_ih, W_hh, h0, c0):
     cdef Py_ssize_t N = X.shape[0], I = X.shape[1], H = W_hh.shape[1]
-    cdef Py_ssize_t B = h0.shape[0]
+    cdef Py_ssize_t B = h0.shape[0], G = LSTM_GATES * H
     check(N >= 1 and I >= 1 and H >= 1 and B >= 1, "lstm: empty dimension")
     check_packed(batch_sizes, N, B)
-    check_shape(W_hh, (LSTM_GATES * H, H), "W_hh")
-    check_shape(W_ih, (LSTM_GATES * H, I), "W_ih")
+    check_shape(W_hh, (G, H), "W_hh")
+    check_shape(W_ih, (G, I), "W_ih")
     check_shape(h0, (B, H), "h0")
     check_shape(c0, (B, H), "c0")
     return N, I, H, B
@@ -155,8 +155,9 @@ def forward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
     """LSTM forward pass over a packed batch; fills gates, Hs, Cs, h_n, c_n."""
     cdef Py_ssize_t N, I, H, B
     N, I, H, B = _check_layer(X, batch_sizes, W_ih, W_hh, h0, c0)
-    check_shape(b, (LSTM_GATES * H,), "b")
-    check_shape(gates, (N, LSTM_GATES * H), "gates")
+    cdef Py_ssize_t G = LSTM_GATES * H
+    check_shape(b, (G,), "b")
+    check_shape(gates, (N, G), "gates")
     check_shape(Hs, (N, H), "Hs")
     check_shape(Cs, (N, H), "Cs")
     check_shape(h_n, (B, H), "h_n")
@@ -180,12 +181,13 @@ def backward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
     """BPTT through :func:`forward`; see ``lstm.pxd`` for what each array holds."""
     cdef Py_ssize_t N, I, H, B
     N, I, H, B = _check_layer(X, batch_sizes, W_ih, W_hh, h0, c0)
-    for a, shape, name in ((gates, (N, LSTM_GATES * H), "gates"), (Hs, (N, H), "Hs"),
+    cdef Py_ssize_t G = LSTM_GATES * H
+    for a, shape, name in ((gates, (N, G), "gates"), (Hs, (N, H), "Hs"),
                            (Cs, (N, H), "Cs"), (dHs, (N, H), "dHs"),
-                           (dgates, (N, LSTM_GATES * H), "dgates"), (dh, (B, H), "dh"),
+                           (dgates, (N, G), "dgates"), (dh, (B, H), "dh"),
                            (dc, (B, H), "dc"), (dX, (N, I), "dX"),
-                           (dW_ih, (LSTM_GATES * H, I), "dW_ih"), (dW_hh, (LSTM_GATES * H, H), "dW_hh"),
-                           (db, (LSTM_GATES * H,), "db")):
+                           (dW_ih, (G, I), "dW_ih"), (dW_hh, (G, H), "dW_hh"),
+                           (db, (G,), "db")):
         check_shape(a, shape, name)
     cdef floating[::1] work = np.empty(lstm_backward_work_size(N, I, H),
                                        dtype=np.asarray(Hs).dtype)

@@ -5,10 +5,10 @@
  * A recurrence multiplies the same W (W_hh^T forward, W_hh backward) by a new
  * A (the states, or the gate gradients) at every step. A BLAS call repacks
  * both operands each time, a sizeable part of each large product (figures:
- * docs/performance.md, "The packed per-step product"). Here W is rearranged once, by crnn_pack_*, into
- * panels of NR = 128 bytes of columns (32 floats, 16 doubles), each panel
- * (K, NR) contiguous and zero-padded past N; every step then reads it in
- * place. C is computed in tiles of MR rows by NR columns held in vector
+ * docs/performance.md, "The packed per-step product"). Here W is rearranged
+ * once, by crnn_pack_*, into panels of NR = 128 bytes of columns (32 floats,
+ * 16 doubles), each panel (K, NR) contiguous and zero-padded past N; every
+ * step then reads it in place. C is computed in tiles of MR rows by NR columns held in vector
  * registers, over blocks of KC = 128 rows of the panel (16 KiB, which stays
  * in the L1 cache while every row block of A passes over it):
  *

@@ -186,9 +186,17 @@ class Cell:
         self.g = ACTIVATIONS[activation if cell_type.has_activation else "identity"]
         self.forget_bias = forget_bias
 
-    name = property(lambda self: self.type.name)
-    n_gates = property(lambda self: self.type.n_gates)
-    n_states = property(lambda self: self.type.n_states)
+    @property
+    def name(self):
+        return self.type.name
+
+    @property
+    def n_gates(self):
+        return self.type.n_gates
+
+    @property
+    def n_states(self):
+        return self.type.n_states
 
     def blocks(self, I, H):
         """Names and shapes of one layer-direction's parameters."""

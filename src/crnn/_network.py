@@ -353,7 +353,9 @@ class RecurrentNetwork:
         total, state = 0.0, None
         for chunk, n_cont, scored in self._chunks(batch, k, self._target(target)):
             initial = self._carry(state, chunk.B)
-            finals = np.empty(self.state_shape(chunk.B), self.dtype)
+            # the states carried on: this pass's, or a pass at carry_params
+            finals = (np.empty(self.state_shape(chunk.B), self.dtype)
+                      if carry_params is params else None)
             total += self.stack.loss(params, chunk.X, chunk.batch_sizes, scored,
                                      self._row0(n_cont), count, initial, finals)
             if carry_params is not params:

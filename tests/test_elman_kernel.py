@@ -53,8 +53,8 @@ FD_RTOL = 1e-8
 #: ReLU finite differences need every pre-activation at least this far from 0.
 RELU_MARGIN = 1e-3
 
-#: Activation codes of ``crnn.kernels.activations.Activation`` (the cpdef
-#: enum of activations.pxd): IDENTITY=0, TANH=1, SIGMOID=2, RELU=3. Written
+#: Activation codes of ``crnn.kernels.activations.Activation`` (the enum of
+#: _activation_codes.pxd): IDENTITY=0, TANH=1, SIGMOID=2, RELU=3. Written
 #: out so that the kernel tests need only the kernels;
 #: test_activation_codes_match_the_enum checks them against the enum.
 CODES = {"identity": 0, "tanh": 1, "sigmoid": 2, "relu": 3}
@@ -660,7 +660,7 @@ def test_activation_codes_match_the_enum():
 
 
 def test_one_activation_table_softmax_included():
-    """The Python tables are the cpdef enum of activations.pxd: every name
+    """The Python tables are the enum of _activation_codes.pxd: every name
     once, the hidden ones for the Elman cell, the output ones (with the
     softmax) for the output layer."""
     activations = pytest.importorskip("crnn.kernels.activations")

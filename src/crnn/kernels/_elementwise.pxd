@@ -6,7 +6,7 @@ this one, so extensions that cimport crnn's kernels need no C header.
 """
 from cython cimport floating
 
-from crnn.kernels.activations cimport RELU, SIGMOID, TANH
+from crnn.kernels._activation_codes cimport RELU, SIGMOID, TANH
 
 
 cdef extern from "elementwise.h" nogil:
@@ -65,7 +65,7 @@ cdef extern from "elementwise.h" nogil:
                      float step, float b1, float b2, float eps)
 
 
-# The one place where an activation code (activations.pxd) picks its C pass.
+# The one place where an activation code (_activation_codes.pxd) picks its C pass.
 
 cdef inline void bias_activation(Py_ssize_t B, Py_ssize_t H, floating* A,
                                  const floating* b, int g) noexcept nogil:

@@ -1,4 +1,6 @@
-"""Python view of the activation codes declared in ``activations.pxd``."""
+"""Python view of the activation codes (``_activation_codes.pxd``)."""
+import enum
+
 from cython cimport floating
 
 from crnn.kernels._elementwise cimport activation_grad, bias_activation
@@ -11,6 +13,9 @@ ALL = {
     "relu": RELU,
     "softmax": SOFTMAX,
 }
+
+#: The codes as a Python enum: ``Activation.TANH``, ...
+Activation = enum.IntEnum("Activation", {name.upper(): code for name, code in ALL.items()})
 
 #: The hidden activations of the Elman cell: name -> code.
 CODES = {name: ALL[name] for name in ("identity", "tanh", "sigmoid", "relu")}

@@ -69,10 +69,10 @@ static inline void crnn_subnormals_restore(unsigned long state) { (void)state; }
 
 /* The activations, each written once: G(x) = g(x), and DG(d, h) = d g'(a),
  * BPTT through h = g(a) with g' written with the output h (the table of
- * activations.pxd). elementwise_impl.h compiles three passes of each:
+ * _activation_codes.pxd). elementwise_impl.h compiles three passes of each:
  * crnn_bias_<g>, crnn_backward_<g> and crnn_grad_<g>. Their codes live only
- * in activations.pxd: no pass takes one, _elementwise.pxd picks the pass of
- * each code. */
+ * in _activation_codes.pxd: no pass takes one, _elementwise.pxd picks the
+ * pass of each code. */
 #define CRNN_IDENTITY_G(x) (x)
 #define CRNN_IDENTITY_DG(d, h) (d)
 #define CRNN_TANH_G(x) TANH(x)

@@ -382,7 +382,7 @@ cdef double output_loss(const Config* c, const Shape* s, const floating* params,
                     # dE/dY = 2 (Y - D) / count
                     dZ[i * O + j] = 2 * r / count
         if grad != NULL:
-            # dE/dZ through Y = g2(Z), with g2' written with Y (activations.pxd)
+            # dE/dZ through Y = g2(Z), with g2' written with Y (_activation_codes.pxd)
             if c.g2 == SOFTMAX:
                 softmax_grad(R, O, dZ, Z)
             else:

@@ -11,7 +11,8 @@ wheel = sys.argv[1]
 names = set(zipfile.ZipFile(wheel).namelist())
 size = os.path.getsize(wheel)
 kernels = ["abi", "blas", "activations", "recurrence", "elman", "lstm", "gru"]
-missing = [f"crnn/kernels/{k}.pxd" for k in kernels if f"crnn/kernels/{k}.pxd" not in names]
+missing = [f"crnn/kernels/{k}.pxd" for k in kernels + ["_activation_codes"]
+           if f"crnn/kernels/{k}.pxd" not in names]
 missing += [k for k in kernels + ["stack", "optim"]
             if not any(n.startswith(f"crnn/kernels/{k}.") and n.endswith(".so") for n in names)]
 missing += [n for n in ["crnn/data/sunspots.csv", "crnn/__main__.py"] if n not in names]

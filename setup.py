@@ -1,6 +1,9 @@
 """Build the compiled kernels of crnn; all metadata lives in pyproject.toml.
 
-Set ``CRNN_DEBUG=1`` in the environment to build with bounds checking and
+Release builds carry no debug information and no symbol table beyond the
+exported one (compiled with ``-g0``, linked with ``-Wl,-s``): Python's own
+``-g`` would otherwise make most of the wheel. Set ``CRNN_DEBUG=1`` in the
+environment to build with debug information, bounds checking and
 initialisation checks on every memoryview access (slow; for tests and CI).
 """
 import os
@@ -19,7 +22,7 @@ COMPILER_DIRECTIVES = {
     "embedsignature": True,
 }
 
-KERNELS = ["blas", "activations", "recurrence", "elman", "lstm", "gru", "stack", "optim"]
+KERNELS = ["abi", "blas", "activations", "recurrence", "elman", "lstm", "gru", "stack", "optim"]
 
 extensions = [
     Extension(
@@ -29,8 +32,9 @@ extensions = [
         # -fno-trapping-math lets the compiler vectorize the branch-free
         # element-wise passes of elementwise.h, and -fno-math-errno their
         # square roots (crnn reads neither FP flags nor errno).
-        extra_compile_args=(["-O0", "-g"] if DEBUG else ["-O3"])
+        extra_compile_args=(["-O0", "-g"] if DEBUG else ["-O3", "-g0"])
         + ["-fno-trapping-math", "-fno-math-errno"],
+        extra_link_args=[] if DEBUG else ["-Wl,-s"],
     )
     for name in KERNELS
 ]

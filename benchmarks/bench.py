@@ -76,12 +76,11 @@ import scipy.linalg.blas as scipy_blas
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import crnn
+from crnn._cells import CELLS, cell_type
 from crnn._network import RecurrentNetwork
 from crnn.kernels import blas as kernels_blas
 from crnn._validation import check_sequences
 
-CELLS = ("elman", "lstm", "gru")
-GATES = {"elman": 1, "lstm": 4, "gru": 3}
 # (B, T, I, H)
 CASES = [
     (1, 100, 8, 32),
@@ -244,9 +243,9 @@ def torch_model(cell, I, H, dtype, seed=0, default_init=False):
     (PyTorch's default initialisation with ``default_init``)."""
     tdtype = torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
     torch.manual_seed(seed)
-    rnn = {"elman": lambda: torch.nn.RNN(I, H, nonlinearity="tanh"),
-           "lstm": lambda: torch.nn.LSTM(I, H),
-           "gru": lambda: torch.nn.GRU(I, H)}[cell]()
+    spec = cell_type(cell)
+    module = getattr(torch.nn, spec.torch_class.split(".")[-1])     # nn.RNN, nn.LSTM, ...
+    rnn = module(I, H, **({"nonlinearity": "tanh"} if spec.has_activation else {}))
     model = torch.nn.ModuleDict({"rnn": rnn, "out": torch.nn.Linear(H, O)}).to(tdtype)
     if not default_init:
         with torch.no_grad():
@@ -499,7 +498,7 @@ def measure(contenders, timing):
 
 def forward_flops(cell, B, T, I, H, steps=None):
     """``steps``: real sequence-steps (B * T for equal lengths)."""
-    G = GATES[cell] * H
+    G = cell_type(cell).n_gates * H
     steps = B * T if steps is None else steps
     return 2 * steps * I * G + 2 * steps * H * G + 2 * B * H * O
 
@@ -547,7 +546,7 @@ def step_gemms(cell, B, T, I, H):
     """The matrix products of one training step of one layer, as
     ``(count, (M, K, N))``: the input product, one recurrent product per step
     forward and one per step backward, and the two weight gradients."""
-    G = GATES[cell] * H
+    G = cell_type(cell).n_gates * H
     N = B * T
     return [(1, (N, I, G)), (T, (B, H, G)), (T, (B, G, H)), (1, (G, N, I)), (1, (G, N, H))]
 
@@ -648,7 +647,7 @@ def run_case(cell, B, T, I, H, dtype, timing, with_torch, extras=False):
         flops = result["flops"]["forward" if what == "infer" else "train"]
         result[f"{what}_gflops"] = {name: flops / e["median_s"] / 1e9
                                     for name, e in result[what].items()}
-    G = GATES[cell] * H
+    G = cell_type(cell).n_gates * H
     rate_in, raw_in = gemm_reference(T * B, I, G, dtype, timing)
     rate_rec, raw_rec = gemm_reference(B, H, G, dtype, timing)
     result["gemm_reference"] = {

@@ -5,6 +5,7 @@ Slow (it compiles an extension); CI runs it. Tolerance 1e-12 (float64).
 """
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -27,24 +28,36 @@ setup(ext_modules=cythonize([Extension("crnn_consumer", ["crnn_consumer.pyx"])],
 """
 
 
-@pytest.fixture(scope="module")
-def consumer(tmp_path_factory):
-    """Build tests/consumer/crnn_consumer.pyx against the installed crnn."""
-    build = tmp_path_factory.mktemp("consumer")
+INSTALLED = pathlib.Path(crnn.__file__).resolve().parents[1]   # holds crnn/
+
+
+def build_consumer(build, include):
+    """Build tests/consumer/crnn_consumer.pyx in ``build`` with the crnn
+    ``.pxd`` files found under ``include``."""
     shutil.copy(pathlib.Path(__file__).parent / "consumer" / "crnn_consumer.pyx", build)
-    include = str(pathlib.Path(crnn.__file__).resolve().parents[1])
-    (build / "setup.py").write_text(SETUP.format(include=include))
+    (build / "setup.py").write_text(SETUP.format(include=str(include)))
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     result = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"],
                             cwd=build, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def import_consumer(build):
     sys.path.insert(0, str(build))
     try:
         import crnn_consumer
-        yield crnn_consumer
+        return crnn_consumer
     finally:
         sys.path.remove(str(build))
         sys.modules.pop("crnn_consumer", None)
+
+
+@pytest.fixture(scope="module")
+def consumer(tmp_path_factory):
+    """Build tests/consumer/crnn_consumer.pyx against the installed crnn."""
+    build = tmp_path_factory.mktemp("consumer")
+    build_consumer(build, INSTALLED)
+    return import_consumer(build)
 
 
 def random_model(cell, X, y, seed, **params):
@@ -64,8 +77,44 @@ def time_major(X):
 @pytest.mark.slow
 def test_pxd_files_ship_with_the_package():
     kernels = pathlib.Path(crnn.__file__).parent / "kernels"
-    for name in ("blas", "activations", "recurrence", "elman", "lstm", "gru"):
+    for name in ("abi", "blas", "activations", "_activation_codes", "recurrence", "elman",
+                 "lstm", "gru"):
         assert (kernels / f"{name}.pxd").is_file(), name
+
+
+@pytest.mark.slow
+def test_consumer_checks_the_c_abi_version(consumer):
+    from crnn.kernels import abi
+
+    assert abi.c_abi_version() == abi.ABI_VERSION >= 1
+    assert consumer.lstm_sequence is not None          # it imported: same version
+
+
+@pytest.mark.slow
+def test_consumer_built_against_another_c_abi_is_refused(tmp_path):
+    """A consumer compiled with another C_ABI_VERSION (a copy of crnn's .pxd
+    tree with the constant changed) refuses to import, saying why."""
+    include = tmp_path / "include"
+    for pxd in (INSTALLED / "crnn").rglob("*.pxd"):
+        target = include / pxd.relative_to(INSTALLED)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(pxd, target)
+    for package in ("crnn", "crnn/kernels"):
+        (include / package / "__init__.pxd").touch()
+    abi_pxd = include / "crnn" / "kernels" / "abi.pxd"
+    from crnn.kernels.abi import ABI_VERSION
+
+    text = abi_pxd.read_text()
+    assert f"C_ABI_VERSION = {ABI_VERSION}\n" in text
+    abi_pxd.write_text(text.replace(f"C_ABI_VERSION = {ABI_VERSION}\n",
+                                    f"C_ABI_VERSION = {ABI_VERSION + 1}\n"))
+    build = tmp_path / "build"
+    build.mkdir()
+    build_consumer(build, include)
+    message = (f"crnn_consumer was built against crnn C ABI {ABI_VERSION + 1}, this crnn "
+               f"provides {ABI_VERSION}; rebuild crnn_consumer")
+    with pytest.raises(ImportError, match=re.escape(message)):
+        import_consumer(build)
 
 
 @pytest.mark.slow

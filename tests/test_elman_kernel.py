@@ -28,13 +28,14 @@ import pytest
 from crnn.kernels import elman
 
 try:  # tests/ on sys.path (rootdir-relative, no __init__.py) ...
-    from reference import (ACTIVATIONS, elman_backward_ref, elman_forward_ref,
-                           elman_grads_ref, elman_preactivations_ref, elman_ref,
-                           numeric_gradient, pack, unpack)
+    from reference import (ACTIVATIONS, activation_derivative_ref, elman_backward_ref,
+                           elman_forward_ref, elman_grads_ref, elman_preactivations_ref,
+                           elman_ref, numeric_gradient, pack, unpack)
 except ImportError:  # ... or tests/ imported as a package
-    from tests.reference import (ACTIVATIONS, elman_backward_ref, elman_forward_ref,
-                                 elman_grads_ref, elman_preactivations_ref, elman_ref,
-                                 numeric_gradient, pack, unpack)
+    from tests.reference import (ACTIVATIONS, activation_derivative_ref,
+                                 elman_backward_ref, elman_forward_ref, elman_grads_ref,
+                                 elman_preactivations_ref, elman_ref, numeric_gradient,
+                                 pack, unpack)
 
 #: Tolerances against the reference, per dtype: (rtol, atol).
 # Every test runs with each recurrent product (BLAS, and the packed kernels
@@ -52,8 +53,8 @@ FD_RTOL = 1e-8
 #: ReLU finite differences need every pre-activation at least this far from 0.
 RELU_MARGIN = 1e-3
 
-#: Activation codes of ``crnn.kernels.activations.Activation`` (the cpdef
-#: enum of activations.pxd): IDENTITY=0, TANH=1, SIGMOID=2, RELU=3. Written
+#: Activation codes of ``crnn.kernels.activations.Activation`` (the enum of
+#: _activation_codes.pxd): IDENTITY=0, TANH=1, SIGMOID=2, RELU=3. Written
 #: out so that the kernel tests need only the kernels;
 #: test_activation_codes_match_the_enum checks them against the enum.
 CODES = {"identity": 0, "tanh": 1, "sigmoid": 2, "relu": 3}
@@ -656,3 +657,43 @@ def test_activation_codes_match_the_enum():
     activations = pytest.importorskip("crnn.kernels.activations")
     Activation = activations.Activation
     assert {n: int(getattr(Activation, n.upper())) for n in CODES} == CODES
+
+
+def test_one_activation_table_softmax_included():
+    """The Python tables are the enum of _activation_codes.pxd: every name
+    once, the hidden ones for the Elman cell, the output ones (with the
+    softmax) for the output layer."""
+    activations = pytest.importorskip("crnn.kernels.activations")
+    from crnn.kernels.stack import OUTPUTS
+
+    enum = {name.lower(): int(code) for name, code in activations.Activation.__members__.items()}
+    assert activations.ALL == enum
+    assert set(enum) == {"identity", "tanh", "sigmoid", "relu", "softmax"}
+    assert len(set(enum.values())) == len(enum)
+    assert activations.CODES == {n: enum[n] for n in ("identity", "tanh", "sigmoid", "relu")}
+    assert activations.CODES == CODES
+    assert OUTPUTS == activations.OUTPUTS == {
+        n: enum[n] for n in ("identity", "tanh", "sigmoid", "softmax")}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_derivative_pass_is_the_backward_pass(activation, dtype):
+    """The output layer's derivative pass (dA *= g'(a)) is the hidden layers'
+    BPTT pass (dA = (dA + dh) g'(a)) with dh = 0, and g' is the reference's."""
+    from crnn.kernels.activations import apply_grad
+
+    rng = np.random.default_rng(CODES[activation])
+    a = rng.normal(size=(3, 7)).astype(dtype)
+    a[np.abs(a) < RELU_MARGIN] = 1
+    h = a.copy()
+    activations = pytest.importorskip("crnn.kernels.activations")
+    activations.apply(activation, h, np.zeros(7, dtype=dtype))
+    dY = rng.normal(size=a.shape).astype(dtype)
+    got = dY.ravel().copy()
+    apply_grad(activation, got, h.ravel())
+    expected = dY * activation_derivative_ref(a.astype(np.float64), activation)
+    rtol, atol = (1e-5, 1e-6) if dtype == np.float32 else (1e-13, 1e-15)
+    np.testing.assert_allclose(got.reshape(a.shape), expected, rtol=rtol, atol=atol)
+    with pytest.raises(ValueError, match="h must have 21 entries"):
+        apply_grad(activation, got, h.ravel()[:3].copy())

@@ -1,19 +1,27 @@
 """The compiled network driver, ``crnn.kernels.stack.Stack``.
 
-* Its workspace is reused from one batch to the next: a network that has run
-  batches of other shapes (larger and smaller ``N`` and ``B``, other lengths)
-  returns bit for bit what a fresh network returns.
+* Every call is one self-contained pass; its workspace is scratch, reused
+  from one batch to the next: a network that has run batches of other shapes
+  (larger and smaller ``N`` and ``B``, other lengths) returns bit for bit
+  what a fresh network returns.
+* A Stack runs one pass at a time: a concurrent call from another thread is
+  refused with a RuntimeError, never run over the same workspace.
+* The cell registry (``crnn._cells``) and the compiled kernels agree: gate
+  and state counts and the parameter blocks are those the kernels check.
 * Its entry points reject what they cannot run with a ValueError that names
   what was expected, before any kernel runs.
 * Its kernels flush subnormal numbers to zero, and leave the caller's
   floating-point state as it was.
 """
 import platform
+import threading
 
 import numpy as np
 import pytest
 
+from crnn import _cells
 from crnn._network import RecurrentNetwork
+from crnn.kernels import elman, gru, lstm, stack as stack_module
 from crnn._validation import check_sequences
 
 # Every test runs with each recurrent product (BLAS, and the packed kernels
@@ -62,15 +70,40 @@ def test_workspace_reuse_is_exact(cell, return_sequences):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_loss_grad_keeps_final_states(cell):
-    """After loss_grad the final states are still those of the forward pass
-    (truncated BPTT carries them to the next chunk)."""
+def test_every_pass_gives_the_same_final_states(cell):
+    """forward, output, loss and loss_grad each return or write the final
+    states of their own pass (truncated BPTT carries loss_grad's to the next
+    chunk), whatever ran before on the same Stack."""
     rng = np.random.default_rng(2)
     network, params = make(cell)
-    batch = batch_of(rng, [6, 4, 4])
+    batch, other = batch_of(rng, [6, 4, 4]), batch_of(rng, [9, 2])
+    target = rng.normal(size=(3, 2))
+    stack = network.stack
+    args = (batch.X, batch.batch_sizes)
     _, finals = network.output(params, batch)
-    network.loss_grad(params, batch, rng.normal(size=(3, 2)))
-    np.testing.assert_array_equal(network.stack.final_states(), finals)
+    assert finals.shape == network.state_shape(3) == (network.cell.n_states, 4, 3, 5)
+    network.output(params, other)
+    np.testing.assert_array_equal(network.forward(params, batch), finals)
+    for call in (lambda out: stack.loss(params, *args, target, finals=out),
+                 lambda out: stack.loss_grad(params, *args, target, np.zeros_like(params),
+                                             finals=out),
+                 lambda out: stack.forward(params, *args, finals=out),
+                 lambda out: stack.output(params, *args, np.empty((3, 2)), finals=out)):
+        network.loss_grad(params, other, rng.normal(size=(2, 2)))
+        out = np.full_like(finals, np.nan)
+        call(out)
+        np.testing.assert_array_equal(out, finals)
+
+
+def test_loss_after_another_batch_is_that_batchs_loss(setup):
+    """No pass reads what an earlier one left in the workspace."""
+    network, params, batch, target = setup
+    rng = np.random.default_rng(7)
+    other = batch_of(rng, [8, 8, 8, 8])
+    expected = network.loss(params, batch, target)
+    network.loss_grad(params, other, rng.normal(size=(4, 2)))
+    network.output(params, other)
+    assert network.loss(params, batch, target) == expected
 
 
 @pytest.fixture
@@ -91,6 +124,20 @@ def test_rejects_wrong_parameter_size_and_dtype(setup):
         stack.forward(params.astype(np.float32), batch.X, batch.batch_sizes)
     with pytest.raises(ValueError, match=r"grad has 1 elements; expected \d+"):
         stack.loss_grad(params, batch.X, batch.batch_sizes, target, np.zeros(1))
+
+
+def test_rejects_wrong_outputs(setup):
+    network, params, batch, target = setup
+    stack = network.stack
+    args = (params, batch.X, batch.batch_sizes)
+    with pytest.raises(ValueError, match=r"Y must be a C-contiguous float64 array of "
+                                         r"shape \(3, 2\)"):
+        stack.output(*args, np.empty((3, 3)))
+    with pytest.raises(ValueError, match=r"finals must be a C-contiguous float64 array "
+                                         r"of shape \(2, 4, 3, 5\)"):
+        stack.loss(*args, target, finals=np.empty((2, 4, 3, 4)))
+    with pytest.raises(ValueError, match="finals must be a C-contiguous"):
+        stack.forward(*args, finals=np.empty((2, 4, 5, 3)).transpose(0, 1, 3, 2))
 
 
 def test_rejects_inconsistent_batch(setup):
@@ -135,17 +182,92 @@ def test_rejects_class_targets_out_of_range():
                                 np.array([0, 1], dtype=np.int32), grad)
 
 
-def test_reading_before_a_forward_pass_is_an_error(setup):
-    network, params, batch, target = setup
-    fresh, _ = make("lstm")
-    with pytest.raises(RuntimeError, match="call forward first"):
-        fresh.stack.loss(params, target)
-    with pytest.raises(RuntimeError, match="call forward first"):
-        fresh.stack.final_states()
-    # loss_grad consumes the forward pass: its gate activations are gone.
-    fresh.stack.loss_grad(params, batch.X, batch.batch_sizes, target, np.zeros_like(params))
-    with pytest.raises(RuntimeError, match="call forward first"):
-        fresh.stack.output(params, np.empty((3, 2)))
+def test_a_stack_refuses_a_concurrent_pass():
+    """While one thread's pass runs on a Stack, a call from another thread
+    raises RuntimeError; every pass that does run gives the sequential
+    result, and the Stack serves passes again afterwards."""
+    rng = np.random.default_rng(6)
+    network = RecurrentNetwork(3, 64, 2, cell="lstm", num_layers=2)
+    params = network.init_params(rng)
+    long = batch_of(rng, [600] * 8)                 # a pass of a good fraction of a second
+    short = batch_of(rng, [3, 2])
+    long_target = rng.normal(size=(8, 2))
+    expected_long = network.loss(params, long, long_target)
+    expected_short, _ = network.output(params, short)
+    results, refused = [], []
+
+    def train():
+        try:
+            results.append(network.loss(params, long, long_target))
+        except RuntimeError as error:
+            refused.append(error)
+
+    worker = threading.Thread(target=train)
+    worker.start()
+    while worker.is_alive():
+        try:
+            Y, _ = network.output(params, short)
+            np.testing.assert_array_equal(Y, expected_short)
+        except RuntimeError as error:
+            refused.append(error)
+    worker.join()
+    assert refused, "no call overlapped the long pass"
+    assert all("running a pass in another thread" in str(e) for e in refused)
+    assert results in ([], [expected_long])
+    assert network.loss(params, long, long_target) == expected_long
+
+
+def test_registry_matches_the_kernels():
+    """The registry's gate and state counts, blocks and shapes are those of
+    the kernels: a network's parameter blocks have the shapes the cell
+    kernels check, its states the shape the Stack checks."""
+    assert _cells.CELLS == tuple(stack_module.CELLS) == ("elman", "lstm", "gru")
+    assert "gru" in _cells.CELLS and "rnn" not in _cells.CELLS
+    kernels = {"elman": elman, "lstm": lstm, "gru": gru}
+    for name in _cells.CELLS:
+        spec = _cells.cell_type(name)
+        kernel = stack_module.CELLS[name]
+        assert (spec.code, spec.n_gates, spec.n_states) == kernel[:3]
+        assert spec.blocks == kernel.blocks == stack_module.BLOCKS[:len(spec.blocks)]
+        assert len(spec.gates) == spec.n_gates and spec.states[0] == "h"
+        assert spec.torch_class == {"elman": "nn.RNN", "lstm": "nn.LSTM",
+                                    "gru": "nn.GRU"}[name]
+        assert _cells.cell_by_gates(spec.n_gates) is spec
+        network = RecurrentNetwork(3, 4, 1, cell=name, bidirectional=True)
+        assert (network.cell.name, network.cell.n_gates, network.cell.n_states) == (
+            name, spec.n_gates, spec.n_states)
+        assert network.state_shape(2) == (spec.n_states, 2, 2, 4)
+        P = network.unit_views(network.init_params(np.random.default_rng(0)), 0)
+        assert tuple(P) == spec.blocks
+        # The cell's kernel accepts exactly these shapes (and refuses others).
+        N, B, H = 3, 2, 4
+        bs = np.array([2, 1], dtype=np.intp)
+        X, h0 = np.zeros((N, 3)), np.zeros((B, H))
+        G = spec.n_gates * H
+        Hs, h_n = np.empty((N, H)), np.empty((B, H))
+        if name == "elman":
+            call = lambda W_ih: elman.forward(X, bs, W_ih, P["W_hh"], P["b"], h0, Hs, h_n)
+        elif name == "lstm":
+            call = lambda W_ih: lstm.forward(X, bs, W_ih, P["W_hh"], P["b"], h0, h0,
+                                             np.empty((N, G)), Hs, np.empty((N, H)), h_n,
+                                             np.empty((B, H)))
+        else:
+            call = lambda W_ih: gru.forward(X, bs, W_ih, P["W_hh"], P["b"], P["b_hn"], h0,
+                                            np.empty((N, G)), np.empty((N, H)), Hs, h_n)
+        call(np.ascontiguousarray(P["W_ih"]))
+        with pytest.raises(ValueError, match="W_ih must have shape"):
+            call(np.zeros((G + H, 3)))
+    with pytest.raises(ValueError, match=r"cell must be one of \('elman', 'lstm', 'gru'\)"):
+        _cells.make_cell("rnn")
+
+
+def test_keras_gate_order_comes_from_the_registry():
+    gru_cell = _cells.cell_type("gru")
+    H = 2
+    # Keras' (z, r, h) columns -> crnn's (r, z, n)
+    np.testing.assert_array_equal(gru_cell.keras_columns(H), [2, 3, 0, 1, 4, 5])
+    assert _cells.cell_type("lstm").keras_gates == _cells.cell_type("lstm").gates
+    assert _cells.cell_type("elman").keras_layer is None
 
 
 def test_a_network_pickles_without_its_workspace(setup):

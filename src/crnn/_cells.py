@@ -1,13 +1,32 @@
-"""Recurrent cells: parameter blocks and initialisation.
+"""The cell registry: every recurrent cell, described once.
 
-The compiled kernels of each cell (``crnn.kernels.elman``, ``lstm``, ``gru``)
-run one layer and one direction over a packed batch; ``crnn.kernels.stack``
-drives them for a whole network. The LSTM has two states ``(h, c)``, the
-Elman and GRU cells one.
+The compiled side owns what is compiled into the kernels: each cell's code,
+its number of gates and of states, and the parameter blocks its kernels read
+(``crnn.kernels.stack.CELLS``, built from the constants of ``elman.pxd``,
+``lstm.pxd`` and ``gru.pxd``). This module adds what only Python needs (the
+names of the gates and states, the equations, the initialisation, and the
+same cell's names in PyTorch and Keras) and is what the rest of crnn reads:
+the network, interop, the estimators' validation and the benchmarks.
+
+The kernels run one layer and one direction over a packed batch;
+``crnn.kernels.stack`` drives them for a whole network.
 """
+from dataclasses import dataclass
+
 import numpy as np
 
 from crnn.kernels.activations import CODES as ACTIVATIONS
+from crnn.kernels.stack import BLOCKS
+from crnn.kernels.stack import CELLS as KERNELS
+
+# The shape of each parameter block of a unit with G = n_gates * H gate rows,
+# input width I and H hidden units; keyed by the names of stack.BLOCKS.
+_BLOCK_SHAPES = {
+    "W_ih": lambda G, I, H: (G, I),
+    "W_hh": lambda G, I, H: (G, H),
+    "b": lambda G, I, H: (G,),
+    "b_hn": lambda G, I, H: (H,),
+}
 
 
 def glorot_uniform(rng, shape):
@@ -23,29 +42,169 @@ def orthogonal(rng, n):
     return Q * np.sign(np.diag(R))
 
 
-class Cell:
-    """What the network needs of a cell type.
+@dataclass(frozen=True)
+class CellType:
+    """One cell of the registry.
 
     Attributes
     ----------
     name : str
+        ``"elman"``, ``"lstm"`` or ``"gru"``.
+    code : int
+        The compiled kernels' code of the cell.
     n_gates : int
-        ``G / H``: 1 (Elman), 4 (LSTM: i, f, g, o), 3 (GRU: r, z, n).
+        ``G / H``: gate blocks of ``H`` rows in ``W_ih``, ``W_hh`` and ``b``
+        (from the kernels).
     n_states : int
-        1, or 2 for the LSTM's (h, c).
+        States per unit, 2 for the LSTM's ``(h, c)`` (from the kernels).
+    blocks : tuple of str
+        The parameter blocks of one layer and direction, in the order of
+        ``crnn.kernels.stack.BLOCKS`` (from the kernels).
+    gates : tuple of str
+        The gate blocks, in the kernels' order (``n_gates`` of them).
+    states : tuple of str
+        The states, in the order of the first axis of state arrays.
+    equations : str
+        What one step computes.
+    torch_class : str
+        The PyTorch module with the same equations and gate order.
+    keras_layer : str or None
+        The Keras layer whose weights :func:`crnn.from_keras_weights` maps
+        onto this cell, if any.
+    keras_gates : tuple of str or None
+        That layer's gate blocks, in Keras' order, named as in ``gates``.
+    forget_gate : str or None
+        The gate whose bias starts at ``forget_bias``.
+    has_activation : bool
+        Whether the cell takes a hidden activation (the Elman cell's ``g``).
     """
 
-    n_gates = 1
-    n_states = 1
+    name: str
+    code: int
+    n_gates: int
+    n_states: int
+    blocks: tuple
+    gates: tuple
+    states: tuple
+    equations: str
+    torch_class: str
+    keras_layer: str = None
+    keras_gates: tuple = None
+    forget_gate: str = None
+    has_activation: bool = False
+
+    def block_shapes(self, I, H):
+        """Names and shapes of one layer-direction's parameters, for input
+        width ``I`` and ``H`` hidden units."""
+        G = self.n_gates * H
+        return [(name, _BLOCK_SHAPES[name](G, I, H)) for name in self.blocks]
+
+    def keras_columns(self, H):
+        """The columns of a Keras kernel ``(I, n_gates * H)`` (or bias) that
+        hold each of crnn's gate blocks, in crnn's order."""
+        return np.concatenate([np.arange(k * H, (k + 1) * H)
+                               for k in map(self.keras_gates.index, self.gates)])
+
+
+def _registry(**python_side):
+    """The registry: the kernels' facts about each cell, and Python's."""
+    if set(_BLOCK_SHAPES) != set(BLOCKS):
+        raise ImportError("crnn._cells and the compiled kernels disagree about the "
+                          "parameter blocks: rebuild crnn")
+    types = {}
+    for name, kernel in KERNELS.items():
+        cell = CellType(name, kernel.code, kernel.n_gates, kernel.n_states,
+                        tuple(kernel.blocks), **python_side[name])
+        if len(cell.gates) != cell.n_gates or len(cell.states) != cell.n_states:
+            raise ImportError(f"crnn._cells and the compiled kernels disagree about the "
+                              f"{name} cell: rebuild crnn")
+        types[name] = cell
+    return types
+
+
+#: Every cell, by name.
+CELL_TYPES = _registry(
+    elman=dict(
+        gates=("h",), states=("h",),
+        equations="h_t = g(W_ih x_t + W_hh h_{t-1} + b)",
+        torch_class="nn.RNN", has_activation=True),
+    lstm=dict(
+        gates=("i", "f", "g", "o"), states=("h", "c"),
+        equations="PyTorch's LSTM: gates (i, f, g, o), c_t = f c_{t-1} + i g, "
+                  "h_t = o tanh(c_t); one bias b (PyTorch's b_ih + b_hh)",
+        torch_class="nn.LSTM", keras_layer="LSTM", keras_gates=("i", "f", "g", "o"),
+        forget_gate="f"),
+    gru=dict(
+        gates=("r", "z", "n"), states=("h",),
+        equations="PyTorch's GRU: gates (r, z, n), n = tanh(W_in x + b_in + r (W_hn h "
+                  "+ b_hn)), h_t = (1 - z) n + z h_{t-1}; b holds b_ir + b_hr, "
+                  "b_iz + b_hz, b_in",
+        torch_class="nn.GRU", keras_layer="GRU", keras_gates=("z", "r", "n")),
+)
+
+#: The names of the cells, in the kernels' order.
+CELLS = tuple(CELL_TYPES)
+
+
+def cell_type(name):
+    """The registry entry of the cell called ``name``."""
+    try:
+        return CELL_TYPES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"cell must be one of {CELLS}; got {name!r}") from None
+
+
+def cell_by_gates(n_gates):
+    """The cell with ``n_gates`` gate blocks, or None."""
+    for cell in CELL_TYPES.values():
+        if cell.n_gates == n_gates:
+            return cell
+    return None
+
+
+class Cell:
+    """A cell of the registry with its hyper-parameters: what the network
+    needs of it.
+
+    Attributes
+    ----------
+    type : CellType
+    name, n_gates, n_states
+        Those of ``type``.
+    g : int
+        The code of the hidden activation (the Elman cell's; the identity's
+        for the others, whose kernels take none).
+    forget_bias : float
+        The initial bias of the forget gate, if the cell has one.
+    """
+
+    def __init__(self, cell_type, activation="tanh", forget_bias=1.0):
+        self.type = cell_type
+        if cell_type.has_activation and activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}; got "
+                             f"{activation!r}")
+        self.g = ACTIVATIONS[activation if cell_type.has_activation else "identity"]
+        self.forget_bias = forget_bias
+
+    @property
+    def name(self):
+        return self.type.name
+
+    @property
+    def n_gates(self):
+        return self.type.n_gates
+
+    @property
+    def n_states(self):
+        return self.type.n_states
 
     def blocks(self, I, H):
         """Names and shapes of one layer-direction's parameters."""
-        G = self.n_gates * H
-        return [("W_ih", (G, I)), ("W_hh", (G, H)), ("b", (G,))]
+        return self.type.block_shapes(I, H)
 
     def initialize(self, P, rng):
         """Glorot-uniform input weights and orthogonal recurrent weights, per
-        gate block; zero biases."""
+        gate block; zero biases, but ``forget_bias`` for a forget gate's."""
         H = P["W_hh"].shape[1]
         for k in range(self.n_gates):
             rows = slice(k * H, (k + 1) * H)
@@ -54,54 +213,11 @@ class Cell:
         for name in P:
             if name.startswith("b"):
                 P[name][...] = 0
-
-
-class ElmanCell(Cell):
-    """``h_t = g(W_ih x_t + W_hh h_{t-1} + b)``."""
-
-    name = "elman"
-
-    def __init__(self, activation="tanh"):
-        self.g = ACTIVATIONS[activation]
-
-
-class LSTMCell(Cell):
-    """PyTorch's LSTM: gates (i, f, g, o), ``c_t = f c_{t-1} + i g``,
-    ``h_t = o tanh(c_t)``; one bias ``b`` (PyTorch's ``b_ih + b_hh``)."""
-
-    name = "lstm"
-    n_gates = 4
-    n_states = 2
-
-    def __init__(self, forget_bias=1.0):
-        self.forget_bias = forget_bias
-
-    def initialize(self, P, rng):
-        super().initialize(P, rng)
-        H = P["W_hh"].shape[1]
-        P["b"][H:2 * H] = self.forget_bias
-
-
-class GRUCell(Cell):
-    """PyTorch's GRU: gates (r, z, n), ``n = tanh(W_in x + b_in + r (W_hn h + b_hn))``,
-    ``h_t = (1 - z) n + z h_{t-1}``; ``b`` holds ``b_ir + b_hr, b_iz + b_hz, b_in``."""
-
-    name = "gru"
-    n_gates = 3
-
-    def blocks(self, I, H):
-        return super().blocks(I, H) + [("b_hn", (H,))]
-
-
-CELLS = ("elman", "lstm", "gru")
+        if self.type.forget_gate is not None:
+            k = self.type.gates.index(self.type.forget_gate)
+            P["b"][k * H:(k + 1) * H] = self.forget_bias
 
 
 def make_cell(name, activation="tanh", forget_bias=1.0):
     """The cell called ``name``; ``activation`` applies to the Elman cell only."""
-    if name == "elman":
-        return ElmanCell(activation)
-    if name == "lstm":
-        return LSTMCell(forget_bias)
-    if name == "gru":
-        return GRUCell()
-    raise ValueError(f"cell must be one of {CELLS}; got {name!r}")
+    return Cell(cell_type(name), activation, forget_bias)

@@ -4,7 +4,7 @@ import numpy as np
 from crnn._cells import glorot_uniform, make_cell
 from crnn._optim import sum_of_squares
 from crnn._params import ParamLayout
-from crnn.kernels.stack import Stack
+from crnn.kernels.stack import BLOCKS, Stack
 
 
 class RecurrentNetwork:
@@ -26,6 +26,14 @@ class RecurrentNetwork:
     All parameters live in one flat buffer laid out by :attr:`layout`; every
     method takes that buffer explicitly, so one network object serves any
     number of parameter vectors. Batches are :class:`~crnn._sequences.PackedBatch`.
+    Every method is one self-contained pass: nothing of one call is read by
+    the next. States, initial and final, are ``(n_states, L*D, B, H)`` arrays
+    (:meth:`state_shape`).
+
+    Thread safety: a network runs one pass at a time. Its compiled
+    :attr:`stack` refuses (RuntimeError) a pass that another thread starts
+    while one runs; threads that train or predict at once use one network
+    each, as the estimators do (they build a network per call).
 
     Parameters
     ----------
@@ -146,17 +154,18 @@ class RecurrentNetwork:
     def stack(self):
         """The compiled :class:`~crnn.kernels.stack.Stack` of this network.
 
-        It holds the workspace of the last batch, reused by the next one, so
-        a network object must not run passes in two threads at once.
+        Its workspace is scratch, grown to the largest batch seen and reused
+        by every pass; it serves one pass at a time (a concurrent call from
+        another thread raises RuntimeError).
         """
         stack = self.__dict__.get("_stack")
         if stack is None:
             slices = self.layout.slices
+            # unit_offsets: one column per block of stack.BLOCKS, in its order
             offsets = [[slices[unit[name]].start if name in unit else 0
-                        for name in ("W_ih", "W_hh", "b", "b_hn")] for unit in self.units]
-            activation = getattr(self.cell, "g", 0)
+                        for name in BLOCKS] for unit in self.units]
             stack = self._stack = Stack(
-                self.cell.name, activation, self.I, self.H, self.O, self.L, self.D,
+                self.cell.name, self.cell.g, self.I, self.H, self.O, self.L, self.D,
                 self.g2, self.loss_name == "cross_entropy", self.return_sequences,
                 np.array(offsets, dtype=np.intp), slices["W_y"].start,
                 slices["b_y"].start, self.layout.size, self.dtype)
@@ -185,8 +194,14 @@ class RecurrentNetwork:
 
     # -- forward ------------------------------------------------------------
 
+    def state_shape(self, B):
+        """``(n_states, L*D, B, H)``: the initial or final states of ``B``
+        sequences, state ``j`` (``cell.type.states[j]``: h, and the LSTM's c)
+        of unit ``k = layer * D + direction``, rows in packed order."""
+        return self.stack.state_shape(B)
+
     def forward(self, params, batch, initial=None, rng=None):
-        """Run the recurrent stack over a packed batch.
+        """Run the recurrent stack over a packed batch; return the final states.
 
         Parameters
         ----------
@@ -195,23 +210,24 @@ class RecurrentNetwork:
         initial : ndarray (n_states, L*D, B, H), optional
             Initial states of every unit (``layer * D + direction``), rows in
             packed order; zeros by default. ``n_states`` is 2 for the LSTM's
-            ``(h, c)``, else 1.
+            ``(h, c)``, else 1 (:meth:`state_shape`).
         rng : numpy Generator, optional
             Draws the dropout masks; without it no dropout is applied.
 
-        The states stay in :attr:`stack`'s workspace, read by :meth:`output`,
-        :meth:`loss` and ``stack.final_states()``.
+        Returns
+        -------
+        finals : ndarray (n_states, L*D, B, H)
+            The final state of every unit and sequence.
         """
-        self.stack.forward(params, batch.X, batch.batch_sizes, initial,
-                           self._masks(rng, batch.N))
+        return self.stack.forward(params, batch.X, batch.batch_sizes, initial,
+                                  self._masks(rng, batch.N))
 
     def output(self, params, batch, initial=None):
         """Outputs ``Y``: ``(N, O)`` packed per step, or ``(B, O)`` per sequence
         in packed order; and the final states ``(n_states, L*D, B, H)``."""
-        self.forward(params, batch, initial)
         Y = np.empty((batch.N if self.return_sequences else batch.B, self.O), self.dtype)
-        self.stack.output(params, Y)
-        return Y, self.stack.final_states()
+        finals = self.stack.output(params, batch.X, batch.batch_sizes, Y, initial)
+        return Y, finals
 
     # -- loss and gradient --------------------------------------------------
 
@@ -226,8 +242,8 @@ class RecurrentNetwork:
         ``target`` is packed like the scored states: ``(N, O)`` / ``(B, O)``
         floats for squared error, ``(N,)`` / ``(B,)`` classes for cross-entropy.
         """
-        self.forward(params, batch)
-        return self.stack.loss(params, self._target(target)) + self.penalty(params, alpha)
+        value = self.stack.loss(params, batch.X, batch.batch_sizes, self._target(target))
+        return value + self.penalty(params, alpha)
 
     def loss_grad(self, params, batch, target, alpha=0.0, grad=None, rng=None,
                   initial=None):
@@ -315,10 +331,11 @@ class RecurrentNetwork:
         count = self._batch_count(batch)
         total, state = 0.0, None
         for chunk, n_cont, scored in self._chunks(batch, k, self._target(target)):
+            finals = np.empty(self.state_shape(chunk.B), self.dtype)
             total += self.stack.loss_grad(
                 params, chunk.X, chunk.batch_sizes, scored, grad, self._row0(n_cont),
-                count, self._carry(state, chunk.B), self._masks(rng, chunk.N))
-            state = self.stack.final_states()
+                count, self._carry(state, chunk.B), self._masks(rng, chunk.N), finals)
+            state = finals
         self._penalty_grad(params, grad, alpha)
         return total + self.penalty(params, alpha), grad
 
@@ -336,11 +353,14 @@ class RecurrentNetwork:
         total, state = 0.0, None
         for chunk, n_cont, scored in self._chunks(batch, k, self._target(target)):
             initial = self._carry(state, chunk.B)
-            self.forward(params, chunk, initial)
-            total += self.stack.loss(params, scored, self._row0(n_cont), count)
+            # the states carried on: this pass's, or a pass at carry_params
+            finals = (np.empty(self.state_shape(chunk.B), self.dtype)
+                      if carry_params is params else None)
+            total += self.stack.loss(params, chunk.X, chunk.batch_sizes, scored,
+                                     self._row0(n_cont), count, initial, finals)
             if carry_params is not params:
-                self.forward(carry_params, chunk, initial)
-            state = self.stack.final_states()
+                finals = self.forward(carry_params, chunk, initial)
+            state = finals
         return total + self.penalty(params, alpha)
 
 

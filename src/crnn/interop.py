@@ -33,6 +33,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from crnn import _validation as v
+from crnn._cells import CELL_TYPES, cell_by_gates, cell_type
 from crnn._estimators import RNNClassifier, RNNRegressor
 
 __all__ = ["to_torch_state_dict", "torch_module_kwargs", "from_torch_state_dict",
@@ -41,9 +42,8 @@ __all__ = ["to_torch_state_dict", "torch_module_kwargs", "from_torch_state_dict"
 HEAD_WEIGHT = "head.weight"
 HEAD_BIAS = "head.bias"
 
-_N_GATES = {"elman": 1, "lstm": 4, "gru": 3}
-_TORCH_CLASS = {"elman": "nn.RNN", "lstm": "nn.LSTM", "gru": "nn.GRU"}
-_CELL_BY_GATES = {1: "elman", 3: "gru", 4: "lstm"}
+# The cells of Keras layers that from_keras_weights maps (crnn._cells).
+_KERAS_CELLS = tuple(name for name, cell in CELL_TYPES.items() if cell.keras_layer)
 _TORCH_NONLINEARITIES = ("tanh", "relu")
 
 
@@ -144,7 +144,7 @@ def _key_error(model, state_dict, missing, unexpected):
     return ValueError(
         f"the state dict does not match this {type(model).__name__} (cell="
         f"{model.cell!r}, num_layers={model.num_layers}, bidirectional="
-        f"{model.bidirectional}, i.e. {_TORCH_CLASS[model.cell]}(..., num_layers="
+        f"{model.bidirectional}, i.e. {cell_type(model.cell).torch_class}(..., num_layers="
         f"{model.num_layers}, bidirectional={model.bidirectional}) plus an nn.Linear "
         f"'head'): " + "; ".join(parts)
         + ("" if not hints else ". Likely cause: " + "; ".join(hints))
@@ -157,7 +157,8 @@ def _shape_hint(model, arrays):
     w = arrays.get("weight_hh_l0")
     if w is None or w.ndim != 2 or w.shape[1] == 0 or w.shape[0] % w.shape[1]:
         return ""
-    cell = _CELL_BY_GATES.get(w.shape[0] // w.shape[1])
+    match = cell_by_gates(w.shape[0] // w.shape[1])
+    cell = None if match is None else match.name
     if cell is None or (cell, w.shape[1]) == (model.cell, model.hidden_size):
         return ""
     return (f" (weight_hh_l0 of shape {w.shape} is that of cell={cell!r} with "
@@ -168,7 +169,7 @@ def _check_shapes(model, arrays):
     """Check every array's shape; return ``(n_features, n_outputs)``."""
     H = int(model.hidden_size)
     D = 2 if model.bidirectional else 1
-    G = _N_GATES[model.cell] * H
+    G = cell_type(model.cell).n_gates * H
     what = (f"cell={model.cell!r} with hidden_size={H}"
             + (" and bidirectional=True" if D == 2 else ""))
     w0, head = arrays["weight_ih_l0"], arrays[HEAD_WEIGHT]
@@ -644,7 +645,7 @@ def from_keras_weights(model, layer_weights, *, kind, head=None, classes=None):
     (4,)
     """
     _check_estimator(model)
-    if kind not in ("lstm", "gru"):
+    if kind not in _KERAS_CELLS:
         raise ValueError(f"kind must be 'lstm' or 'gru' (the Keras layer type); "
                          f"got {kind!r}")
     if model.cell != kind:
@@ -661,8 +662,9 @@ def from_keras_weights(model, layer_weights, *, kind, head=None, classes=None):
                         f"layer.get_weights(); got {type(layer_weights).__name__}")
     dtype = model._validate_params()
     H = int(model.hidden_size)
-    G = _N_GATES[kind] * H
-    layer = "LSTM" if kind == "lstm" else "GRU"
+    cell = cell_type(kind)
+    G = cell.n_gates * H
+    layer = cell.keras_layer
     if len(layer_weights) not in (2, 3):
         raise ValueError(
             f"a Keras {layer} layer's get_weights() is [kernel, recurrent_kernel, "
@@ -675,7 +677,7 @@ def from_keras_weights(model, layer_weights, *, kind, head=None, classes=None):
     if kernel.ndim != 2 or kernel.shape[1] != G or kernel.shape[0] < 1:
         raise ValueError(
             f"a Keras {layer}({H}) kernel has shape (n_features, {G}); got "
-            f"{kernel.shape}" + (f" (is units {kernel.shape[1] // _N_GATES[kind]}?)"
+            f"{kernel.shape}" + (f" (is units {kernel.shape[1] // cell.n_gates}?)"
                                  if kernel.ndim == 2 else "")
         )
     if recurrent.shape != (H, G):
@@ -704,9 +706,9 @@ def from_keras_weights(model, layer_weights, *, kind, head=None, classes=None):
                       (bias, "bias")):
         v.cast_finite(arr, f"Keras {layer} {name}", dtype)
 
-    if kind == "gru":
-        # Keras' gate blocks z, r, h -> PyTorch's r, z, n.
-        order = np.concatenate([np.arange(H, 2 * H), np.arange(H), np.arange(2 * H, G)])
+    if cell.keras_gates != cell.gates:
+        # Keras' gate blocks (GRU: z, r, h) -> crnn's and PyTorch's (r, z, n).
+        order = cell.keras_columns(H)
         kernel, recurrent = kernel[:, order], recurrent[:, order]
         bias_in, bias_rec = bias_in[order], bias_rec[order]
     state = {"weight_ih_l0": kernel.T, "weight_hh_l0": recurrent.T,

@@ -2,11 +2,13 @@
 """A small extension that runs crnn's kernels through their C-level API.
 
 It stands for another compiled package: it only ``cimport``s the ``.pxd``
-files that crnn ships, allocates every array itself, and calls the kernels
+files that crnn ships, checks at import that the running crnn has the C ABI
+it was built against, allocates every array itself, and calls the kernels
 without the GIL.
 """
 import numpy as np
 
+from crnn.kernels.abi cimport check_c_abi
 from crnn.kernels.activations cimport TANH
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
 from crnn.kernels.elman cimport elman_step
@@ -14,6 +16,9 @@ from crnn.kernels.gru cimport gru_forward, gru_forward_work_size, gru_gates_size
 from crnn.kernels.lstm cimport (
     lstm_forward, lstm_forward_work_size, lstm_gates_size, lstm_step, lstm_step_work_size,
 )
+
+# Refuse to run against a crnn whose C ABI differs from the one compiled in.
+check_c_abi(__name__)
 
 
 cdef void add_bias(Py_ssize_t N, Py_ssize_t O, double* Y, const double* b) noexcept nogil:

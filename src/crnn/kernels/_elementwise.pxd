@@ -6,16 +6,37 @@ this one, so extensions that cimport crnn's kernels need no C header.
 """
 from cython cimport floating
 
+from crnn.kernels._activation_codes cimport RELU, SIGMOID, TANH
+
 
 cdef extern from "elementwise.h" nogil:
     unsigned long crnn_subnormals_off()
     void crnn_subnormals_restore(unsigned long state)
-    void crnn_bias_activation_d(Py_ssize_t B, Py_ssize_t H, double* A, const double* b, int g)
-    void crnn_bias_activation_f(Py_ssize_t B, Py_ssize_t H, float* A, const float* b, int g)
-    void crnn_activation_backward_d(Py_ssize_t n, double* dA, const double* dh,
-                                    const double* h, int g)
-    void crnn_activation_backward_f(Py_ssize_t n, float* dA, const float* dh,
-                                    const float* h, int g)
+    # The passes of each activation (elementwise.h): bias, backward, grad.
+    void crnn_bias_identity_d(Py_ssize_t B, Py_ssize_t H, double* A, const double* b)
+    void crnn_backward_identity_d(Py_ssize_t n, double* dA, const double* dh, const double* h)
+    void crnn_grad_identity_d(Py_ssize_t n, double* dA, const double* h)
+    void crnn_bias_identity_f(Py_ssize_t B, Py_ssize_t H, float* A, const float* b)
+    void crnn_backward_identity_f(Py_ssize_t n, float* dA, const float* dh, const float* h)
+    void crnn_grad_identity_f(Py_ssize_t n, float* dA, const float* h)
+    void crnn_bias_tanh_d(Py_ssize_t B, Py_ssize_t H, double* A, const double* b)
+    void crnn_backward_tanh_d(Py_ssize_t n, double* dA, const double* dh, const double* h)
+    void crnn_grad_tanh_d(Py_ssize_t n, double* dA, const double* h)
+    void crnn_bias_tanh_f(Py_ssize_t B, Py_ssize_t H, float* A, const float* b)
+    void crnn_backward_tanh_f(Py_ssize_t n, float* dA, const float* dh, const float* h)
+    void crnn_grad_tanh_f(Py_ssize_t n, float* dA, const float* h)
+    void crnn_bias_sigmoid_d(Py_ssize_t B, Py_ssize_t H, double* A, const double* b)
+    void crnn_backward_sigmoid_d(Py_ssize_t n, double* dA, const double* dh, const double* h)
+    void crnn_grad_sigmoid_d(Py_ssize_t n, double* dA, const double* h)
+    void crnn_bias_sigmoid_f(Py_ssize_t B, Py_ssize_t H, float* A, const float* b)
+    void crnn_backward_sigmoid_f(Py_ssize_t n, float* dA, const float* dh, const float* h)
+    void crnn_grad_sigmoid_f(Py_ssize_t n, float* dA, const float* h)
+    void crnn_bias_relu_d(Py_ssize_t B, Py_ssize_t H, double* A, const double* b)
+    void crnn_backward_relu_d(Py_ssize_t n, double* dA, const double* dh, const double* h)
+    void crnn_grad_relu_d(Py_ssize_t n, double* dA, const double* h)
+    void crnn_bias_relu_f(Py_ssize_t B, Py_ssize_t H, float* A, const float* b)
+    void crnn_backward_relu_f(Py_ssize_t n, float* dA, const float* dh, const float* h)
+    void crnn_grad_relu_f(Py_ssize_t n, float* dA, const float* h)
     void crnn_lstm_rows_d(Py_ssize_t B, Py_ssize_t H, double* a, const double* b,
                           const double* c_prev, double* h, double* c)
     void crnn_lstm_rows_f(Py_ssize_t B, Py_ssize_t H, float* a, const float* b,
@@ -44,22 +65,75 @@ cdef extern from "elementwise.h" nogil:
                      float step, float b1, float b2, float eps)
 
 
+# The one place where an activation code (_activation_codes.pxd) picks its C pass.
+
 cdef inline void bias_activation(Py_ssize_t B, Py_ssize_t H, floating* A,
                                  const floating* b, int g) noexcept nogil:
     """A[i, j] = g(A[i, j] + b[j]) for the (B, H) row-major block A."""
     if floating is float:
-        crnn_bias_activation_f(B, H, A, b, g)
+        if g == TANH:
+            crnn_bias_tanh_f(B, H, A, b)
+        elif g == SIGMOID:
+            crnn_bias_sigmoid_f(B, H, A, b)
+        elif g == RELU:
+            crnn_bias_relu_f(B, H, A, b)
+        else:
+            crnn_bias_identity_f(B, H, A, b)
     else:
-        crnn_bias_activation_d(B, H, A, b, g)
+        if g == TANH:
+            crnn_bias_tanh_d(B, H, A, b)
+        elif g == SIGMOID:
+            crnn_bias_sigmoid_d(B, H, A, b)
+        elif g == RELU:
+            crnn_bias_relu_d(B, H, A, b)
+        else:
+            crnn_bias_identity_d(B, H, A, b)
 
 
 cdef inline void activation_backward(Py_ssize_t n, floating* dA, const floating* dh,
                                      const floating* h, int g) noexcept nogil:
     """dA = (dA + dh) * g'(a), in place, with g' taken from the output h = g(a)."""
     if floating is float:
-        crnn_activation_backward_f(n, dA, dh, h, g)
+        if g == TANH:
+            crnn_backward_tanh_f(n, dA, dh, h)
+        elif g == SIGMOID:
+            crnn_backward_sigmoid_f(n, dA, dh, h)
+        elif g == RELU:
+            crnn_backward_relu_f(n, dA, dh, h)
+        else:
+            crnn_backward_identity_f(n, dA, dh, h)
     else:
-        crnn_activation_backward_d(n, dA, dh, h, g)
+        if g == TANH:
+            crnn_backward_tanh_d(n, dA, dh, h)
+        elif g == SIGMOID:
+            crnn_backward_sigmoid_d(n, dA, dh, h)
+        elif g == RELU:
+            crnn_backward_relu_d(n, dA, dh, h)
+        else:
+            crnn_backward_identity_d(n, dA, dh, h)
+
+
+cdef inline void activation_grad(Py_ssize_t n, floating* dA, const floating* h,
+                                 int g) noexcept nogil:
+    """dA = dA * g'(a), in place, with g' taken from the output h = g(a)."""
+    if floating is float:
+        if g == TANH:
+            crnn_grad_tanh_f(n, dA, h)
+        elif g == SIGMOID:
+            crnn_grad_sigmoid_f(n, dA, h)
+        elif g == RELU:
+            crnn_grad_relu_f(n, dA, h)
+        else:
+            crnn_grad_identity_f(n, dA, h)
+    else:
+        if g == TANH:
+            crnn_grad_tanh_d(n, dA, h)
+        elif g == SIGMOID:
+            crnn_grad_sigmoid_d(n, dA, h)
+        elif g == RELU:
+            crnn_grad_relu_d(n, dA, h)
+        else:
+            crnn_grad_identity_d(n, dA, h)
 
 
 # Each pass below runs over a block of B consecutive rows of one step: gate

@@ -1,15 +1,27 @@
-"""Python view of the activation codes declared in ``activations.pxd``."""
+"""Python view of the activation codes (``_activation_codes.pxd``)."""
+import enum
+
 from cython cimport floating
 
-from crnn.kernels._elementwise cimport bias_activation
+from crnn.kernels._elementwise cimport activation_grad, bias_activation
 
-#: Activation name -> code understood by the kernels.
-CODES = {
+#: Every activation name -> its code (the ``Activation`` enum), softmax included.
+ALL = {
     "identity": IDENTITY,
     "tanh": TANH,
     "sigmoid": SIGMOID,
     "relu": RELU,
+    "softmax": SOFTMAX,
 }
+
+#: The codes as a Python enum: ``Activation.TANH``, ...
+Activation = enum.IntEnum("Activation", {name.upper(): code for name, code in ALL.items()})
+
+#: The hidden activations of the Elman cell: name -> code.
+CODES = {name: ALL[name] for name in ("identity", "tanh", "sigmoid", "relu")}
+
+#: The activations of the output layer: name -> code.
+OUTPUTS = {name: ALL[name] for name in ("identity", "tanh", "sigmoid", "softmax")}
 
 
 def apply(str name, floating[:, ::1] A, const floating[::1] b):
@@ -24,3 +36,14 @@ def apply(str name, floating[:, ::1] A, const floating[::1] b):
     if A.shape[0] and A.shape[1]:
         with nogil:
             bias_activation(A.shape[0], A.shape[1], &A[0, 0], &b[0], g)
+
+
+def apply_grad(str name, floating[::1] dA, const floating[::1] h):
+    """dA = dA * g'(a) in place, g' written with the output h = g(a): the
+    kernels' own derivative pass (for tests); ``name`` a key of :data:`CODES`."""
+    if dA.shape[0] != h.shape[0]:
+        raise ValueError(f"h must have {dA.shape[0]} entries; got {h.shape[0]}")
+    cdef int g = CODES[name]
+    if dA.shape[0]:
+        with nogil:
+            activation_grad(dA.shape[0], &dA[0], &h[0], g)

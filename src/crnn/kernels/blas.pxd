@@ -58,10 +58,10 @@ cdef void copy(int n, const floating* x, int incx,
 # ``use_packed`` says whether to: the CPU has a kernel, scipy's BLAS runs on
 # one thread (with more, its threaded GEMM is faster), the product is too
 # large for OpenBLAS's small-matrix kernels, which read W in place, and, in
-# float64, W takes at most PACKED_DOUBLE_BYTES. Measured inside the training
-# step on AMD Zen 4 (benchmarks/packed_ab.py), the packed kernel made the
-# large float32 steps 1.09-1.26x faster; in float64 it gained 1.03-1.09x
-# where W took 0.5-2 MiB and lost up to 7 % at 6-8 MiB.
+# float64, W takes at most PACKED_DOUBLE_BYTES (beyond that, BLAS is the
+# faster of the two in float64). The measurements behind these bounds, taken
+# inside the training step (benchmarks/packed_ab.py): docs/performance.md,
+# "The packed per-step product".
 
 # OpenBLAS runs (M, K) x (K, N) products of at most SMALL_PRODUCT
 # multiply-adds with small-matrix kernels that read both operands in place,
@@ -71,8 +71,7 @@ cdef enum:
     PACKED_DOUBLE_BYTES = 4194304     # 4 MiB
 
 # Elements of W (K, N) packed, for either type: N padded to 32 columns.
-cdef inline Py_ssize_t packed_size(Py_ssize_t K, Py_ssize_t N) noexcept nogil:
-    return K * ((N + 31) // 32 * 32)
+cdef Py_ssize_t packed_size(Py_ssize_t K, Py_ssize_t N) noexcept nogil
 
 # Whether an (M, K) x (K, N) product repeated over a pass should run packed;
 # ``itemsize``: 4 for float32, 8 for float64.

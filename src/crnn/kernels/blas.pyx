@@ -14,6 +14,7 @@ from scipy.linalg.cython_blas cimport (
 
 
 cdef extern from "packed.h" nogil:
+    Py_ssize_t crnn_packed_size(Py_ssize_t K, Py_ssize_t N)
     int crnn_packed_isa()
     int crnn_packed_set_isa(int isa)
     void crnn_pack_d(Py_ssize_t K, Py_ssize_t N, const double* W, Py_ssize_t sk,
@@ -133,6 +134,10 @@ cdef bint use_packed(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N,
     if itemsize == 8 and K * N * 8 > PACKED_DOUBLE_BYTES:
         return False
     return M * K * N > SMALL_PRODUCT and blas_threads != NULL and blas_threads() == 1
+
+
+cdef Py_ssize_t packed_size(Py_ssize_t K, Py_ssize_t N) noexcept nogil:
+    return crnn_packed_size(K, N)
 
 
 cdef void pack(Py_ssize_t K, Py_ssize_t N, const floating* W, Py_ssize_t sk,

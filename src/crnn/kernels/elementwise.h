@@ -31,12 +31,13 @@
 #endif
 
 /* Subnormal numbers (below 1.2e-38 in float32, 2.2e-308 in float64) take a
- * slow microcode path on x86 and ARM: a float32 LSTM backpropagating through
- * 1000 steps, whose gradients decay into that range, ran 2-4x slower than in
- * float64. crnn_subnormals_off() makes the calling thread flush subnormal
- * results and inputs to zero (x86: MXCSR FTZ|DAZ; AArch64: FPCR.FZ) and
- * returns the previous state, which crnn_subnormals_restore() puts back, so
- * that the caller's floating-point environment is unchanged after a kernel. */
+ * slow microcode path on x86 and ARM, and gradients backpropagated through
+ * long sequences decay into that range (figures: docs/performance.md,
+ * "Subnormals"); so the kernels flush them. crnn_subnormals_off() makes the
+ * calling thread flush subnormal results and inputs to zero (x86: MXCSR
+ * FTZ|DAZ; AArch64: FPCR.FZ) and returns the previous state, which
+ * crnn_subnormals_restore() puts back, so that the caller's floating-point
+ * environment is unchanged after a kernel. */
 #if defined(__x86_64__) || defined(_M_X64) || (defined(__i386__) && defined(__SSE2__))
 #include <xmmintrin.h>
 static inline unsigned long crnn_subnormals_off(void)
@@ -66,8 +67,20 @@ static inline unsigned long crnn_subnormals_off(void) { return 0; }
 static inline void crnn_subnormals_restore(unsigned long state) { (void)state; }
 #endif
 
-/* Activation codes, as in activations.pxd. */
-enum { CRNN_IDENTITY = 0, CRNN_TANH = 1, CRNN_SIGMOID = 2, CRNN_RELU = 3 };
+/* The activations, each written once: G(x) = g(x), and DG(d, h) = d g'(a),
+ * BPTT through h = g(a) with g' written with the output h (the table of
+ * _activation_codes.pxd). elementwise_impl.h compiles three passes of each:
+ * crnn_bias_<g>, crnn_backward_<g> and crnn_grad_<g>. Their codes live only
+ * in _activation_codes.pxd: no pass takes one, _elementwise.pxd picks the
+ * pass of each code. */
+#define CRNN_IDENTITY_G(x) (x)
+#define CRNN_IDENTITY_DG(d, h) (d)
+#define CRNN_TANH_G(x) TANH(x)
+#define CRNN_TANH_DG(d, h) ((d) * (1 - (h) * (h)))
+#define CRNN_SIGMOID_G(x) SIGMOID(x)
+#define CRNN_SIGMOID_DG(d, h) ((d) * ((h) * (1 - (h))))
+#define CRNN_RELU_G(x) ((x) > 0 ? (x) : 0)
+#define CRNN_RELU_DG(d, h) ((h) > 0 ? (d) : 0)
 
 #define REAL double
 #define FN(name) name##_d

@@ -1,37 +1,36 @@
 /* Template of the element-wise passes; included by elementwise.h once per
  * floating type, with REAL, FN, SIGMOID and TANH defined. No include guard. */
 
-/* A[i, j] = g(A[i, j] + b[j]) for the (B, H) row-major block A. */
-CRNN_CLONES static void FN(crnn_bias_activation)(
-    ptrdiff_t B, ptrdiff_t H, REAL *A, const REAL *b, int g)
-{
-    for (ptrdiff_t i = 0; i < B; i++) {
-        REAL *restrict a = A + i * H;
-        if (g == CRNN_TANH)
-            for (ptrdiff_t j = 0; j < H; j++) a[j] = TANH(a[j] + b[j]);
-        else if (g == CRNN_SIGMOID)
-            for (ptrdiff_t j = 0; j < H; j++) a[j] = SIGMOID(a[j] + b[j]);
-        else if (g == CRNN_RELU)
-            for (ptrdiff_t j = 0; j < H; j++) a[j] = a[j] + b[j] > 0 ? a[j] + b[j] : 0;
-        else
-            for (ptrdiff_t j = 0; j < H; j++) a[j] = a[j] + b[j];
+/* Per activation g (elementwise.h), with h = g(a):
+ *   crnn_bias_<g>      A[i, j] = g(A[i, j] + b[j]) for the (B, H) row-major block A
+ *   crnn_backward_<g>  dA[k] = (dA[k] + dh[k]) g'(a[k])     (BPTT of a hidden layer)
+ *   crnn_grad_<g>      dA[k] = dA[k] g'(a[k])               (the output layer) */
+#define CRNN_ACTIVATION_PASSES(name, G, DG)                                        \
+    CRNN_CLONES static void FN(crnn_bias_##name)(                                  \
+        ptrdiff_t B, ptrdiff_t H, REAL *A, const REAL *b)                          \
+    {                                                                              \
+        for (ptrdiff_t i = 0; i < B; i++) {                                        \
+            REAL *restrict a = A + i * H;                                          \
+            for (ptrdiff_t j = 0; j < H; j++) a[j] = G(a[j] + b[j]);               \
+        }                                                                          \
+    }                                                                              \
+    CRNN_CLONES static void FN(crnn_backward_##name)(                              \
+        ptrdiff_t n, REAL *restrict dA, const REAL *restrict dh,                   \
+        const REAL *restrict h)                                                    \
+    {                                                                              \
+        for (ptrdiff_t k = 0; k < n; k++) dA[k] = DG(dA[k] + dh[k], h[k]);         \
+    }                                                                              \
+    CRNN_CLONES static void FN(crnn_grad_##name)(                                  \
+        ptrdiff_t n, REAL *restrict dA, const REAL *restrict h)                    \
+    {                                                                              \
+        for (ptrdiff_t k = 0; k < n; k++) dA[k] = DG(dA[k], h[k]);                 \
     }
-}
 
-/* BPTT through h = g(a), in place: dA[k] = (dA[k] + dh[k]) * g'(a[k]), with
- * g' written with the output h (see activations.pxd). */
-CRNN_CLONES static void FN(crnn_activation_backward)(
-    ptrdiff_t n, REAL *restrict dA, const REAL *restrict dh, const REAL *restrict h, int g)
-{
-    if (g == CRNN_TANH)
-        for (ptrdiff_t k = 0; k < n; k++) dA[k] = (dA[k] + dh[k]) * (1 - h[k] * h[k]);
-    else if (g == CRNN_SIGMOID)
-        for (ptrdiff_t k = 0; k < n; k++) dA[k] = (dA[k] + dh[k]) * (h[k] * (1 - h[k]));
-    else if (g == CRNN_RELU)
-        for (ptrdiff_t k = 0; k < n; k++) dA[k] = h[k] > 0 ? dA[k] + dh[k] : 0;
-    else
-        for (ptrdiff_t k = 0; k < n; k++) dA[k] = dA[k] + dh[k];
-}
+CRNN_ACTIVATION_PASSES(identity, CRNN_IDENTITY_G, CRNN_IDENTITY_DG)
+CRNN_ACTIVATION_PASSES(tanh, CRNN_TANH_G, CRNN_TANH_DG)
+CRNN_ACTIVATION_PASSES(sigmoid, CRNN_SIGMOID_G, CRNN_SIGMOID_DG)
+CRNN_ACTIVATION_PASSES(relu, CRNN_RELU_G, CRNN_RELU_DG)
+#undef CRNN_ACTIVATION_PASSES
 
 /* The passes below work on blocks of B consecutive rows of one step: a gate
  * row of G = 4H (LSTM) or 3H (GRU) entries and state rows of H entries. One

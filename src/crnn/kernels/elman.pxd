@@ -22,7 +22,10 @@ where the sequence starts, and ``g`` an ``Activation`` code.
 """
 from cython cimport floating
 
-from crnn.kernels.blas cimport packed_size
+
+cdef enum:
+    ELMAN_GATES = 1     # G = H: the pre-activation of h
+    ELMAN_STATES = 1    # h
 
 
 # ``work`` is a workspace of elman_forward_work_size(H) elements (it
@@ -63,22 +66,20 @@ cdef void elman_step(
 ) noexcept nogil
 
 
-cdef inline Py_ssize_t elman_forward_work_size(Py_ssize_t H) noexcept nogil:
-    """Elements of the ``work`` workspace of elman_forward: packed_size(H, H)
-    (H * H rounded up to whole 32-column panels)."""
-    return packed_size(H, H)
+# Workspace sizes and offsets, in elements. Out of line: an extension that
+# cimports them calls the formula of the crnn it runs against.
 
+# ``work`` of elman_forward: packed_size(H, H) (W_hh laid out for the
+# per-step products).
+cdef Py_ssize_t elman_forward_work_size(Py_ssize_t H) noexcept nogil
 
-cdef inline Py_ssize_t elman_backward_W_hh_offset(Py_ssize_t N, Py_ssize_t I,
-                                                  Py_ssize_t H) noexcept nogil:
-    """Where W_hh, laid out for the per-step products, starts in the ``work``
-    workspace of elman_backward: after (N + H) * (I + H) elements for the
-    weight gradients, rounded up to a multiple of 16."""
-    return ((N + H) * (I + H) + 15) // 16 * 16
+# Where W_hh, laid out for the per-step products, starts in the ``work`` of
+# elman_backward: after (N + H) * (I + H) elements for the weight gradients,
+# rounded up to a multiple of ALIGN (abi.pxd).
+cdef Py_ssize_t elman_backward_W_hh_offset(Py_ssize_t N, Py_ssize_t I,
+                                           Py_ssize_t H) noexcept nogil
 
-
-cdef inline Py_ssize_t elman_backward_work_size(Py_ssize_t N, Py_ssize_t I,
-                                                Py_ssize_t H) noexcept nogil:
-    """Elements of the ``work`` workspace of elman_backward:
-    elman_backward_W_hh_offset(N, I, H) + packed_size(H, H)."""
-    return elman_backward_W_hh_offset(N, I, H) + packed_size(H, H)
+# ``work`` of elman_backward: elman_backward_W_hh_offset(N, I, H)
+# + packed_size(H, H).
+cdef Py_ssize_t elman_backward_work_size(Py_ssize_t N, Py_ssize_t I,
+                                         Py_ssize_t H) noexcept nogil

@@ -20,12 +20,15 @@ it (``recurrence.joint_gradient_product``):
 import numpy as np
 
 from crnn.kernels._elementwise cimport activation_backward, bias_activation
-from crnn.kernels.blas cimport NoTrans, Trans, gemm
+from crnn.kernels.abi cimport align_up
+from crnn.kernels.activations cimport TANH
+from crnn.kernels.blas cimport NoTrans, Trans, gemm, packed_size
 from crnn.kernels.recurrence cimport (
     Pending, Step, joint_gradients_done, joint_step_done, pending_rows, prepare_backward,
     prepare_forward, recurrent_gemm, step_in_order, step_product_backward, store_final,
     total_rows,
 )
+from crnn.kernels.activations import CODES
 from crnn.kernels.recurrence import check, check_packed, check_shape
 
 
@@ -92,6 +95,22 @@ cdef void elman_backward(
     joint_gradients_done(&p, N, I, H, H, X, W_ih, work, dA, dX, dW_ih, dW_hh, db)
 
 
+# --- workspace sizes (elman.pxd) ----------------------------------------------
+
+cdef Py_ssize_t elman_forward_work_size(Py_ssize_t H) noexcept nogil:
+    return packed_size(H, H)
+
+
+cdef Py_ssize_t elman_backward_W_hh_offset(Py_ssize_t N, Py_ssize_t I,
+                                           Py_ssize_t H) noexcept nogil:
+    return align_up((N + H) * (I + H))
+
+
+cdef Py_ssize_t elman_backward_work_size(Py_ssize_t N, Py_ssize_t I,
+                                         Py_ssize_t H) noexcept nogil:
+    return elman_backward_W_hh_offset(N, I, H) + packed_size(H, H)
+
+
 # --- Python entry points: O(T) argument checks, then the nogil kernels --------
 
 def _check_layer(X, batch_sizes, W_ih, W_hh, b, h0, int activation):
@@ -103,7 +122,8 @@ def _check_layer(X, batch_sizes, W_ih, W_hh, b, h0, int activation):
     check_shape(W_ih, (H, I), "W_ih")
     check_shape(b, (H,), "b")
     check_shape(h0, (B, H), "h0")
-    check(0 <= activation <= 3, f"unknown activation code {activation}")
+    check(activation in CODES.values(),
+          f"unknown activation code {activation}: the Elman cell's are {CODES}")
     return N, I, H, B
 
 
@@ -111,7 +131,7 @@ def forward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
             const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
             const floating[::1] b, const floating[:, ::1] h0,
             floating[:, ::1] Hs, floating[:, ::1] h_n,
-            bint reverse=False, int activation=1):
+            bint reverse=False, int activation=TANH):
     """Elman forward pass over a packed batch; fills ``Hs`` and ``h_n``.
 
     Parameters
@@ -139,7 +159,7 @@ def backward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
              const floating[:, ::1] h0, const floating[:, ::1] Hs,
              floating[:, ::1] dHs, floating[:, ::1] dh, floating[:, ::1] dX,
              floating[:, ::1] dW_ih, floating[:, ::1] dW_hh, floating[::1] db,
-             bint reverse=False, int activation=1):
+             bint reverse=False, int activation=TANH):
     """BPTT through :func:`forward`; see ``elman.pxd`` for what each array holds.
 
     ``dHs`` (N, H) is overwritten with dE/da_t; ``dh`` (B, H) goes in as

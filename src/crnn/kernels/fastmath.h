@@ -1,8 +1,8 @@
 /* Vectorizable exp, sigmoid and tanh for the kernels' element-wise passes.
  *
- * glibc's exp and tanh are scalar calls of 10-40 ns each; the recurrent
- * kernels apply them to every gate of every step, where they cost as much as
- * the matrix products. These versions are branch-free inline code that the
+ * glibc's exp and tanh are scalar calls; the recurrent kernels apply them to
+ * every gate of every step, where as calls they would cost as much as the
+ * matrix products. These versions are branch-free inline code that the
  * compiler turns into SIMD loops, accurate to a few units in the last place
  * (tests/test_fastmath.py measures them against NumPy):
  *

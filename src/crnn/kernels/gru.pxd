@@ -32,7 +32,10 @@ elements, are below.
 """
 from cython cimport floating
 
-from crnn.kernels.blas cimport packed_size
+
+cdef enum:
+    GRU_GATES = 3       # G = 3H: r, z, n
+    GRU_STATES = 1      # h
 
 
 cdef void gru_forward(
@@ -76,47 +79,28 @@ cdef void gru_step(
 ) noexcept nogil
 
 
-# Gates of one row: ``a`` (3H) holds the input-side products and receives the
-# activated gates (r, z, n); ``w`` (3H) holds h_prev W_hh^T; writes hn (H)
-# and the new state h (H).
-cdef void gru_cell_row(
-    Py_ssize_t H, floating* a, const floating* w, const floating* b,
-    const floating* b_hn, const floating* h_prev, floating* hn, floating* h,
-) noexcept nogil
+# Sizes and offsets, in elements. Out of line: an extension that cimports
+# them calls the formula of the crnn it runs against.
 
+# ``gates`` (and ``dgates_h`` in backward): N * 3H.
+cdef Py_ssize_t gru_gates_size(Py_ssize_t N, Py_ssize_t H) noexcept nogil
 
-cdef inline Py_ssize_t gru_gates_size(Py_ssize_t N, Py_ssize_t H) noexcept nogil:
-    """Elements of ``gates`` (and of ``dgates_h`` in backward): N * 3H."""
-    return N * 3 * H
+# Where W_hh^T starts in the ``work`` of gru_forward: after the (B, 3H) step
+# product, rounded up to a multiple of ALIGN (abi.pxd), so that it starts on
+# a 64-byte boundary when ``work`` does.
+cdef Py_ssize_t gru_forward_W_hhT_offset(Py_ssize_t B, Py_ssize_t H) noexcept nogil
 
+# ``work`` of gru_forward: gru_forward_W_hhT_offset(B, H) + packed_size(H, 3H).
+cdef Py_ssize_t gru_forward_work_size(Py_ssize_t B, Py_ssize_t H) noexcept nogil
 
-cdef inline Py_ssize_t gru_forward_W_hhT_offset(Py_ssize_t B, Py_ssize_t H) noexcept nogil:
-    """Where W_hh^T starts in the ``work`` workspace of gru_forward: after the
-    (B, 3H) step product, rounded up to a multiple of 16 elements, so that it
-    starts on a 64-byte boundary when ``work`` does."""
-    return (B * 3 * H + 15) // 16 * 16
+# Where W_hh, laid out for the per-step products, starts in the ``work`` of
+# gru_backward: after the previous states H_prev (N, H), rounded up to a
+# multiple of ALIGN.
+cdef Py_ssize_t gru_backward_W_hh_offset(Py_ssize_t N, Py_ssize_t H) noexcept nogil
 
+# ``work`` of gru_backward: gru_backward_W_hh_offset(N, H) + packed_size(3H, H).
+cdef Py_ssize_t gru_backward_work_size(Py_ssize_t N, Py_ssize_t H) noexcept nogil
 
-cdef inline Py_ssize_t gru_forward_work_size(Py_ssize_t B, Py_ssize_t H) noexcept nogil:
-    """Elements of the ``work`` workspace of gru_forward: B * 3H rounded up to
-    a multiple of 16, + packed_size(H, 3H) (3H * H rounded up to whole
-    32-column panels)."""
-    return gru_forward_W_hhT_offset(B, H) + packed_size(H, 3 * H)
-
-
-cdef inline Py_ssize_t gru_backward_W_hh_offset(Py_ssize_t N, Py_ssize_t H) noexcept nogil:
-    """Where W_hh, laid out for the per-step products, starts in the ``work``
-    workspace of gru_backward: after the previous states H_prev (N, H),
-    rounded up to a multiple of 16 elements."""
-    return (N * H + 15) // 16 * 16
-
-
-cdef inline Py_ssize_t gru_backward_work_size(Py_ssize_t N, Py_ssize_t H) noexcept nogil:
-    """Elements of the ``work`` workspace of gru_backward:
-    gru_backward_W_hh_offset(N, H) + packed_size(3H, H)."""
-    return gru_backward_W_hh_offset(N, H) + packed_size(3 * H, H)
-
-
-cdef inline Py_ssize_t gru_step_work_size(Py_ssize_t B, Py_ssize_t H) noexcept nogil:
-    """Elements of the ``work`` workspace of gru_step: B * 7H."""
-    return B * 7 * H
+# ``work`` of gru_step: B * 7H (the input and recurrent products, (B, 3H)
+# each, and W_hn h_prev + b_hn, (B, H)).
+cdef Py_ssize_t gru_step_work_size(Py_ssize_t B, Py_ssize_t H) noexcept nogil

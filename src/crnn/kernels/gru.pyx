@@ -20,7 +20,8 @@ import numpy as np
 from libc.string cimport memcpy
 
 from crnn.kernels._elementwise cimport gru_rows, gru_rows_backward
-from crnn.kernels.blas cimport NoTrans, Trans, gemm
+from crnn.kernels.abi cimport align_up
+from crnn.kernels.blas cimport NoTrans, Trans, gemm, packed_size
 from crnn.kernels.recurrence cimport (
     Pending, Step, bias_and_input_gradients, gather_prev, loop_done, pending_rows,
     prepare_backward, prepare_forward, prev_row, recurrent_gemm, split_gradient_products,
@@ -39,7 +40,7 @@ cdef void gru_forward(
 ) noexcept nogil:
     cdef Py_ssize_t k, j0, n, row, off = 0
     cdef int part
-    cdef Py_ssize_t G = 3 * H
+    cdef Py_ssize_t G = GRU_GATES * H
     cdef Py_ssize_t N = total_rows(T, batch_sizes)
     cdef Step s
     cdef floating* W_hhT = work + gru_forward_W_hhT_offset(batch_sizes[0], H)
@@ -58,20 +59,13 @@ cdef void gru_forward(
         store_final(s, H, Hs, h_n)
 
 
-cdef void gru_cell_row(
-    Py_ssize_t H, floating* a, const floating* w, const floating* b,
-    const floating* b_hn, const floating* h_prev, floating* hn, floating* h,
-) noexcept nogil:
-    gru_rows(1, H, a, w, b, b_hn, h_prev, hn, h)
-
-
 cdef void gru_step(
     Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
     const floating* x, const floating* W_ih, const floating* W_hh,
     const floating* b, const floating* b_hn, const floating* h_prev,
     floating* h, floating* work,
 ) noexcept nogil:
-    cdef Py_ssize_t G = 3 * H
+    cdef Py_ssize_t G = GRU_GATES * H
     cdef floating* gates = work             # (B, 3H)
     cdef floating* gh = work + B * G         # (B, 3H)
     cdef floating* hn = work + 2 * B * G     # (B, H)
@@ -93,7 +87,7 @@ cdef void gru_backward(
 ) noexcept nogil:
     cdef Py_ssize_t k, j0, n, m, row, off = 0
     cdef int part
-    cdef Py_ssize_t G = 3 * H
+    cdef Py_ssize_t G = GRU_GATES * H
     cdef Py_ssize_t N = total_rows(T, batch_sizes)
     cdef Step s
     cdef floating* H_prev = work                              # (N, H)
@@ -127,15 +121,41 @@ cdef void gru_backward(
             db_hn[m] += dgates_h[row * G + 2 * H + m]
 
 
+# --- sizes (gru.pxd) ----------------------------------------------------------
+
+cdef Py_ssize_t gru_gates_size(Py_ssize_t N, Py_ssize_t H) noexcept nogil:
+    return N * GRU_GATES * H
+
+
+cdef Py_ssize_t gru_forward_W_hhT_offset(Py_ssize_t B, Py_ssize_t H) noexcept nogil:
+    return align_up(B * GRU_GATES * H)
+
+
+cdef Py_ssize_t gru_forward_work_size(Py_ssize_t B, Py_ssize_t H) noexcept nogil:
+    return gru_forward_W_hhT_offset(B, H) + packed_size(H, GRU_GATES * H)
+
+
+cdef Py_ssize_t gru_backward_W_hh_offset(Py_ssize_t N, Py_ssize_t H) noexcept nogil:
+    return align_up(N * H)
+
+
+cdef Py_ssize_t gru_backward_work_size(Py_ssize_t N, Py_ssize_t H) noexcept nogil:
+    return gru_backward_W_hh_offset(N, H) + packed_size(GRU_GATES * H, H)
+
+
+cdef Py_ssize_t gru_step_work_size(Py_ssize_t B, Py_ssize_t H) noexcept nogil:
+    return B * (2 * GRU_GATES + 1) * H
+
+
 # --- Python entry points: O(T) argument checks, then the nogil kernels --------
 
 def _check_layer(X, batch_sizes, W_ih, W_hh, h0):
     cdef Py_ssize_t N = X.shape[0], I = X.shape[1], H = W_hh.shape[1]
-    cdef Py_ssize_t B = h0.shape[0]
+    cdef Py_ssize_t B = h0.shape[0], G = GRU_GATES * H
     check(N >= 1 and I >= 1 and H >= 1 and B >= 1, "gru: empty dimension")
     check_packed(batch_sizes, N, B)
-    check_shape(W_hh, (3 * H, H), "W_hh")
-    check_shape(W_ih, (3 * H, I), "W_ih")
+    check_shape(W_hh, (G, H), "W_hh")
+    check_shape(W_ih, (G, I), "W_ih")
     check_shape(h0, (B, H), "h0")
     return N, I, H, B
 
@@ -149,8 +169,9 @@ def forward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
     """GRU forward pass over a packed batch; fills gates, hn, Hs and h_n."""
     cdef Py_ssize_t N, I, H, B
     N, I, H, B = _check_layer(X, batch_sizes, W_ih, W_hh, h0)
-    for a, shape, name in ((b, (3 * H,), "b"), (b_hn, (H,), "b_hn"),
-                           (gates, (N, 3 * H), "gates"), (hn, (N, H), "hn"),
+    cdef Py_ssize_t G = GRU_GATES * H
+    for a, shape, name in ((b, (G,), "b"), (b_hn, (H,), "b_hn"),
+                           (gates, (N, G), "gates"), (hn, (N, H), "hn"),
                            (Hs, (N, H), "Hs"), (h_n, (B, H), "h_n")):
         check_shape(a, shape, name)
     cdef floating[::1] work = np.empty(gru_forward_work_size(B, H), dtype=np.asarray(Hs).dtype)
@@ -172,15 +193,16 @@ def backward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
     """BPTT through :func:`forward`; see ``gru.pxd`` for what each array holds."""
     cdef Py_ssize_t N, I, H, B
     N, I, H, B = _check_layer(X, batch_sizes, W_ih, W_hh, h0)
-    for a, shape, name in ((gates, (N, 3 * H), "gates"), (hn, (N, H), "hn"),
+    cdef Py_ssize_t G = GRU_GATES * H
+    for a, shape, name in ((gates, (N, G), "gates"), (hn, (N, H), "hn"),
                            (Hs, (N, H), "Hs"), (dHs, (N, H), "dHs"),
-                           (dgates, (N, 3 * H), "dgates"), (dh, (B, H), "dh"),
-                           (dX, (N, I), "dX"), (dW_ih, (3 * H, I), "dW_ih"),
-                           (dW_hh, (3 * H, H), "dW_hh"), (db, (3 * H,), "db"),
+                           (dgates, (N, G), "dgates"), (dh, (B, H), "dh"),
+                           (dX, (N, I), "dX"), (dW_ih, (G, I), "dW_ih"),
+                           (dW_hh, (G, H), "dW_hh"), (db, (G,), "db"),
                            (db_hn, (H,), "db_hn")):
         check_shape(a, shape, name)
     dtype = np.asarray(Hs).dtype
-    cdef floating[:, ::1] dgates_h = np.empty((N, 3 * H), dtype=dtype)
+    cdef floating[:, ::1] dgates_h = np.empty((N, G), dtype=dtype)
     cdef floating[::1] work = np.empty(gru_backward_work_size(N, H), dtype=dtype)
     cdef floating* dX_ptr = &dX[0, 0] if dX is not None else NULL
     with nogil:

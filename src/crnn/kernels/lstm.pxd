@@ -25,7 +25,10 @@ The caller allocates everything; the sizes, in elements, are below.
 """
 from cython cimport floating
 
-from crnn.kernels.blas cimport packed_size
+
+cdef enum:
+    LSTM_GATES = 4      # G = 4H: i, f, g, o
+    LSTM_STATES = 2     # h, c
 
 
 # ``work`` is a workspace of lstm_forward_work_size(H) elements (it receives
@@ -69,39 +72,26 @@ cdef void lstm_step(
 ) noexcept nogil
 
 
-# Gate activations of one row, in place in ``a`` (4H), and the new states.
-cdef void lstm_cell_row(
-    Py_ssize_t H, floating* a, const floating* b, const floating* c_prev,
-    floating* h, floating* c,
-) noexcept nogil
+# Sizes and offsets, in elements. Out of line: an extension that cimports
+# them calls the formula of the crnn it runs against.
 
+# ``gates`` of lstm_forward / lstm_backward: N * 4H.
+cdef Py_ssize_t lstm_gates_size(Py_ssize_t N, Py_ssize_t H) noexcept nogil
 
-cdef inline Py_ssize_t lstm_gates_size(Py_ssize_t N, Py_ssize_t H) noexcept nogil:
-    """Elements of ``gates`` for lstm_forward / lstm_backward: N * 4H."""
-    return N * 4 * H
+# The ``gates`` workspace of lstm_step: B * 4H.
+cdef Py_ssize_t lstm_step_work_size(Py_ssize_t B, Py_ssize_t H) noexcept nogil
 
+# ``work`` of lstm_forward: packed_size(H, 4H) (W_hh laid out for the
+# per-step products).
+cdef Py_ssize_t lstm_forward_work_size(Py_ssize_t H) noexcept nogil
 
-cdef inline Py_ssize_t lstm_step_work_size(Py_ssize_t B, Py_ssize_t H) noexcept nogil:
-    """Elements of the ``gates`` workspace of lstm_step: B * 4H."""
-    return B * 4 * H
+# Where W_hh, laid out for the per-step products, starts in the ``work`` of
+# lstm_backward: after (N + 4H) * (I + H) elements for the weight
+# gradients, rounded up to a multiple of ALIGN (abi.pxd).
+cdef Py_ssize_t lstm_backward_W_hh_offset(Py_ssize_t N, Py_ssize_t I,
+                                          Py_ssize_t H) noexcept nogil
 
-
-cdef inline Py_ssize_t lstm_forward_work_size(Py_ssize_t H) noexcept nogil:
-    """Elements of the ``work`` workspace of lstm_forward: packed_size(H, 4H)
-    (4H * H rounded up to whole 32-column panels)."""
-    return packed_size(H, 4 * H)
-
-
-cdef inline Py_ssize_t lstm_backward_W_hh_offset(Py_ssize_t N, Py_ssize_t I,
-                                                 Py_ssize_t H) noexcept nogil:
-    """Where W_hh, laid out for the per-step products, starts in the ``work``
-    workspace of lstm_backward: after (N + 4H) * (I + H) elements for the
-    weight gradients, rounded up to a multiple of 16."""
-    return ((N + 4 * H) * (I + H) + 15) // 16 * 16
-
-
-cdef inline Py_ssize_t lstm_backward_work_size(Py_ssize_t N, Py_ssize_t I,
-                                               Py_ssize_t H) noexcept nogil:
-    """Elements of the ``work`` workspace of lstm_backward:
-    lstm_backward_W_hh_offset(N, I, H) + packed_size(4H, H)."""
-    return lstm_backward_W_hh_offset(N, I, H) + packed_size(4 * H, H)
+# ``work`` of lstm_backward: lstm_backward_W_hh_offset(N, I, H)
+# + packed_size(4H, H).
+cdef Py_ssize_t lstm_backward_work_size(Py_ssize_t N, Py_ssize_t I,
+                                        Py_ssize_t H) noexcept nogil

@@ -20,7 +20,8 @@ import numpy as np
 from libc.string cimport memcpy
 
 from crnn.kernels._elementwise cimport lstm_rows, lstm_rows_backward
-from crnn.kernels.blas cimport NoTrans, Trans, gemm
+from crnn.kernels.abi cimport align_up
+from crnn.kernels.blas cimport NoTrans, Trans, gemm, packed_size
 from crnn.kernels.recurrence cimport (
     Pending, Step, joint_gradients_done, joint_step_done, pending_rows, prepare_backward,
     prepare_forward, prev_row, recurrent_gemm, state_block, step_in_order,
@@ -38,7 +39,7 @@ cdef void lstm_forward(
 ) noexcept nogil:
     cdef Py_ssize_t k, j0, n, row, off = 0
     cdef int part
-    cdef Py_ssize_t G = 4 * H
+    cdef Py_ssize_t G = LSTM_GATES * H
     cdef Py_ssize_t N = total_rows(T, batch_sizes)
     cdef Step s
     cdef bint packed = prepare_forward(batch_sizes[0], H, G, W_hh, work)
@@ -57,20 +58,13 @@ cdef void lstm_forward(
         store_final(s, H, Cs, c_n)
 
 
-cdef void lstm_cell_row(
-    Py_ssize_t H, floating* a, const floating* b, const floating* c_prev,
-    floating* h, floating* c,
-) noexcept nogil:
-    lstm_rows(1, H, a, b, c_prev, h, c)
-
-
 cdef void lstm_step(
     Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
     const floating* x, const floating* W_ih, const floating* W_hh,
     const floating* b, const floating* h_prev, const floating* c_prev,
     floating* h, floating* c, floating* gates,
 ) noexcept nogil:
-    cdef Py_ssize_t G = 4 * H
+    cdef Py_ssize_t G = LSTM_GATES * H
     # gates(B, 4H) = x(B, I) @ W_ih^T
     gemm(NoTrans, Trans, B, G, I, 1, x, I, W_ih, I, 0, gates, G)
     # gates(B, 4H) += h_prev(B, H) @ W_hh^T
@@ -89,7 +83,7 @@ cdef void lstm_backward(
 ) noexcept nogil:
     cdef Py_ssize_t k, j0, n, row, off = 0
     cdef int part
-    cdef Py_ssize_t G = 4 * H
+    cdef Py_ssize_t G = LSTM_GATES * H
     cdef Py_ssize_t N = total_rows(T, batch_sizes)
     cdef Step s
     cdef floating* W = work + lstm_backward_W_hh_offset(N, I, H)
@@ -114,15 +108,39 @@ cdef void lstm_backward(
     joint_gradients_done(&p, N, I, H, G, X, W_ih, work, dgates, dX, dW_ih, dW_hh, db)
 
 
+# --- sizes (lstm.pxd) ---------------------------------------------------------
+
+cdef Py_ssize_t lstm_gates_size(Py_ssize_t N, Py_ssize_t H) noexcept nogil:
+    return N * LSTM_GATES * H
+
+
+cdef Py_ssize_t lstm_step_work_size(Py_ssize_t B, Py_ssize_t H) noexcept nogil:
+    return B * LSTM_GATES * H
+
+
+cdef Py_ssize_t lstm_forward_work_size(Py_ssize_t H) noexcept nogil:
+    return packed_size(H, LSTM_GATES * H)
+
+
+cdef Py_ssize_t lstm_backward_W_hh_offset(Py_ssize_t N, Py_ssize_t I,
+                                          Py_ssize_t H) noexcept nogil:
+    return align_up((N + LSTM_GATES * H) * (I + H))
+
+
+cdef Py_ssize_t lstm_backward_work_size(Py_ssize_t N, Py_ssize_t I,
+                                        Py_ssize_t H) noexcept nogil:
+    return lstm_backward_W_hh_offset(N, I, H) + packed_size(LSTM_GATES * H, H)
+
+
 # --- Python entry points: O(T) argument checks, then the nogil kernels --------
 
 def _check_layer(X, batch_sizes, W_ih, W_hh, h0, c0):
     cdef Py_ssize_t N = X.shape[0], I = X.shape[1], H = W_hh.shape[1]
-    cdef Py_ssize_t B = h0.shape[0]
+    cdef Py_ssize_t B = h0.shape[0], G = LSTM_GATES * H
     check(N >= 1 and I >= 1 and H >= 1 and B >= 1, "lstm: empty dimension")
     check_packed(batch_sizes, N, B)
-    check_shape(W_hh, (4 * H, H), "W_hh")
-    check_shape(W_ih, (4 * H, I), "W_ih")
+    check_shape(W_hh, (G, H), "W_hh")
+    check_shape(W_ih, (G, I), "W_ih")
     check_shape(h0, (B, H), "h0")
     check_shape(c0, (B, H), "c0")
     return N, I, H, B
@@ -137,8 +155,9 @@ def forward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
     """LSTM forward pass over a packed batch; fills gates, Hs, Cs, h_n, c_n."""
     cdef Py_ssize_t N, I, H, B
     N, I, H, B = _check_layer(X, batch_sizes, W_ih, W_hh, h0, c0)
-    check_shape(b, (4 * H,), "b")
-    check_shape(gates, (N, 4 * H), "gates")
+    cdef Py_ssize_t G = LSTM_GATES * H
+    check_shape(b, (G,), "b")
+    check_shape(gates, (N, G), "gates")
     check_shape(Hs, (N, H), "Hs")
     check_shape(Cs, (N, H), "Cs")
     check_shape(h_n, (B, H), "h_n")
@@ -162,12 +181,13 @@ def backward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
     """BPTT through :func:`forward`; see ``lstm.pxd`` for what each array holds."""
     cdef Py_ssize_t N, I, H, B
     N, I, H, B = _check_layer(X, batch_sizes, W_ih, W_hh, h0, c0)
-    for a, shape, name in ((gates, (N, 4 * H), "gates"), (Hs, (N, H), "Hs"),
+    cdef Py_ssize_t G = LSTM_GATES * H
+    for a, shape, name in ((gates, (N, G), "gates"), (Hs, (N, H), "Hs"),
                            (Cs, (N, H), "Cs"), (dHs, (N, H), "dHs"),
-                           (dgates, (N, 4 * H), "dgates"), (dh, (B, H), "dh"),
+                           (dgates, (N, G), "dgates"), (dh, (B, H), "dh"),
                            (dc, (B, H), "dc"), (dX, (N, I), "dX"),
-                           (dW_ih, (4 * H, I), "dW_ih"), (dW_hh, (4 * H, H), "dW_hh"),
-                           (db, (4 * H,), "db")):
+                           (dW_ih, (G, I), "dW_ih"), (dW_hh, (G, H), "dW_hh"),
+                           (db, (G,), "db")):
         check_shape(a, shape, name)
     cdef floating[::1] work = np.empty(lstm_backward_work_size(N, I, H),
                                        dtype=np.asarray(Hs).dtype)

@@ -4,11 +4,11 @@
  *
  * A recurrence multiplies the same W (W_hh^T forward, W_hh backward) by a new
  * A (the states, or the gate gradients) at every step. A BLAS call repacks
- * both operands each time; at (M, K, N) = (64, 512, 2048) repacking W costs
- * a quarter of the product. Here W is rearranged once, by crnn_pack_*, into
- * panels of NR = 128 bytes of columns (32 floats, 16 doubles), each panel
- * (K, NR) contiguous and zero-padded past N; every step then reads it in
- * place. C is computed in tiles of MR rows by NR columns held in vector
+ * both operands each time, a sizeable part of each large product (figures:
+ * docs/performance.md, "The packed per-step product"). Here W is rearranged
+ * once, by crnn_pack_*, into panels of NR = 128 bytes of columns (32 floats,
+ * 16 doubles), each panel (K, NR) contiguous and zero-padded past N; every
+ * step then reads it in place. C is computed in tiles of MR rows by NR columns held in vector
  * registers, over blocks of KC = 128 rows of the panel (16 KiB, which stays
  * in the L1 cache while every row block of A passes over it):
  *
@@ -34,8 +34,11 @@
 enum { CRNN_ISA_NONE = 0, CRNN_ISA_AVX2 = 1, CRNN_ISA_AVX512 = 2 };
 
 /* A packed (K, N) matrix holds K * (N rounded up to a multiple of 32)
- * elements of either type (whole float panels; pairs of double panels):
- * packed_size in blas.pxd. */
+ * elements of either type (whole float panels; pairs of double panels). */
+static inline ptrdiff_t crnn_packed_size(ptrdiff_t K, ptrdiff_t N)
+{
+    return K * ((N + 31) / 32 * 32);
+}
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define CRNN_HAVE_PACKED 1

@@ -26,6 +26,7 @@ from libc.string cimport memcpy
 
 from cython cimport floating
 
+from crnn.kernels.abi cimport align_up
 from crnn.kernels.blas cimport (
     SMALL_PRODUCT, NoTrans, Trans, gemm, pack, packed_gemm, use_packed,
 )
@@ -109,7 +110,8 @@ cdef inline Py_ssize_t state_block(Step s, int part, Py_ssize_t* j0) noexcept no
 cdef inline void transpose(Py_ssize_t rows, Py_ssize_t cols, const floating* A,
                            floating* AT) noexcept nogil:
     """AT(cols, rows) = A(rows, cols)^T, in 32 x 32 tiles, each written row by
-    row (8x faster than the plain double loop for a 2048 x 512 matrix)."""
+    row, so that a tile of both matrices stays in cache while it is copied
+    (a plain double loop misses the cache on every element of large ones)."""
     cdef Py_ssize_t i0, j0, i, j
     for i0 in range(0, rows, 32):
         for j0 in range(0, cols, 32):
@@ -119,23 +121,23 @@ cdef inline void transpose(Py_ssize_t rows, Py_ssize_t cols, const floating* A,
 
 
 # Without the packed kernel, per-step products above SMALL_PRODUCT (blas.pxd)
-# are split into column chunks that OpenBLAS runs without repacking W_hh.
+# are split into column chunks that OpenBLAS runs without repacking W_hh;
+# chunks start on a cache line (multiples of ALIGN columns, abi.pxd).
 cdef enum:
     MIN_CHUNK = 64
-    CHUNK_ALIGN = 16    # chunks start on a cache line (64 bytes in float32)
 
 
 cdef inline Py_ssize_t gate_chunk(Py_ssize_t B, Py_ssize_t H, Py_ssize_t G) noexcept nogil:
     """Columns of W_hh per call for a (B, H) x (H, G) per-step product: all G
     when the product is small, else the widest equal split, rounded up to a
-    multiple of CHUNK_ALIGN columns, that keeps each call small, unless that
+    multiple of ALIGN columns, that keeps each call small, unless that
     is narrower than MIN_CHUNK."""
     cdef Py_ssize_t n, width
     if B * H * G <= SMALL_PRODUCT:
         return G
     n = (B * H * G + SMALL_PRODUCT - 1) // SMALL_PRODUCT
     while True:
-        width = ((G + n - 1) // n + CHUNK_ALIGN - 1) // CHUNK_ALIGN * CHUNK_ALIGN
+        width = align_up((G + n - 1) // n)
         if width < MIN_CHUNK:
             return G
         if B * H * width <= SMALL_PRODUCT:
@@ -148,8 +150,9 @@ cdef inline bint prepare_forward(Py_ssize_t B, Py_ssize_t H, Py_ssize_t G,
     """Lay W_hh (G, H) out in ``W_work`` for the forward products
     h_prev(B_t, H) @ W_hh^T of a pass with B_t <= B: packed (returns True;
     ``W_work`` holds packed_size(H, G) elements), or transposed to W_hh^T
-    (H, G) for BLAS, which with both operands untransposed runs the small
-    per-step products up to twice as fast as with W_hh^T taken on the fly."""
+    (H, G) for BLAS: its small per-step products are faster with both
+    operands untransposed than with W_hh^T taken on the fly, so the
+    transpose is paid once per pass (figures: docs/performance.md)."""
     if use_packed(B, H, G, sizeof(floating)):
         # W_work = W_hh^T (H, G), packed: W_hh^T(k, n) = W_hh[n * H + k]
         pack(H, G, W_hh, 1, H, W_work)
@@ -162,8 +165,9 @@ cdef inline bint prepare_backward(Py_ssize_t B, Py_ssize_t H, Py_ssize_t G,
                                   const floating* W_hh, floating* W_work) noexcept nogil:
     """Lay W_hh (G, H) out in ``W_work`` for the backward products
     dG_t(B_t, G) @ W_hh: packed (returns True; packed_size(G, H) elements),
-    or copied as it is, since OpenBLAS's small-matrix kernels run up to 1.6x
-    faster when it starts on a cache line, as the caller's workspace does."""
+    or copied as it is into the workspace, which starts on a cache line, where
+    OpenBLAS's small-matrix kernels run fastest (docs/performance.md,
+    "Alignment")."""
     if use_packed(B, G, H, sizeof(floating)):
         pack(G, H, W_hh, H, 1, W_work)
         return True
@@ -266,12 +270,11 @@ cdef inline void bias_and_input_gradients(
 # N rows repacks both operands; when G * K is small, products over blocks of
 # at most SMALL_PRODUCT / (G K) rows run on its small-matrix kernels instead,
 # reading rows that BPTT has just written and that are still in cache (below
-# about 32 rows a product the per-call cost wins). On AMD Zen 4 with OpenBLAS
-# 0.3.30 this made float32 training steps at B = 32, H = 32..64 1.07-1.32x
-# faster (docs/performance.md). So BPTT multiplies the rows of the steps it
-# has visited in blocks of at least MIN_GRADIENT_ROWS rows when such blocks
-# exist, and all N rows after its loop otherwise. Either way each entry is
-# the same sum, in another order.
+# about 32 rows a product the per-call cost wins). So BPTT multiplies the
+# rows of the steps it has visited in blocks of at least MIN_GRADIENT_ROWS
+# rows when such blocks exist, and all N rows after its loop otherwise
+# (figures: docs/performance.md, "Weight gradients"). Either way each entry
+# is the same sum, in another order.
 
 cdef enum:
     MIN_GRADIENT_ROWS = 32
@@ -342,8 +345,8 @@ cdef inline void joint_gradient_product(
     """The weight gradients of the pending rows when one matrix ``dG`` (N, G)
     is the gradient of both products (Elman, LSTM): one GEMM for both
     weights, into the scratch [dW_ih | dW_hh] (G, I + H) of ``work``, so that
-    OpenBLAS packs dG once instead of once per weight (4-21 % of the
-    weight-gradient time at I = 8..128, H = 32..512). ``work`` holds
+    OpenBLAS packs dG once instead of once per weight (figures:
+    docs/performance.md, "Weight gradients"). ``work`` holds
     (N + G) * (I + H) elements; its first N rows of I + H come in with the
     previous state of every finished row in columns I .. I + H (gather_prev
     with ld = I + H). Empties the block."""

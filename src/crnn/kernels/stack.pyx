@@ -1,6 +1,6 @@
 # cython: language_level=3
 """A whole recurrent network in compiled code: the stack, the output layer,
-the loss and BPTT, over workspaces reused from one batch to the next.
+the loss and BPTT, each call one self-contained pass over a packed batch.
 
 :class:`Stack` drives the cell kernels of every layer and direction, then
 
@@ -23,18 +23,29 @@ of both directions are concatenated into the next layer's input and
 multiplied by that layer's dropout mask, if any.
 
 The parameters are one flat buffer laid out as ``crnn._network`` describes:
-per unit (``k = layer * D + direction``) the blocks ``W_ih, W_hh, b`` (and
-``b_hn`` for the GRU) at the offsets given to the constructor, then ``W_y``
-and ``b_y``. Gradients use the same layout and are accumulated into.
+per unit (``k = layer * D + direction``) the blocks of :data:`BLOCKS` that
+its cell reads (:data:`CELLS`), at the offsets given to the constructor,
+then ``W_y`` and ``b_y``. Gradients use the same layout and are accumulated
+into. Initial and final states are ``(n_states, L*D, B, H)`` arrays
+(:meth:`Stack.state_shape`): state ``j`` (0: h, 1: the LSTM's c) of unit
+``k`` for each of the ``B`` sequences, in packed order.
 
-A Stack keeps the last forward pass in its workspace, so one object must
-not be used by two threads at once; every other call is independent.
+Every method is one pass, from the parameters and the batch to its results;
+the workspace is scratch that the next pass overwrites, and nothing of one
+call is read by another. A Stack serves one pass at a time: a call made
+while another thread's pass runs on the same Stack raises RuntimeError
+(instead of sharing its workspace). Threads that run passes at once each
+need their own Stack: ``crnn._network.RecurrentNetwork`` builds one per
+network, and the estimators build a network per call.
 
 While its kernels run, the calling thread flushes subnormal numbers to zero
 (see ``elementwise.h``): a result below 1.2e-38 in float32 (2.2e-308 in
 float64) becomes 0. The thread's floating-point state is restored before
 each call returns.
 """
+import threading
+from collections import namedtuple
+
 import numpy as np
 
 from libc.math cimport exp, log
@@ -43,30 +54,57 @@ from libc.string cimport memcpy, memset
 from cython cimport floating
 
 from crnn.kernels._elementwise cimport (
-    bias_activation, crnn_subnormals_off, crnn_subnormals_restore,
+    activation_grad, bias_activation, crnn_subnormals_off, crnn_subnormals_restore,
 )
-from crnn.kernels.activations cimport IDENTITY, SIGMOID, TANH
+from crnn.kernels.abi cimport align_up
+from crnn.kernels.activations cimport IDENTITY, SOFTMAX
 from crnn.kernels.blas cimport NoTrans, Trans, gemm
 from crnn.kernels.elman cimport (
-    elman_backward, elman_backward_work_size, elman_forward, elman_forward_work_size,
+    ELMAN_GATES, ELMAN_STATES, elman_backward, elman_backward_work_size, elman_forward,
+    elman_forward_work_size,
 )
 from crnn.kernels.gru cimport (
-    gru_backward, gru_backward_work_size, gru_forward, gru_forward_work_size,
+    GRU_GATES, GRU_STATES, gru_backward, gru_backward_work_size, gru_forward,
+    gru_forward_work_size, gru_gates_size,
 )
 from crnn.kernels.lstm cimport (
-    lstm_backward, lstm_backward_work_size, lstm_forward, lstm_forward_work_size,
+    LSTM_GATES, LSTM_STATES, lstm_backward, lstm_backward_work_size, lstm_forward,
+    lstm_forward_work_size, lstm_gates_size,
 )
 
-CELLS = {"elman": 0, "lstm": 1, "gru": 2}
-# Output activations: the hidden-activation codes, and softmax.
-OUTPUTS = {"identity": IDENTITY, "tanh": TANH, "sigmoid": SIGMOID, "softmax": 4}
+from crnn.kernels.activations import CODES, OUTPUTS
 
+
+cdef enum CellCode:
+    ELMAN
+    LSTM
+    GRU
+
+
+# The parameter blocks of one unit: the columns of ``unit_offsets``.
 cdef enum:
-    ELMAN = 0
-    LSTM = 1
-    GRU = 2
-    SOFTMAX = 4
-    ALIGN = 16      # workspace blocks start at multiples of 16 elements
+    W_IH
+    W_HH
+    BIAS
+    B_HN        # the GRU's recurrent bias of the candidate
+    N_BLOCKS
+
+#: Names of the parameter blocks of a unit, in the order of the columns of
+#: ``unit_offsets`` (the enum W_IH .. B_HN above).
+BLOCKS = ("W_ih", "W_hh", "b", "b_hn")
+
+#: What the stack knows of a cell: its code, gates per hidden unit
+#: (``G = n_gates * H``), states (h, and the LSTM's c) and the blocks of
+#: :data:`BLOCKS` its kernels read.
+CellKernel = namedtuple("CellKernel", ["code", "n_gates", "n_states", "blocks"])
+
+#: The cells the stack runs, by name, from the cell kernels' own constants
+#: (``elman.pxd``, ``lstm.pxd``, ``gru.pxd``).
+CELLS = {
+    "elman": CellKernel(ELMAN, ELMAN_GATES, ELMAN_STATES, BLOCKS[:B_HN]),
+    "lstm": CellKernel(LSTM, LSTM_GATES, LSTM_STATES, BLOCKS[:B_HN]),
+    "gru": CellKernel(GRU, GRU_GATES, GRU_STATES, BLOCKS),
+}
 
 
 cdef struct Config:
@@ -76,18 +114,55 @@ cdef struct Config:
     Py_ssize_t off_W_y, off_b_y
 
 
+cdef struct Unit:
+    # What one unit (a layer and direction) of the cell needs, in elements.
+    Py_ssize_t gates, aux, dgates_h, forward, backward
+
+
 cdef struct Shape:
     # The batch, and where each block of the workspace starts (in elements).
     Py_ssize_t T, N, B, R
-    Py_ssize_t Hs, gates, aux, finals, zeros, inputs, S, Z, dS
+    Py_ssize_t Hs, gates, aux, finals, zeros, inputs, S, Z, dZ, dS
     Py_ssize_t dHs, dstate, bptt, dX, dgates_h, work, total
 
 
 cdef inline Py_ssize_t take(Py_ssize_t* end, Py_ssize_t size) noexcept nogil:
-    """Reserve ``size`` elements at ``end`` (rounded up to ALIGN); return the start."""
-    cdef Py_ssize_t start = (end[0] + ALIGN - 1) // ALIGN * ALIGN
+    """Reserve ``size`` elements at ``end``, starting at a multiple of ALIGN
+    (abi.pxd); return the start."""
+    cdef Py_ssize_t start = align_up(end[0])
     end[0] = start + size
     return start
+
+
+cdef inline Py_ssize_t state_at(const Config* c, Py_ssize_t B, int j,
+                                Py_ssize_t k) noexcept nogil:
+    """Where state ``j`` (0: h, 1: c) of unit ``k`` starts in an
+    ``(n_states, L*D, B, H)`` array of states."""
+    return (j * c.L * c.D + k) * B * c.H
+
+
+cdef Unit unit_sizes(const Config* c, Py_ssize_t N, Py_ssize_t B,
+                     Py_ssize_t I) noexcept nogil:
+    """The workspace of one unit for ``N`` packed rows of ``B`` sequences and
+    inputs of width at most ``I``: the one dispatch on the cell for sizes."""
+    cdef Unit u
+    cdef Py_ssize_t H = c.H
+    u.gates = u.aux = u.dgates_h = 0
+    if c.cell == ELMAN:
+        u.forward = elman_forward_work_size(H)
+        u.backward = elman_backward_work_size(N, I, H)
+    elif c.cell == LSTM:
+        u.gates = lstm_gates_size(N, H)
+        u.aux = N * H                                 # c_t
+        u.forward = lstm_forward_work_size(H)
+        u.backward = lstm_backward_work_size(N, I, H)
+    else:
+        u.gates = gru_gates_size(N, H)
+        u.aux = N * H                                 # W_hn h + b_hn
+        u.dgates_h = gru_gates_size(N, H)
+        u.forward = gru_forward_work_size(B, H)
+        u.backward = gru_backward_work_size(N, H)
+    return u
 
 
 cdef Shape plan(const Config* c, Py_ssize_t T, Py_ssize_t N, Py_ssize_t B) noexcept nogil:
@@ -95,30 +170,25 @@ cdef Shape plan(const Config* c, Py_ssize_t T, Py_ssize_t N, Py_ssize_t B) noexc
     cdef Shape s
     cdef Py_ssize_t U = c.L * c.D, Hd = c.D * c.H, H = c.H, end = 0
     cdef Py_ssize_t I_max = max(c.I, Hd) if c.L > 1 else c.I   # widest layer input
-    cdef bint gated = c.cell != ELMAN
+    cdef Unit u = unit_sizes(c, N, B, I_max)
     s.T, s.N, s.B = T, N, B
     s.R = N if c.return_sequences else B
     s.Hs = take(&end, U * N * H)                       # states of every unit
-    s.gates = take(&end, U * N * c.G if gated else 0)  # LSTM/GRU gate activations
-    s.aux = take(&end, U * N * H if gated else 0)      # LSTM c_t, GRU W_hn h + b_hn
+    s.gates = take(&end, U * u.gates)                  # LSTM/GRU gate activations
+    s.aux = take(&end, U * u.aux)                      # LSTM c_t, GRU W_hn h + b_hn
     s.finals = take(&end, c.n_states * U * B * H)      # (n_states, U, B, H)
     s.zeros = take(&end, B * H)                        # the default initial state
     s.inputs = take(&end, (c.L - 1) * N * Hd)          # inputs of layers 1 .. L-1
     s.S = take(&end, s.R * Hd)
-    s.Z = take(&end, s.R * c.O)                        # Z, then Y, then dE/dZ
+    s.Z = take(&end, s.R * c.O)                        # Z, then Y = g2(Z)
+    s.dZ = take(&end, s.R * c.O)                       # dE/dZ
     s.dS = take(&end, s.R * Hd)
     s.dHs = take(&end, c.D * N * H)                    # dE/dh_t from above, per direction
     s.dstate = take(&end, c.n_states * B * H)          # dh (and dc) of one unit
-    # one unit's BPTT workspace
-    s.bptt = take(&end, elman_backward_work_size(N, I_max, H) if c.cell == ELMAN
-                  else lstm_backward_work_size(N, I_max, H) if c.cell == LSTM
-                  else gru_backward_work_size(N, H))
+    s.bptt = take(&end, u.backward)                    # one unit's BPTT workspace
     s.dX = take(&end, c.D * N * Hd if c.L > 1 else 0)  # dE/d(layer input), per direction
-    s.dgates_h = take(&end, N * c.G if c.cell == GRU else 0)
-    # one unit's forward workspace
-    s.work = take(&end, elman_forward_work_size(H) if c.cell == ELMAN
-                  else lstm_forward_work_size(H) if c.cell == LSTM
-                  else gru_forward_work_size(B, H))
+    s.dgates_h = take(&end, u.dgates_h)
+    s.work = take(&end, u.forward)                     # one unit's forward workspace
     s.total = take(&end, 0)
     return s
 
@@ -160,44 +230,58 @@ cdef void multiply(Py_ssize_t n, floating* A, const floating* M) noexcept nogil:
 
 # --- the passes ----------------------------------------------------------------
 
+cdef void unit_forward(const Config* c, const Shape* s, const Py_ssize_t* bs,
+                       Py_ssize_t k, Py_ssize_t I_l, const floating* layer_in,
+                       const floating* params, const Py_ssize_t* off,
+                       const floating* initial, floating* finals,
+                       floating* ws) noexcept nogil:
+    """The forward pass of unit ``k`` (direction ``k % D``) over its layer's
+    input: the one dispatch on the cell of the forward call."""
+    cdef Py_ssize_t H = c.H, N = s.N, B = s.B
+    cdef bint reverse = k % c.D == 1
+    cdef const floating* h0 = ws + s.zeros
+    cdef const floating* c0 = ws + s.zeros
+    if initial != NULL:
+        h0 = initial + state_at(c, B, 0, k)
+        if c.n_states == 2:
+            c0 = initial + state_at(c, B, 1, k)
+    if c.cell == ELMAN:
+        elman_forward(s.T, bs, I_l, H, layer_in, params + off[W_IH], params + off[W_HH],
+                      params + off[BIAS], h0, ws + s.Hs + k * N * H,
+                      finals + state_at(c, B, 0, k), ws + s.work, reverse, c.activation)
+    elif c.cell == LSTM:
+        lstm_forward(s.T, bs, I_l, H, layer_in, params + off[W_IH], params + off[W_HH],
+                     params + off[BIAS], h0, c0, ws + s.gates + k * N * c.G,
+                     ws + s.Hs + k * N * H, ws + s.aux + k * N * H,
+                     finals + state_at(c, B, 0, k), finals + state_at(c, B, 1, k),
+                     ws + s.work, reverse)
+    else:
+        gru_forward(s.T, bs, I_l, H, layer_in, params + off[W_IH], params + off[W_HH],
+                    params + off[BIAS], params + off[B_HN], h0,
+                    ws + s.gates + k * N * c.G, ws + s.aux + k * N * H,
+                    ws + s.Hs + k * N * H, finals + state_at(c, B, 0, k), ws + s.work,
+                    reverse)
+
+
 cdef void stack_forward(const Config* c, const Shape* s, const Py_ssize_t* unit_off,
                         const floating* params, const floating* X,
                         const Py_ssize_t* bs, const floating* initial,
-                        const floating* masks, floating* ws) noexcept nogil:
-    """Every layer and direction, then the scored states S."""
+                        const floating* masks, floating* finals,
+                        floating* ws) noexcept nogil:
+    """Every layer and direction, then the scored states S; the final states
+    into ``finals`` (n_states, L*D, B, H)."""
     cdef Py_ssize_t l, d, k, I_l
-    cdef Py_ssize_t U = c.L * c.D, H = c.H, N = s.N, B = s.B, Hd = c.D * c.H
+    cdef Py_ssize_t H = c.H, N = s.N, B = s.B, Hd = c.D * c.H
     cdef const floating* layer_in = X
-    cdef const floating* h0
-    cdef const floating* c0
-    cdef const Py_ssize_t* off
     cdef floating* inputs
-    cdef floating* finals = ws + s.finals
     if initial == NULL:
         memset(ws + s.zeros, 0, B * H * sizeof(floating))
     for l in range(c.L):
         I_l = c.I if l == 0 else Hd
         for d in range(c.D):
             k = l * c.D + d
-            off = unit_off + 4 * k
-            h0 = initial + k * B * H if initial != NULL else ws + s.zeros
-            if c.cell == ELMAN:
-                elman_forward(s.T, bs, I_l, H, layer_in, params + off[0], params + off[1],
-                              params + off[2], h0, ws + s.Hs + k * N * H,
-                              finals + k * B * H, ws + s.work, d == 1, c.activation)
-            elif c.cell == LSTM:
-                c0 = initial + (U + k) * B * H if initial != NULL else ws + s.zeros
-                lstm_forward(s.T, bs, I_l, H, layer_in, params + off[0], params + off[1],
-                             params + off[2], h0, c0, ws + s.gates + k * N * c.G,
-                             ws + s.Hs + k * N * H, ws + s.aux + k * N * H,
-                             finals + k * B * H, finals + (U + k) * B * H,
-                             ws + s.work, d == 1)
-            else:
-                gru_forward(s.T, bs, I_l, H, layer_in, params + off[0], params + off[1],
-                            params + off[2], params + off[3], h0,
-                            ws + s.gates + k * N * c.G, ws + s.aux + k * N * H,
-                            ws + s.Hs + k * N * H, finals + k * B * H, ws + s.work,
-                            d == 1)
+            unit_forward(c, s, bs, k, I_l, layer_in, params, unit_off + N_BLOCKS * k,
+                         initial, finals, ws)
         if l + 1 < c.L:
             # The next layer reads [h_fwd ; h_rev] (N, D*H), times its dropout mask.
             inputs = ws + s.inputs + l * N * Hd
@@ -208,7 +292,8 @@ cdef void stack_forward(const Config* c, const Shape* s, const Py_ssize_t* unit_
     if c.return_sequences:
         join(N, H, c.D, ws + s.Hs + (c.L - 1) * c.D * N * H, ws + s.S)
     else:
-        join(B, H, c.D, finals + (c.L - 1) * c.D * B * H, ws + s.S)
+        # the h of the last layer's units, side by side
+        join(B, H, c.D, finals + state_at(c, B, 0, (c.L - 1) * c.D), ws + s.S)
 
 
 cdef void output_activation(Py_ssize_t R, Py_ssize_t O, floating* Z, const floating* b_y,
@@ -239,6 +324,20 @@ cdef double log_sum_exp(Py_ssize_t O, const floating* z) noexcept nogil:
     return m + log(total)
 
 
+cdef void softmax_grad(Py_ssize_t R, Py_ssize_t O, floating* dZ,
+                       const floating* Y) noexcept nogil:
+    """dZ = Y (dY - sum_j dY_j Y_j), row by row, in place over dY (R, O):
+    BPTT through the softmax Y = softmax(Z)."""
+    cdef Py_ssize_t i, j
+    cdef double dot
+    for i in range(R):
+        dot = 0
+        for j in range(O):
+            dot += dZ[i * O + j] * Y[i * O + j]
+        for j in range(O):
+            dZ[i * O + j] = Y[i * O + j] * (dZ[i * O + j] - dot)
+
+
 cdef double output_loss(const Config* c, const Shape* s, const floating* params,
                         const floating* D_target, const Py_ssize_t* k_target,
                         Py_ssize_t row0, double count, floating* grad,
@@ -250,9 +349,10 @@ cdef double output_loss(const Config* c, const Shape* s, const floating* params,
     cdef const floating* S = ws + s.S + row0 * Hd
     cdef const floating* W_y = params + c.off_W_y
     cdef floating* Z = ws + s.Z + row0 * O
+    cdef floating* dZ = ws + s.dZ + row0 * O
     cdef floating* z
     cdef const floating* t
-    cdef double lse, r, dot, loss = 0
+    cdef double lse, r, loss = 0
     if R <= 0:
         if grad != NULL:
             memset(ws + s.dS, 0, s.R * Hd * sizeof(floating))
@@ -268,41 +368,73 @@ cdef double output_loss(const Config* c, const Shape* s, const floating* params,
             if grad != NULL:
                 # dE/dZ = (softmax(Z) - onehot(k)) / count
                 for j in range(O):
-                    z[j] = exp(z[j] - lse) / count
-                z[k_target[i]] -= 1 / count
+                    dZ[i * O + j] = exp(z[j] - lse) / count
+                dZ[i * O + k_target[i]] -= 1 / count
     else:
-        output_activation(R, O, Z, params + c.off_b_y, c.g2)
+        output_activation(R, O, Z, params + c.off_b_y, c.g2)      # Z holds Y
         for i in range(R):
             z = Z + i * O
             t = D_target + i * O
-            dot = 0
             for j in range(O):
                 r = z[j] - t[j]
                 loss += r * r
-                dot += 2 * r / count * z[j]
-            if grad == NULL:
-                continue
-            for j in range(O):
-                # dE/dY = 2 (Y - D) / count, through Y = g2(Z); z holds Y
-                r = 2 * (z[j] - t[j]) / count
-                if c.g2 == TANH:
-                    z[j] = r * (1 - z[j] * z[j])
-                elif c.g2 == SIGMOID:
-                    z[j] = r * (z[j] * (1 - z[j]))
-                elif c.g2 == SOFTMAX:
-                    z[j] = z[j] * (r - dot)     # Y (dY - sum(dY Y)), row by row
-                else:
-                    z[j] = r
+                if grad != NULL:
+                    # dE/dY = 2 (Y - D) / count
+                    dZ[i * O + j] = 2 * r / count
+        if grad != NULL:
+            # dE/dZ through Y = g2(Z), with g2' written with Y (_activation_codes.pxd)
+            if c.g2 == SOFTMAX:
+                softmax_grad(R, O, dZ, Z)
+            else:
+                activation_grad(R * O, dZ, Z, c.g2)
     if grad != NULL:
         # dW_y(O, D*H) += dZ(R, O)^T @ S(R, D*H)
-        gemm(Trans, NoTrans, O, Hd, R, 1, Z, O, S, Hd, 1, grad + c.off_W_y, Hd)
+        gemm(Trans, NoTrans, O, Hd, R, 1, dZ, O, S, Hd, 1, grad + c.off_W_y, Hd)
         for i in range(R):
             for j in range(O):
-                grad[c.off_b_y + j] += Z[i * O + j]
+                grad[c.off_b_y + j] += dZ[i * O + j]
         memset(ws + s.dS, 0, row0 * Hd * sizeof(floating))
         # dS(R, D*H) = dZ(R, O) @ W_y(O, D*H)
-        gemm(NoTrans, NoTrans, R, Hd, O, 1, Z, O, W_y, Hd, 0, ws + s.dS + row0 * Hd, Hd)
+        gemm(NoTrans, NoTrans, R, Hd, O, 1, dZ, O, W_y, Hd, 0, ws + s.dS + row0 * Hd, Hd)
     return loss / count
+
+
+cdef void unit_backward(const Config* c, const Shape* s, const Py_ssize_t* bs,
+                        Py_ssize_t k, Py_ssize_t I_l, const floating* layer_in,
+                        const floating* params, const Py_ssize_t* off,
+                        const floating* initial, floating* dHs, floating* dX,
+                        floating* grad, floating* ws) noexcept nogil:
+    """BPTT through unit ``k`` from dE/dh_t ``dHs`` and dE/dh_n in
+    ``ws + s.dstate`` (dE/dc_n zero): the one dispatch on the cell of the
+    backward call."""
+    cdef Py_ssize_t H = c.H, N = s.N, B = s.B
+    cdef bint reverse = k % c.D == 1
+    cdef floating* dh = ws + s.dstate
+    cdef floating* dc = dh + B * H
+    cdef const floating* h0 = ws + s.zeros
+    cdef const floating* c0 = ws + s.zeros
+    if initial != NULL:
+        h0 = initial + state_at(c, B, 0, k)
+        if c.n_states == 2:
+            c0 = initial + state_at(c, B, 1, k)
+    if c.cell == ELMAN:
+        elman_backward(s.T, bs, I_l, H, layer_in, params + off[W_IH], params + off[W_HH],
+                       h0, ws + s.Hs + k * N * H, dHs, dh, ws + s.bptt, dX,
+                       grad + off[W_IH], grad + off[W_HH], grad + off[BIAS], reverse,
+                       c.activation)
+    elif c.cell == LSTM:
+        memset(dc, 0, B * H * sizeof(floating))
+        lstm_backward(s.T, bs, I_l, H, layer_in, params + off[W_IH], params + off[W_HH],
+                      h0, c0, ws + s.gates + k * N * c.G, ws + s.Hs + k * N * H,
+                      ws + s.aux + k * N * H, dHs, ws + s.gates + k * N * c.G,
+                      dh, dc, ws + s.bptt, dX, grad + off[W_IH], grad + off[W_HH],
+                      grad + off[BIAS], reverse)
+    else:
+        gru_backward(s.T, bs, I_l, H, layer_in, params + off[W_IH], params + off[W_HH],
+                     h0, ws + s.gates + k * N * c.G, ws + s.aux + k * N * H,
+                     ws + s.Hs + k * N * H, dHs, ws + s.gates + k * N * c.G,
+                     ws + s.dgates_h, dh, ws + s.bptt, dX, grad + off[W_IH],
+                     grad + off[W_HH], grad + off[BIAS], grad + off[B_HN], reverse)
 
 
 cdef void stack_backward(const Config* c, const Shape* s, const Py_ssize_t* unit_off,
@@ -316,15 +448,10 @@ cdef void stack_backward(const Config* c, const Shape* s, const Py_ssize_t* unit
     stored gate activations.
     """
     cdef Py_ssize_t l, d, k, I_l
-    cdef Py_ssize_t U = c.L * c.D, H = c.H, N = s.N, B = s.B, Hd = c.D * c.H
+    cdef Py_ssize_t H = c.H, N = s.N, B = s.B, Hd = c.D * c.H
     cdef const floating* layer_in
-    cdef const floating* h0
-    cdef const floating* c0
-    cdef const Py_ssize_t* off
     cdef floating* dHs
     cdef floating* dh = ws + s.dstate
-    cdef floating* dc = dh + B * H
-    cdef floating* dX
     cdef floating* d_above = ws + s.dX      # dE/d(input of layer l + 1), (N, D*H)
     for l in range(c.L - 1, -1, -1):
         I_l = c.I if l == 0 else Hd
@@ -340,33 +467,13 @@ cdef void stack_backward(const Config* c, const Shape* s, const Py_ssize_t* unit
                 memset(dHs, 0, N * H * sizeof(floating))
         for d in range(c.D):
             k = l * c.D + d
-            off = unit_off + 4 * k
-            dHs = ws + s.dHs + d * N * H
-            dX = ws + s.dX + d * N * Hd if l > 0 else NULL
-            h0 = initial + k * B * H if initial != NULL else ws + s.zeros
             if l + 1 == c.L and not c.return_sequences:
                 split(B, H, c.D, d, ws + s.dS, dh)      # dE/dh_n of the scored states
             else:
                 memset(dh, 0, B * H * sizeof(floating))
-            if c.cell == ELMAN:
-                elman_backward(s.T, bs, I_l, H, layer_in, params + off[0], params + off[1],
-                               h0, ws + s.Hs + k * N * H, dHs, dh, ws + s.bptt, dX,
-                               grad + off[0], grad + off[1], grad + off[2], d == 1,
-                               c.activation)
-            elif c.cell == LSTM:
-                c0 = initial + (U + k) * B * H if initial != NULL else ws + s.zeros
-                memset(dc, 0, B * H * sizeof(floating))
-                lstm_backward(s.T, bs, I_l, H, layer_in, params + off[0], params + off[1],
-                              h0, c0, ws + s.gates + k * N * c.G, ws + s.Hs + k * N * H,
-                              ws + s.aux + k * N * H, dHs, ws + s.gates + k * N * c.G,
-                              dh, dc, ws + s.bptt, dX, grad + off[0], grad + off[1],
-                              grad + off[2], d == 1)
-            else:
-                gru_backward(s.T, bs, I_l, H, layer_in, params + off[0], params + off[1],
-                             h0, ws + s.gates + k * N * c.G, ws + s.aux + k * N * H,
-                             ws + s.Hs + k * N * H, dHs, ws + s.gates + k * N * c.G,
-                             ws + s.dgates_h, dh, ws + s.bptt, dX, grad + off[0],
-                             grad + off[1], grad + off[2], grad + off[3], d == 1)
+            unit_backward(c, s, bs, k, I_l, layer_in, params, unit_off + N_BLOCKS * k,
+                          initial, ws + s.dHs + d * N * H,
+                          ws + s.dX + d * N * Hd if l > 0 else NULL, grad, ws)
         if l > 0:
             # Both directions read the same input: their dX add up; then the mask.
             if c.D == 2:
@@ -405,12 +512,21 @@ cdef int check_size(Py_ssize_t got, Py_ssize_t expected, str what) except -1:
     return 0
 
 
+cdef int check_array(a, tuple shape, dtype, str what) except -1:
+    """A C-contiguous array of ``shape`` and ``dtype``, or ValueError."""
+    if a.dtype != dtype or a.shape != shape or not a.flags.c_contiguous:
+        raise ValueError(f"{what} must be a C-contiguous {np.dtype(dtype)} array of shape "
+                         f"{shape}; got {a.dtype} {a.shape}")
+    return 0
+
+
 cdef class Stack:
     """Compiled forward pass, loss and BPTT of a whole recurrent network.
 
     Parameters
     ----------
     cell : {"elman", "lstm", "gru"}
+        A key of :data:`CELLS`.
     activation : int
         The Elman cell's hidden activation code (``activations.CODES``).
     I, H, O, L, D : int
@@ -420,22 +536,32 @@ cdef class Stack:
         Softmax cross-entropy against integer classes; squared error otherwise.
     return_sequences : bool
         Score every step of the last layer, or each sequence's final state.
-    unit_offsets : (L*D, 4) intp
-        Offsets of each unit's ``W_ih, W_hh, b, b_hn`` in the flat parameter
-        buffer (``b_hn``: GRU only).
+    unit_offsets : (L*D, len(BLOCKS)) intp
+        Offsets of each unit's blocks in the flat parameter buffer, in the
+        order of :data:`BLOCKS` (a block the cell does not read: any value).
     off_W_y, off_b_y : int
         Offsets of the output layer's blocks.
     n_params : int
         Size of the flat parameter buffer.
     dtype : numpy.float32 or numpy.float64
+
+    Notes
+    -----
+    Every method is a whole pass over one packed batch (``X`` (N, I),
+    ``batch_sizes`` (T,) intp, non-increasing) and returns its results;
+    ``initial`` states are ``(n_states, L*D, B, H)`` (:meth:`state_shape`) or
+    None for zeros. With ``finals`` (the same shape), the pass also writes
+    the final states there. ``masks`` are the dropout masks ``(L-1, N, D*H)``
+    of layers 1 .. L-1, or None. A call made while another thread's pass
+    runs on this Stack raises RuntimeError.
     """
 
     cdef Config c
-    cdef Shape s
     cdef Py_ssize_t n_params
-    cdef bint is_double, ran, has_finals
+    cdef bint is_double
     cdef Py_ssize_t[:, ::1] unit_off
     cdef object workspace
+    cdef object busy
     cdef readonly object dtype
 
     def __init__(self, str cell, int activation, Py_ssize_t I, Py_ssize_t H,
@@ -447,35 +573,121 @@ cdef class Stack:
                              f"{output_activation!r}")
         if min(I, H, O, L) < 1 or D not in (1, 2):
             raise ValueError(f"bad sizes I={I}, H={H}, O={O}, L={L}, D={D}")
-        self.c.cell = CELLS[cell]
+        if activation not in CODES.values():
+            raise ValueError(f"unknown hidden activation code {activation}")
+        kernel = CELLS[cell]
+        self.c.cell = kernel.code
+        self.c.G = kernel.n_gates * H
+        self.c.n_states = kernel.n_states
         self.c.activation = activation
         self.c.g2 = OUTPUTS[output_activation]
         self.c.cross_entropy = cross_entropy
         self.c.return_sequences = return_sequences
         self.c.I, self.c.H, self.c.O, self.c.L, self.c.D = I, H, O, L, D
-        self.c.G = (1, 4, 3)[self.c.cell] * H
-        self.c.n_states = 2 if self.c.cell == LSTM else 1
         self.c.off_W_y, self.c.off_b_y = off_W_y, off_b_y
         self.unit_off = np.ascontiguousarray(unit_offsets, dtype=np.intp)
-        if self.unit_off.shape[0] != L * D or self.unit_off.shape[1] != 4:
-            raise ValueError(f"unit_offsets must have shape ({L * D}, 4)")
+        if self.unit_off.shape[0] != L * D or self.unit_off.shape[1] != N_BLOCKS:
+            raise ValueError(f"unit_offsets must have shape ({L * D}, {N_BLOCKS})")
         self.n_params = n_params
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64; got {self.dtype}")
         self.is_double = self.dtype == np.float64
         self.workspace = np.empty(0, dtype=self.dtype)
-        self.ran = self.has_finals = False
+        self.busy = threading.Lock()
 
-    cdef int prepare(self, Py_ssize_t T, Py_ssize_t N, Py_ssize_t B) except -1:
-        """Lay out the workspace for this batch, growing it if needed."""
-        self.s = plan(&self.c, T, N, B)
-        if self.workspace.shape[0] < self.s.total:
-            self.workspace = aligned_empty(self.s.total, self.dtype)
+    def state_shape(self, Py_ssize_t B):
+        """``(n_states, L*D, B, H)``: the initial and final states of ``B``
+        sequences (state 0 is h, state 1 the LSTM's c)."""
+        return (self.c.n_states, self.c.L * self.c.D, B, self.c.H)
+
+    # -- the passes -------------------------------------------------------
+
+    def forward(self, params, X, batch_sizes, initial=None, masks=None, finals=None):
+        """The recurrent stack over a packed batch; returns the final states
+        ``(n_states, L*D, B, H)`` (in ``finals`` if given)."""
+        cdef Shape s
+        self.enter()
+        try:
+            s = self.check_common(params, X, batch_sizes, initial, masks)
+            finals = self.check_finals(finals, s.B, True)
+            self.run(&s, params, X, batch_sizes, initial, masks, finals, None, None, 0, 1,
+                     None)
+            return finals
+        finally:
+            self.busy.release()
+
+    def output(self, params, X, batch_sizes, Y, initial=None, finals=None):
+        """``Y`` (R, O) = g2(S W_y^T + b_y) of a packed batch, ``R = N`` per
+        step or ``B`` per sequence; returns the final states (in ``finals``
+        if given)."""
+        cdef Shape s
+        self.enter()
+        try:
+            s = self.check_common(params, X, batch_sizes, initial, None)
+            check_array(Y, (s.R, self.c.O), self.dtype, "Y")
+            finals = self.check_finals(finals, s.B, True)
+            self.run(&s, params, X, batch_sizes, initial, None, finals, Y, None, 0, 1, None)
+            return finals
+        finally:
+            self.busy.release()
+
+    def loss(self, params, X, batch_sizes, target, Py_ssize_t row0=0, double count=0,
+             initial=None, finals=None):
+        """Loss of a packed batch on its scored rows ``row0 ..`` (``target``
+        as for :meth:`loss_grad`), divided by ``count`` (default: the number
+        of scored terms); the final states into ``finals`` if given."""
+        cdef Shape s
+        self.enter()
+        try:
+            s = self.check_common(params, X, batch_sizes, initial, None)
+            self.check_target(&s, target, row0)
+            self.check_finals(finals, s.B, False)
+            count = count or self.default_count(&s, row0)
+            return self.run(&s, params, X, batch_sizes, initial, None, finals, None,
+                            target, row0, count, None)
+        finally:
+            self.busy.release()
+
+    def loss_grad(self, params, X, batch_sizes, target, grad, Py_ssize_t row0=0,
+                  double count=0, initial=None, masks=None, finals=None):
+        """Forward, loss and BPTT of a packed batch in one pass; returns the
+        loss, and ADDS its gradient to ``grad``.
+
+        ``target``: the scored rows ``row0 ..`` of the ``R`` rows, floats
+        ``(R - row0, O)`` for squared error or intp classes ``(R - row0,)``
+        for cross-entropy. The final states into ``finals`` if given.
+        """
+        cdef Shape s
+        self.enter()
+        try:
+            s = self.check_common(params, X, batch_sizes, initial, masks)
+            self.check_target(&s, target, row0)
+            check_size(grad.size, self.n_params, "grad")
+            if grad.dtype != self.dtype:
+                raise ValueError(f"grad must be {self.dtype}; got {grad.dtype}")
+            self.check_finals(finals, s.B, False)
+            count = count or self.default_count(&s, row0)
+            return self.run(&s, params, X, batch_sizes, initial, masks, finals, None,
+                            target, row0, count, grad)
+        finally:
+            self.busy.release()
+
+    # -- checks -----------------------------------------------------------
+
+    cdef int enter(self) except -1:
+        """Claim this Stack for one pass, or RuntimeError if a pass runs."""
+        if not self.busy.acquire(False):
+            raise RuntimeError(
+                "this Stack is running a pass in another thread: a Stack's workspace "
+                "serves one pass at a time; give each thread its own network "
+                "(RecurrentNetwork) and so its own Stack")
         return 0
 
-    cdef int check_common(self, params, X, batch_sizes, initial, masks) except -1:
+    cdef Shape check_common(self, params, X, batch_sizes, initial, masks) except *:
+        """Check the arguments every pass takes; lay out (and grow) the workspace."""
         cdef Py_ssize_t T, N, B
+        cdef Shape s
         check_size(params.size, self.n_params, "params")
         if params.dtype != self.dtype or X.dtype != self.dtype:
             raise ValueError(f"params and X must be {self.dtype}; got {params.dtype} "
@@ -485,18 +697,27 @@ cdef class Stack:
         N = X.shape[0]
         T = check_batch(batch_sizes, N)
         B = batch_sizes[0]
-        if initial is not None and initial.shape != (self.c.n_states, self.c.L * self.c.D,
-                                                     B, self.c.H):
-            raise ValueError(f"initial states must be {(self.c.n_states, self.c.L * self.c.D, B, self.c.H)}; got {initial.shape}")
+        if initial is not None and initial.shape != self.state_shape(B):
+            raise ValueError(f"initial states must be {self.state_shape(B)}; got "
+                             f"{initial.shape}")
         if masks is not None and masks.shape != (self.c.L - 1, N, self.c.D * self.c.H):
             raise ValueError(f"dropout masks must be {(self.c.L - 1, N, self.c.D * self.c.H)}; got {masks.shape}")
-        self.prepare(T, N, B)
-        return 0
+        s = plan(&self.c, T, N, B)
+        if self.workspace.shape[0] < s.total:
+            self.workspace = aligned_empty(s.total, self.dtype)
+        return s
 
-    cdef int check_target(self, target, Py_ssize_t row0) except -1:
-        cdef Py_ssize_t rows = self.s.R - row0
-        if not 0 <= row0 <= self.s.R:
-            raise ValueError(f"row0 must be in [0, {self.s.R}]; got {row0}")
+    cdef object check_finals(self, finals, Py_ssize_t B, bint allocate):
+        """``finals``, checked; a new array if None and ``allocate``."""
+        if finals is None:
+            return np.empty(self.state_shape(B), self.dtype) if allocate else None
+        check_array(finals, self.state_shape(B), self.dtype, "finals")
+        return finals
+
+    cdef int check_target(self, const Shape* s, target, Py_ssize_t row0) except -1:
+        cdef Py_ssize_t rows = s.R - row0
+        if not 0 <= row0 <= s.R:
+            raise ValueError(f"row0 must be in [0, {s.R}]; got {row0}")
         if self.c.cross_entropy:
             if target.dtype != np.intp or target.shape != (rows,):
                 raise ValueError(f"class targets must be intp of shape ({rows},); got "
@@ -508,116 +729,50 @@ cdef class Stack:
                              f" got {target.dtype} {target.shape}")
         return 0
 
-    def forward(self, params, X, batch_sizes, initial=None, masks=None):
-        """Run the stack over a packed batch (states kept in the workspace).
+    cdef double default_count(self, const Shape* s, Py_ssize_t row0):
+        return (s.R - row0) * (1 if self.c.cross_entropy else self.c.O)
 
-        ``X`` (N, I), ``batch_sizes`` (T,) intp, ``initial`` (n_states, L*D, B, H)
-        or None for zeros, ``masks`` (L-1, N, D*H) or None.
-        """
-        self.check_common(params, X, batch_sizes, initial, masks)
+    cdef double run(self, const Shape* s, params, X, batch_sizes, initial, masks, finals,
+                    Y, target, Py_ssize_t row0, double count, grad) except? -1:
+        """The pass, in the dtype of the arrays: forward; then the output
+        ``Y``, or the loss of ``target`` (and, with ``grad``, BPTT)."""
         if self.is_double:
-            _forward[double](self, params, X, batch_sizes, initial, masks)
-        else:
-            _forward[float](self, params, X, batch_sizes, initial, masks)
-        self.ran = self.has_finals = True
-
-    def loss(self, params, target, Py_ssize_t row0=0, double count=0):
-        """Loss of the last forward pass on scored rows ``row0 ..``, divided by
-        ``count`` (default: the number of scored terms)."""
-        self.check_ran()
-        self.check_target(target, row0)
-        count = count or self.default_count(row0)
-        if self.is_double:
-            return _loss[double](self, params, target, row0, count, None)
-        return _loss[float](self, params, target, row0, count, None)
-
-    def output(self, params, Y):
-        """``Y`` (R, O) = g2(S W_y^T + b_y) of the last forward pass."""
-        self.check_ran()
-        if Y.shape != (self.s.R, self.c.O) or Y.dtype != self.dtype:
-            raise ValueError(f"Y must be {self.dtype} of shape ({self.s.R}, {self.c.O})")
-        if self.is_double:
-            _output[double](self, params, Y)
-        else:
-            _output[float](self, params, Y)
-
-    def final_states(self):
-        """A copy of the final states, ``(n_states, L*D, B, H)``, of the last
-        :meth:`forward` or :meth:`loss_grad`."""
-        if not self.has_finals:
-            raise RuntimeError("no forward pass to read: call forward first")
-        shape = (self.c.n_states, self.c.L * self.c.D, self.s.B, self.c.H)
-        size = self.c.n_states * self.c.L * self.c.D * self.s.B * self.c.H
-        return self.workspace[self.s.finals:self.s.finals + size].reshape(shape).copy()
-
-    def loss_grad(self, params, X, batch_sizes, target, grad, Py_ssize_t row0=0,
-                  double count=0, initial=None, masks=None):
-        """Forward, loss and BPTT in one call; the gradient is ADDED to ``grad``.
-
-        The final states stay available (:meth:`final_states`); the rest of the
-        forward pass is consumed.
-        """
-        self.check_common(params, X, batch_sizes, initial, masks)
-        self.check_target(target, row0)
-        check_size(grad.size, self.n_params, "grad")
-        if grad.dtype != self.dtype:
-            raise ValueError(f"grad must be {self.dtype}; got {grad.dtype}")
-        count = count or self.default_count(row0)
-        if self.is_double:
-            value = _loss_grad[double](self, params, X, batch_sizes, target, grad, row0,
-                                       count, initial, masks)
-        else:
-            value = _loss_grad[float](self, params, X, batch_sizes, target, grad, row0,
-                                      count, initial, masks)
-        self.ran, self.has_finals = False, True
-        return value
-
-    cdef double default_count(self, Py_ssize_t row0):
-        return (self.s.R - row0) * (1 if self.c.cross_entropy else self.c.O)
-
-    cdef int check_ran(self) except -1:
-        if not self.ran:
-            raise RuntimeError("no forward pass to read: call forward first")
-        return 0
+            return _run[double](self, s, params, X, batch_sizes, initial, masks, finals, Y,
+                                target, row0, count, grad)
+        return _run[float](self, s, params, X, batch_sizes, initial, masks, finals, Y,
+                           target, row0, count, grad)
 
 
-# --- typed bodies of the methods (float32 and float64) ----------------------------
+# --- the typed body of every pass (float32 and float64) ----------------------------
 
 cdef const floating* optional(const floating[::1] a) noexcept:
     return &a[0] if a is not None else NULL
 
 
-cdef void _forward(Stack self, const floating[::1] params, const floating[:, ::1] X,
-                   const Py_ssize_t[::1] batch_sizes, initial, masks) except *:
+cdef double _run(Stack self, const Shape* s, const floating[::1] params,
+                 const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes, initial,
+                 masks, finals, floating[:, ::1] Y, target, Py_ssize_t row0, double count,
+                 floating[::1] grad) except? -1:
+    """Forward; then the output ``Y``, or the loss of ``target`` (and, with
+    ``grad``, BPTT), all in one block without the GIL."""
+    cdef floating[::1] ws = self.workspace
     cdef const floating[::1] init = initial.reshape(-1) if initial is not None else None
     cdef const floating[::1] mask = masks.reshape(-1) if masks is not None else None
-    run_forward(self, &params[0], &X[0, 0], &batch_sizes[0], optional(init),
-                optional(mask))
-
-
-cdef void run_forward(Stack self, const floating* params, const floating* X,
-                      const Py_ssize_t* batch_sizes, const floating* initial,
-                      const floating* masks) except *:
-    cdef floating[::1] ws = self.workspace
-    cdef unsigned long fp_state
-    with nogil:
-        fp_state = crnn_subnormals_off()
-        stack_forward(&self.c, &self.s, &self.unit_off[0, 0], params, X, batch_sizes,
-                      initial, masks, &ws[0])
-        crnn_subnormals_restore(fp_state)
-
-
-cdef double _loss(Stack self, const floating[::1] params, target, Py_ssize_t row0,
-                  double count, floating[::1] grad) except? -1:
-    cdef floating[::1] ws = self.workspace
+    cdef floating[::1] fin = finals.reshape(-1) if finals is not None else None
+    cdef const floating* init_ptr = optional(init)
+    cdef const floating* mask_ptr = optional(mask)
+    cdef floating* fin_ptr = &fin[0] if fin is not None else &ws[s.finals]
+    cdef floating* Y_ptr = &Y[0, 0] if Y is not None else NULL
+    cdef floating* grad_ptr = &grad[0] if grad is not None else NULL
     cdef const floating[:, ::1] D
     cdef const Py_ssize_t[::1] k
     cdef const floating* D_ptr = NULL
     cdef const Py_ssize_t* k_ptr = NULL
-    cdef floating* grad_ptr = &grad[0] if grad is not None else NULL
-    cdef double value
+    cdef bint scored = target is not None
+    cdef Py_ssize_t Hd = self.c.D * self.c.H
+    cdef double value = 0
     cdef unsigned long fp_state
-    if self.s.R > row0:
+    if scored and s.R > row0:
         if self.c.cross_entropy:
             k = target
             k_ptr = &k[0]
@@ -626,39 +781,18 @@ cdef double _loss(Stack self, const floating[::1] params, target, Py_ssize_t row
             D_ptr = &D[0, 0]
     with nogil:
         fp_state = crnn_subnormals_off()
-        value = output_loss(&self.c, &self.s, &params[0], D_ptr, k_ptr, row0, count,
-                            grad_ptr, &ws[0])
-        crnn_subnormals_restore(fp_state)
-    return value
-
-
-cdef void _output(Stack self, const floating[::1] params, floating[:, ::1] Y) except *:
-    cdef const floating[::1] ws = self.workspace
-    cdef Py_ssize_t Hd = self.c.D * self.c.H
-    cdef unsigned long fp_state
-    with nogil:
-        fp_state = crnn_subnormals_off()
-        # Y(R, O) = S(R, D*H) @ W_y^T, then g2(Y + b_y)
-        gemm(NoTrans, Trans, self.s.R, self.c.O, Hd, 1, &ws[self.s.S], Hd,
-             &params[self.c.off_W_y], Hd, 0, &Y[0, 0], self.c.O)
-        output_activation(self.s.R, self.c.O, &Y[0, 0], &params[self.c.off_b_y], self.c.g2)
-        crnn_subnormals_restore(fp_state)
-
-
-cdef double _loss_grad(Stack self, const floating[::1] params, const floating[:, ::1] X,
-                       const Py_ssize_t[::1] batch_sizes, target, floating[::1] grad,
-                       Py_ssize_t row0, double count, initial, masks) except? -1:
-    cdef const floating[::1] init = initial.reshape(-1) if initial is not None else None
-    cdef const floating[::1] mask = masks.reshape(-1) if masks is not None else None
-    cdef floating[::1] ws = self.workspace
-    cdef const floating* init_ptr = optional(init)
-    cdef const floating* mask_ptr = optional(mask)
-    run_forward(self, &params[0], &X[0, 0], &batch_sizes[0], init_ptr, mask_ptr)
-    value = _loss(self, params, target, row0, count, grad)
-    cdef unsigned long fp_state
-    with nogil:
-        fp_state = crnn_subnormals_off()
-        stack_backward(&self.c, &self.s, &self.unit_off[0, 0], &params[0], &X[0, 0],
-                       &batch_sizes[0], init_ptr, mask_ptr, &grad[0], &ws[0])
+        stack_forward(&self.c, s, &self.unit_off[0, 0], &params[0], &X[0, 0],
+                      &batch_sizes[0], init_ptr, mask_ptr, fin_ptr, &ws[0])
+        if Y_ptr != NULL:
+            # Y(R, O) = S(R, D*H) @ W_y^T, then g2(Y + b_y)
+            gemm(NoTrans, Trans, s.R, self.c.O, Hd, 1, &ws[s.S], Hd,
+                 &params[self.c.off_W_y], Hd, 0, Y_ptr, self.c.O)
+            output_activation(s.R, self.c.O, Y_ptr, &params[self.c.off_b_y], self.c.g2)
+        if scored:
+            value = output_loss(&self.c, s, &params[0], D_ptr, k_ptr, row0, count,
+                                grad_ptr, &ws[0])
+        if grad_ptr != NULL:
+            stack_backward(&self.c, s, &self.unit_off[0, 0], &params[0], &X[0, 0],
+                           &batch_sizes[0], init_ptr, mask_ptr, grad_ptr, &ws[0])
         crnn_subnormals_restore(fp_state)
     return value

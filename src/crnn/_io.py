@@ -66,16 +66,21 @@ is accepted by its bit generator. Any failure raises
 cannot be opened at all raises the operating system's error
 (``FileNotFoundError``, ``IsADirectoryError``, ...).
 
-Saving is atomic: the archive is written to a temporary file in the target's
-directory, flushed and synced, then renamed onto the target with
-``os.replace``. If anything fails, the temporary file is removed and a file
-already at the target is left untouched.
+Saving is atomic: the archive is written to a new temporary file,
+``.crnn-<pid>-<random>.tmp`` in the target's directory, flushed and synced,
+then renamed onto the target with ``os.replace``. If anything fails, the
+temporary file is removed and a file already at the target is left
+untouched; the leftover of a killed process is removed by the next save into
+that directory. A symbolic link at the path is written through: the file it
+finally names is replaced (or created) and the link stays. Nothing
+process-wide changes (the umask is never set).
 """
+import errno
 import json
 import math
 import os
 import re
-import tempfile
+import stat
 import zipfile
 
 import numpy as np
@@ -108,6 +113,12 @@ _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 # The JSON header is small (its longest parts are the loss curves); this
 # bounds what is read before anything is checked.
 _MAX_HEADER_BYTES = 64 << 20
+# Temporary files of save: ".crnn-<pid>-<16 hex digits>.tmp", at most 37
+# characters whatever the target's name; a file of this exact name whose
+# process no longer runs is the leftover of a killed save.
+_TMP_NAME = re.compile(r"\.crnn-([1-9][0-9]{0,9})-[0-9a-f]{16}\.tmp")
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_BINARY = getattr(os, "O_BINARY", 0)        # Windows
 
 
 def register_estimator(cls):
@@ -135,6 +146,19 @@ def save(estimator, path):
     and replaces any file there atomically: a failed save leaves the old file
     as it was. See the module documentation for the format.
 
+    If ``path`` is a symbolic link, the save writes through it: the file the
+    link (or chain of links) finally names is atomically replaced and the
+    link stays a link; a dangling link's target is created, as
+    ``open(path, "wb")`` would. A replaced file keeps its mode; a new one
+    gets ``0o666`` masked by the umask (the kernel applies it: ``save``
+    never reads or sets the process's umask).
+
+    The archive is first written to ``.crnn-<pid>-<random>.tmp`` in the
+    target's directory (a short name, whatever the target's), which is
+    removed if the save fails. A process killed while saving cannot remove
+    it: the next save into that directory removes every file of exactly
+    that name whose process no longer runs.
+
     Parameters
     ----------
     estimator : RNNRegressor or RNNClassifier
@@ -150,6 +174,11 @@ def save(estimator, path):
         If the estimator cannot be saved: another class, class labels of
         object dtype, hyper-parameters that are not plain values, or fitted
         weights that no longer match the hyper-parameters.
+    OSError
+        If the file cannot be written: ``IsADirectoryError`` if ``path`` is
+        a directory, ``FileExistsError`` if it is another file that is not
+        a regular file (a FIFO, a device, a socket), ``OSError`` (ELOOP) for
+        a loop of symbolic links, and the errors of creating a file.
     """
     path = _fspath(path)
     header, arrays = _encode(estimator)
@@ -317,43 +346,132 @@ def _encode(estimator):
 
 
 def _write_atomic(path, arrays):
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = tempfile.NamedTemporaryFile(
-        dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".npz",
-        delete=False)
+    """Write ``arrays`` with ``numpy.savez`` to a temporary file next to the
+    file ``path`` names, then rename it onto that file.
+
+    Nothing process-wide changes (the umask is neither read nor set: the
+    kernel applies it to the temporary file, created with mode 0o666), and
+    the temporary file is removed on any failure, KeyboardInterrupt included.
+    """
+    target = _resolve(path)
+    directory = os.path.dirname(target)
     try:
-        try:
-            np.savez(tmp, **arrays)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        finally:
-            tmp.close()
-        _set_mode(tmp.name, path)
-        os.replace(tmp.name, path)
+        existing = os.stat(target)
+    except FileNotFoundError:
+        existing = None
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        error, code = ((IsADirectoryError, errno.EISDIR) if stat.S_ISDIR(existing.st_mode)
+                       else (FileExistsError, errno.EEXIST))
+        raise error(code, f"not a regular file but {_kind(existing.st_mode)}; crnn.save "
+                          f"replaces only regular files", target)
+    _remove_leftovers(directory)
+    fd, tmp = _create_temporary(directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            _set_mode(fh.fileno(), existing)
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
     except BaseException:
         try:
-            os.unlink(tmp.name)
+            os.unlink(tmp)
         except OSError:
             pass
         raise
     _fsync_directory(directory)
 
 
-def _set_mode(tmp_name, path):
-    """Give the new file the mode of the file it replaces, or the mode a newly
-    created file gets (NamedTemporaryFile creates files readable by their
-    owner only)."""
+def _resolve(path):
+    """The file a save to ``path`` replaces: ``path`` with every symbolic link
+    resolved, so that a link is written through (and stays a link). A
+    dangling link resolves to the file it names, which the save creates; a
+    loop of links raises ``OSError`` (ELOOP)."""
     try:
-        mode = os.stat(path).st_mode & 0o7777
+        return os.path.realpath(path, strict=True)
+    except FileNotFoundError:
+        return os.path.realpath(path)
+
+
+def _create_temporary(directory):
+    """A new, empty temporary file in ``directory``: (fd, name).
+
+    ``O_EXCL`` creates it (never opens an existing file or follows a link);
+    the kernel gives it the mode 0o666 masked by the umask.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_BINARY
+    for _ in range(100):
+        name = os.path.join(directory, f".crnn-{os.getpid()}-{os.urandom(8).hex()}.tmp")
+        try:
+            return os.open(name, flags, 0o666), name
+        except FileExistsError:  # pragma: no cover - 64 random bits collided
+            continue
+    raise FileExistsError(  # pragma: no cover
+        errno.EEXIST, "no unused temporary file name", directory)
+
+
+def _remove_leftovers(directory):
+    """Remove the temporary files that killed saves left in ``directory``:
+    regular files named exactly as :func:`_create_temporary` names them, of
+    a process that no longer runs. Best effort: errors are ignored."""
+    if os.name == "nt":  # os.kill(pid, 0) terminates the process there
+        return
+    try:
+        entries = os.scandir(directory)
     except OSError:
-        # Reading the umask means setting it; restored at once.
-        umask = os.umask(0o022)
-        os.umask(umask)
-        mode = 0o666 & ~umask
+        return
+    with entries:
+        for entry in entries:
+            match = _TMP_NAME.fullmatch(entry.name)
+            if match is None or _running(int(match.group(1))):
+                continue
+            try:
+                if entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+            except OSError:
+                pass
+
+
+def _running(pid):
+    """Whether process ``pid`` exists (True when in doubt)."""
+    if pid == os.getpid():
+        return True
     try:
-        os.chmod(tmp_name, mode)
-    except OSError:  # pragma: no cover - e.g. file systems without modes
-        pass
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError, ValueError):  # EPERM: another user's process
+        return True
+    return True
+
+
+def _set_mode(fd, existing):
+    """Give the temporary file ``fd`` the mode of the file it replaces (the
+    ``os.stat`` result ``existing``); a new file keeps the mode it was
+    created with, 0o666 masked by the umask."""
+    if existing is None or not hasattr(os, "fchmod"):
+        return
+    mode = stat.S_IMODE(existing.st_mode)
+    try:
+        os.fchmod(fd, mode)
+    except OSError:
+        # A file system without modes (vfat, ...) may refuse; that matters
+        # only if the new file would be readable by more than the old one.
+        if stat.S_IMODE(os.fstat(fd).st_mode) & ~mode:
+            raise
+
+
+_KINDS = [(stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link")]
+
+
+def _kind(mode):
+    """What a file of ``st_mode`` ``mode`` is, in words."""
+    for test, name in _KINDS:
+        if test(mode):
+            return name
+    return "a special file"
 
 
 def _fsync_directory(directory):

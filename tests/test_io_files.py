@@ -1,13 +1,15 @@
 """The file-system side of ``crnn.save`` / ``crnn.load``: no process-wide side
 effects (the umask), no temporary file left behind (not even by a killed
-process), long names and symbolic links."""
+process), long names, symbolic links and non-regular files."""
 import errno
 import os
 import re
 import signal
+import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -15,6 +17,7 @@ import numpy as np
 import pytest
 
 import crnn
+from crnn import ModelFileError
 
 from test_io import assert_same_predictions, fitted
 
@@ -371,3 +374,113 @@ def test_save_refuses_to_replace_what_is_not_a_regular_file(models, tmp_path):
     assert stat.S_ISFIFO(os.lstat(tmp_path / "fifo").st_mode)
     assert os.listdir(tmp_path / "dir") == []
     assert sorted(os.listdir(tmp_path)) == ["dir", "dirlink", "fifo"]
+
+
+# -- loading non-regular files ---------------------------------------------------------
+
+
+def run_with_timeout(function, timeout=10.0):
+    """``function()`` in a thread: (finished, result or exception)."""
+    outcome = []
+
+    def target():
+        try:
+            outcome.append(function())
+        except BaseException as exc:  # handed to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return (not thread.is_alive()), (outcome[0] if outcome else None), thread
+
+
+def refused_quickly(path, kind):
+    done, result, thread = run_with_timeout(lambda: crnn.load(path))
+    if not done:  # pragma: no cover - the failure being tested; unblock the reader
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        thread.join(5)
+        pytest.fail(f"crnn.load({path}) blocked")
+    assert isinstance(result, ModelFileError), repr(result)
+    assert str(path) in str(result) and "not a regular file" in str(result)
+    assert kind in str(result)
+
+
+def test_load_of_a_fifo_is_refused_at_once(tmp_path):
+    fifo = tmp_path / "model.npz"
+    os.mkfifo(fifo)
+    refused_quickly(fifo, "FIFO")
+    link = tmp_path / "link.npz"
+    os.symlink("model.npz", link)
+    refused_quickly(link, "FIFO")
+
+
+def test_load_of_a_directory_device_or_socket_is_refused(tmp_path):
+    # Deliberate change: a directory was an IsADirectoryError (an OSError).
+    refused_quickly(tmp_path, "directory")
+    if os.path.exists(os.devnull):
+        refused_quickly(os.devnull, "character device")
+    short = tempfile.mkdtemp()  # AF_UNIX paths are short
+    try:
+        path = os.path.join(short, "s")
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(path)
+            refused_quickly(path, "socket")
+    finally:
+        if os.path.exists(os.path.join(short, "s")):
+            os.unlink(os.path.join(short, "s"))
+        os.rmdir(short)
+
+
+def test_load_checks_the_file_it_opened(models, tmp_path, monkeypatch):
+    """A regular file swapped for a FIFO between the check of the path and the
+    open: the opened descriptor itself is checked, and never blocks."""
+    model, _, _ = models
+    path = tmp_path / "m.npz"
+    model.save(path)
+    real_open = os.open
+
+    def swapping_open(p, flags, *args, **kwargs):
+        if os.fspath(p) == str(path):
+            os.unlink(path)
+            os.mkfifo(path)
+        return real_open(p, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", swapping_open)
+    refused_quickly(path, "FIFO")
+
+
+def test_load_reads_through_one_descriptor(models, tmp_path, monkeypatch):
+    """load opens the file once (no second open that could find another file)."""
+    model, _, X = models
+    path = tmp_path / "m.npz"
+    model.save(path)
+    opened = []
+    real_open = os.open
+
+    def counting_open(p, flags, *args, **kwargs):
+        opened.append((os.fspath(p), flags))
+        return real_open(p, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", counting_open)
+    monkeypatch.setattr("builtins.open", lambda *a, **k: pytest.fail(f"open{a}"))
+    loaded = crnn.load(path)
+    monkeypatch.undo()
+    assert [p for p, _ in opened] == [str(path)]
+    assert opened[0][1] & os.O_NONBLOCK and not opened[0][1] & (os.O_WRONLY | os.O_RDWR)
+    assert_same_predictions(model, loaded, X)
+
+
+def test_missing_file_and_no_permission_are_os_errors(models, tmp_path):
+    model, _, _ = models
+    with pytest.raises(FileNotFoundError):
+        crnn.load(tmp_path / "absent.npz")
+    os.symlink("absent.npz", tmp_path / "dangling.npz")
+    with pytest.raises(FileNotFoundError):
+        crnn.load(tmp_path / "dangling.npz")
+    if os.geteuid() != 0:
+        model.save(tmp_path / "private.npz")
+        os.chmod(tmp_path / "private.npz", 0)
+        with pytest.raises(PermissionError):
+            crnn.load(tmp_path / "private.npz")

@@ -48,9 +48,11 @@ little-endian:
 
 What :func:`load` checks
 ------------------------
-The file opens as a zip (``numpy.load(..., allow_pickle=False)``); its
-members are exactly ``header`` and the arrays the header lists, stored
-uncompressed, each a valid ``.npy`` of at most the archive's own size; the
+The path names a regular file (a FIFO, directory, device or socket is
+refused without being read, and the open never blocks). It opens as a zip
+(``numpy.load(..., allow_pickle=False)``); its members are exactly
+``header`` and the arrays the header lists, stored uncompressed, each a
+valid ``.npy`` of at most the archive's own size; the
 header parses as strict JSON with no duplicate keys; ``format`` and
 ``format_version`` are known (a newer version is refused, naming both
 versions); the estimator class is known; every hyper-parameter name is known
@@ -64,7 +66,7 @@ sorted, distinct and as many as ``n_outputs_``; the random generator state
 is accepted by its bit generator. Any failure raises
 :class:`crnn.ModelFileError` naming the file and the problem. A path that
 cannot be opened at all raises the operating system's error
-(``FileNotFoundError``, ``IsADirectoryError``, ...).
+(``FileNotFoundError``, ``PermissionError``, ...).
 
 Saving is atomic: the archive is written to a new temporary file,
 ``.crnn-<pid>-<random>.tmp`` in the target's directory, flushed and synced,
@@ -119,6 +121,8 @@ _MAX_HEADER_BYTES = 64 << 20
 _TMP_NAME = re.compile(r"\.crnn-([1-9][0-9]{0,9})-[0-9a-f]{16}\.tmp")
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)        # Windows
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_O_NOCTTY = getattr(os, "O_NOCTTY", 0)
 
 
 def register_estimator(cls):
@@ -496,7 +500,9 @@ def load(path):
 
     Everything in the file is validated before the estimator is built (see
     the module documentation); the file is read with
-    ``numpy.load(path, allow_pickle=False)`` and no code from it is run.
+    ``numpy.load(..., allow_pickle=False)`` and no code from it is run. Only
+    a regular file is read (through a symbolic link too); the open never
+    blocks, and the file checked is the file read (one descriptor).
 
     Parameters
     ----------
@@ -513,9 +519,11 @@ def load(path):
     ------
     ModelFileError
         If the file is not a valid crnn model file (the message names the
-        file and the problem).
+        file and the problem), or not a regular file (a FIFO, a directory,
+        a device, a socket).
     OSError
-        If the file cannot be opened.
+        If the file cannot be opened (``FileNotFoundError``,
+        ``PermissionError``, ...).
     """
     path = _fspath(path)
 
@@ -526,7 +534,7 @@ def load(path):
     # file, ...) propagates as it is, the checks below see the very file that
     # is parsed, and the handle is closed even when numpy.load fails on a
     # damaged archive (given a path, numpy 2.x leaks its handle then).
-    with open(path, "rb") as fh:
+    with os.fdopen(_open_regular(path, fail), "rb") as fh:
         magic = fh.read(4)
         size = os.fstat(fh.fileno()).st_size
         if magic != b"PK\x03\x04":
@@ -546,6 +554,33 @@ def load(path):
                 f"crnn model file '{path}': damaged or not a crnn model file "
                 f"({type(exc).__name__}: {exc})"
             ) from exc
+
+
+def _open_regular(path, fail):
+    """A read-only descriptor of the regular file ``path``.
+
+    Anything else (a FIFO, a directory, a device, a socket) is refused
+    without being opened, as seen by ``os.stat``, and again as seen by
+    ``fstat`` of the descriptor, in case the path changed in between: the
+    open does not block (``O_NONBLOCK``) and the descriptor is the one read.
+    A path that does not exist or cannot be opened raises its OSError.
+    """
+    def refuse(mode):
+        fail(f"not a regular file but {_kind(mode)}; crnn model files are regular "
+             f"files")
+
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        refuse(mode)
+    fd = os.open(path, os.O_RDONLY | _O_NONBLOCK | _O_NOCTTY | _O_CLOEXEC | _O_BINARY)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            refuse(mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _npy_header(npz, member, fail):

@@ -1,6 +1,7 @@
 """The file-system side of ``crnn.save`` / ``crnn.load``: no process-wide side
 effects (the umask), no temporary file left behind (not even by a killed
-process), long names, symbolic links and non-regular files."""
+process), long names, symbolic links, non-regular files, and headers that
+declare more than the file can hold."""
 import errno
 import os
 import re
@@ -12,14 +13,17 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
 
 import crnn
-from crnn import ModelFileError
+from crnn import _io
+from crnn import ModelFileError, RNNRegressor
 
-from test_io import assert_same_predictions, fitted
+from test_io import assert_same_predictions, fitted, read_arrays, read_header, write_npz
 
 posix = pytest.mark.skipif(os.name == "nt", reason="POSIX file system semantics")
 pytestmark = posix
@@ -484,3 +488,130 @@ def test_missing_file_and_no_permission_are_os_errors(models, tmp_path):
         os.chmod(tmp_path / "private.npz", 0)
         with pytest.raises(PermissionError):
             crnn.load(tmp_path / "private.npz")
+
+
+# -- headers that declare more than the file holds -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def saved_small(tmp_path_factory):
+    model, X, _ = fitted()
+    path = tmp_path_factory.mktemp("small") / "m.npz"
+    model.save(path)
+    return model, X, path
+
+
+def hostile_file(path, num_layers, hidden_size=1):
+    """A consistent model file of an Elman regressor of ``num_layers`` layers of
+    ``hidden_size`` units on one feature: a header and arrays that agree, as a
+    crafted file would have them (no optimizer state). Returns its size."""
+    model = RNNRegressor(hidden_size=hidden_size, max_iter=1, random_state=0)
+    rng = np.random.default_rng(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", crnn.ConvergenceWarning)
+        model.fit(rng.normal(size=(4, 3, 1)), rng.normal(size=4))
+    small = path.with_name(path.name + ".small")
+    model.save(small)
+    header = read_header(small)
+    small.unlink()
+    H = hidden_size
+    layout = []
+    for l in range(num_layers):
+        layout += [[f"W_ih_l{l}", [H, 1 if l == 0 else H]], [f"W_hh_l{l}", [H, H]],
+                   [f"b_l{l}", [H]]]
+    layout += [["W_y", [1, H]], ["b_y", [1]]]
+    n_params = sum(int(np.prod(shape)) for _, shape in layout)
+    header["params"]["num_layers"] = num_layers
+    header["layout"] = layout
+    header["optimizer"] = None
+    header["arrays"] = {"params": {"dtype": "<f8", "shape": [n_params]}}
+    write_npz(path, header, {"params": np.zeros(n_params)})
+    return os.path.getsize(path)
+
+
+def measure(function):
+    """(result or exception, seconds, peak bytes allocated by Python)."""
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        result = function()
+    except Exception as exc:
+        result = exc
+    seconds = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return result, seconds, peak
+
+
+def never_build(monkeypatch):
+    def fail(self, *args):
+        raise AssertionError(f"a network of {self.num_layers} layers was built")
+
+    monkeypatch.setattr(RNNRegressor, "_make_network", fail)
+
+
+@pytest.mark.parametrize("num_layers,message", [
+    # A header small enough to be read: num_layers is refused before the
+    # network is described.
+    (5000, r"num_layers=5000 is more than the limit of 1024 layers"),
+    # A larger one (the layout of 90002 blocks takes ~2 MiB): refused from
+    # its size alone, before it is read (a 58 MB file declaring 640000
+    # layers used to take ~20 s and ~1.7 GB to load).
+    (30000, r"'header' has [0-9]+ bytes, more than the limit of 1138578 bytes "
+            r"for 90002 parameters")])
+def test_too_many_layers_refused_quickly(tmp_path, monkeypatch, num_layers, message):
+    path = tmp_path / "deep.npz"
+    hostile_file(path, num_layers)
+    never_build(monkeypatch)
+    result, seconds, peak = measure(lambda: crnn.load(path))
+    assert isinstance(result, ModelFileError), repr(result)
+    assert re.search(message, str(result)), str(result)
+    assert seconds < 0.5
+    assert peak < (8 << 20 if num_layers == 5000 else 1 << 20)
+
+
+def test_layout_longer_than_the_parameters_refused(tmp_path, monkeypatch):
+    """Each layout block holds at least one parameter: a layout of more blocks
+    than the file stores values is refused before anything is built."""
+    path = tmp_path / "thin.npz"
+    hostile_file(path, 200)
+    header = read_header(path)
+    header["arrays"]["params"]["shape"] = [10]
+    write_npz(path, header, {"params": np.zeros(10)})
+    never_build(monkeypatch)
+    with pytest.raises(ModelFileError, match="602 parameter blocks .* only 10 param"):
+        crnn.load(path)
+
+
+def test_oversized_header_refused_before_it_is_read(saved_small, tmp_path):
+    model, X, path = saved_small
+    header, arrays = read_header(path), read_arrays(path)
+    n_params = arrays["params"].size
+    limit = _io._header_limit(n_params)
+    assert limit == (1 << 20) + n_params
+    out = tmp_path / "padded.npz"
+    for extra, refused in [(limit - 4096, False), (limit + 1, True)]:
+        header["notes"] = ["x" * extra]
+        write_npz(out, header, arrays)
+        result, seconds, peak = measure(lambda: crnn.load(out))
+        if refused:
+            assert isinstance(result, ModelFileError), repr(result)
+            assert re.search(r"'header' has [0-9]+ bytes, more than the limit of "
+                             rf"{limit} bytes", str(result))
+            assert peak < (1 << 20) < extra       # the header was not even read
+        else:
+            assert_same_predictions(model, result, X)
+
+
+def test_save_refuses_a_header_load_would_refuse(models, tmp_path):
+    model, _, _ = models
+    rng = np.random.default_rng(0)
+    state = model.__dict__.copy()
+    try:
+        model.loss_curve_ = rng.random(40000).tolist()
+        model.validation_loss_curve_ = rng.random(40000).tolist()
+        with pytest.raises(ValueError, match="header would take [0-9]+ bytes, more than"):
+            model.save(tmp_path / "long.npz")
+    finally:
+        model.__dict__.update(state)
+    assert os.listdir(tmp_path) == []

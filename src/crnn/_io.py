@@ -53,14 +53,17 @@ refused without being read, and the open never blocks). It opens as a zip
 (``numpy.load(..., allow_pickle=False)``); its members are exactly
 ``header`` and the arrays the header lists, stored uncompressed, each a
 valid ``.npy`` of at most the archive's own size; the
-header parses as strict JSON with no duplicate keys; ``format`` and
+header is at most 1 MiB plus one byte per stored parameter, and parses as
+strict JSON with no duplicate keys; ``format`` and
 ``format_version`` are known (a newer version is refused, naming both
 versions); the estimator class is known; every hyper-parameter name is known
 (a missing one takes its default) and the estimator's own validation accepts
 the values; the fitted attributes have the right types and ranges; the layout
 recomputed from the hyper-parameters, ``n_features_in_`` and ``n_outputs_``
-equals the stored one; every array has exactly the dtype and shape expected
-(checked from its ``.npy`` header before its data is read); every float is
+equals the stored one (at most 1024 layers and 8194 blocks, no more blocks
+than stored parameters: checked before the network is described); every
+array has exactly the dtype and shape expected (checked from its ``.npy``
+header before its data is read); every float is
 finite (and Adam's second moments are not negative); classifier labels are
 sorted, distinct and as many as ``n_outputs_``; the random generator state
 is accepted by its bit generator. Any failure raises
@@ -112,8 +115,27 @@ _FLOAT_DTYPES = {"float64": "<f8", "float32": "<f4"}
 # Label dtypes a file may hold (canonical numpy spellings, little-endian).
 _LABEL_DTYPE = re.compile(r"\|b1|\|[iu]1|<[iu][248]|<f[248]|<U[1-9][0-9]{0,5}")
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
-# The JSON header is small (its longest parts are the loss curves); this
-# bounds what is read before anything is checked.
+# What a header may declare, checked before anything is built from it.
+# Real recurrent stacks have a handful of layers (more than ten is rare).
+# Describing a network costs about 40 us per layer (a bidirectional GRU
+# layer has 8 parameter blocks), so 1024 layers take ~50 ms, while the 640000
+# layers a crafted 58 MB file declared took ~20 s and ~1.7 GB to load.
+_MAX_LAYERS = 1024
+# At most 4 blocks per layer and direction (GRU: W_ih, W_hh, b, b_hn), two
+# directions, and the output layer's W_y and b_y.
+_MAX_LAYOUT_BLOCKS = 8 * _MAX_LAYERS + 2
+# The JSON header's size, checked before it is read: parsing costs up to
+# ~20 bytes of memory per byte of JSON (a list of empty lists). A real header
+# holds the hyper-parameters and notes (~2 KiB), the layout (~30 bytes per
+# block: at most ~0.25 MiB within the block limit), the random generator
+# state (MT19937's, the largest, ~7 KiB) and the loss curves (~21 bytes per
+# epoch and curve): 1 MiB holds the curves of ~20000 epochs, whatever the
+# model. One more byte per stored parameter gives larger models more room
+# and bounds what parsing may cost by a small multiple of the file's size
+# (the parameters take 4 or 8 bytes each). save refuses a model whose
+# header would exceed the limit, so it never writes what load refuses.
+_HEADER_BASE_BYTES = 1 << 20
+_HEADER_BYTES_PER_PARAM = 1
 _MAX_HEADER_BYTES = 64 << 20
 # Temporary files of save: ".crnn-<pid>-<16 hex digits>.tmp", at most 37
 # characters whatever the target's name; a file of this exact name whose
@@ -176,8 +198,9 @@ def save(estimator, path):
         If the estimator has not been fitted.
     TypeError, ValueError
         If the estimator cannot be saved: another class, class labels of
-        object dtype, hyper-parameters that are not plain values, or fitted
-        weights that no longer match the hyper-parameters.
+        object dtype, hyper-parameters that are not plain values, fitted
+        weights that no longer match the hyper-parameters, more than 1024
+        layers, or loss curves too long for the header's size limit.
     OSError
         If the file cannot be written: ``IsADirectoryError`` if ``path`` is
         a directory, ``FileExistsError`` if it is another file that is not
@@ -186,14 +209,20 @@ def save(estimator, path):
     """
     path = _fspath(path)
     header, arrays = _encode(estimator)
+    raw = _dumps(header).encode("utf-8")
     # Check what is about to be written exactly as load will check it, so
     # that no file is written that load would refuse.
-    _check(json.loads(_dumps(header)), {k: (a.dtype, a.shape) for k, a in arrays.items()},
-           _save_failure(estimator))
+    fail = _save_failure(estimator)
+    limit = _header_limit(arrays["params"].size)
+    if len(raw) > limit:
+        fail(f"its header would take {len(raw)} bytes, more than the limit of {limit} "
+             f"bytes for {arrays['params'].size} parameters (1 MiB + 1 byte per "
+             f"parameter); its loss curves hold {len(header['fitted']['loss_curve_'])} "
+             f"and {len(header['fitted']['validation_loss_curve_'])} epochs")
+    _check(json.loads(raw), {k: (a.dtype, a.shape) for k, a in arrays.items()}, fail)
     for name, array in arrays.items():
-        _check_values(name, array, _save_failure(estimator))
-    arrays = dict(arrays, header=np.frombuffer(_dumps(header).encode("utf-8"),
-                                                dtype=np.uint8))
+        _check_values(name, array, fail)
+    arrays = dict(arrays, header=np.frombuffer(raw, dtype=np.uint8))
     _write_atomic(path, arrays)
 
 
@@ -347,6 +376,11 @@ def _encode(estimator):
     except ValueError as exc:  # a NaN or infinite float somewhere
         raise ValueError(f"cannot save this {cls.__name__}: {exc}") from None
     return header, arrays
+
+
+def _header_limit(n_params):
+    """The most bytes a header may have in a file of ``n_params`` parameters."""
+    return min(_MAX_HEADER_BYTES, _HEADER_BASE_BYTES + _HEADER_BYTES_PER_PARAM * n_params)
 
 
 def _write_atomic(path, arrays):
@@ -625,12 +659,20 @@ def _load(npz, size, fail):
     if "header" not in members:
         fail("no 'header' member: not a crnn model file")
 
+    # The header may not be much larger than the parameters the file holds:
+    # its size is checked before it is read. (A file without parameters is
+    # refused later; its header may have the base size.)
+    declared = {}
+    if "params" in members:
+        declared["params"] = _npy_header(npz, members["params"], fail)
+    n_params = declared["params"][1][0] if "params" in declared else 0
     dtype, shape = _npy_header(npz, members["header"], fail)
     if dtype != np.uint8:
         fail(f"'header' must be uint8 bytes; got dtype {dtype}")
-    if shape[0] > _MAX_HEADER_BYTES:
-        fail(f"'header' has {shape[0]} bytes, more than the limit of "
-             f"{_MAX_HEADER_BYTES}")
+    limit = _header_limit(n_params)
+    if shape[0] > limit:
+        fail(f"'header' has {shape[0]} bytes, more than the limit of {limit} bytes "
+             f"for {n_params} parameters (1 MiB + 1 byte per parameter)")
     raw = npz["header"]
     try:
         text = raw.tobytes().decode("utf-8")
@@ -638,9 +680,8 @@ def _load(npz, size, fail):
         fail(f"the header is not UTF-8 text ({exc})")
     header = _parse_json(text, fail)
 
-    declared = {}
     for name, member in members.items():
-        if name != "header":
+        if name not in declared and name != "header":
             declared[name] = _npy_header(npz, member, fail)
     spec = _check(header, declared, fail)
 
@@ -782,12 +823,24 @@ def _check(header, declared, fail):
         fail(f"dtype must be 'float64' or 'float32'; got {dtype!r}")
     if not isinstance(header["layout"], list):
         fail("layout must be a list of [name, shape] pairs")
-    # Every layer has parameter blocks: a num_layers larger than the stored
-    # layout is wrong, and is refused before the network is built (in a time
-    # proportional to num_layers).
-    if estimator.num_layers > len(header["layout"]):
+    # Describing the network takes a time proportional to num_layers: what
+    # the header declares is bounded before (see _MAX_LAYERS). Every layer
+    # has parameter blocks and every block at least one parameter, so the
+    # stored parameters bound both (and the file's size bounds those).
+    n_blocks = len(header["layout"])
+    if estimator.num_layers > _MAX_LAYERS:
+        fail(f"num_layers={estimator.num_layers} is more than the limit of "
+             f"{_MAX_LAYERS} layers")
+    if n_blocks > _MAX_LAYOUT_BLOCKS:
+        fail(f"the layout has {n_blocks} parameter blocks, more than the limit of "
+             f"{_MAX_LAYOUT_BLOCKS}")
+    stored = declared.get("params")
+    if stored is not None and len(stored[1]) == 1 and n_blocks > stored[1][0]:
+        fail(f"the layout has {n_blocks} parameter blocks but 'params' holds only "
+             f"{stored[1][0]} parameters (every block holds at least one)")
+    if estimator.num_layers > n_blocks:
         fail(f"num_layers={estimator.num_layers} does not fit the stored layout of "
-             f"{len(header['layout'])} parameter blocks")
+             f"{n_blocks} parameter blocks")
     try:
         network = estimator._make_network(fitted["n_features_in_"],
                                           fitted["n_outputs_"], np.dtype(dtype))

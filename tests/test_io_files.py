@@ -615,3 +615,12 @@ def test_save_refuses_a_header_load_would_refuse(models, tmp_path):
     finally:
         model.__dict__.update(state)
     assert os.listdir(tmp_path) == []
+
+
+def test_documented():
+    doc = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "format.md")
+    with open(doc) as fh:
+        text = fh.read()
+    for phrase in (".crnn-", "symbolic link", "umask", "regular file", "FIFO",
+                   "1024", "1 MiB"):
+        assert phrase in text, phrase

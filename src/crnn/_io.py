@@ -48,34 +48,44 @@ little-endian:
 
 What :func:`load` checks
 ------------------------
-The file opens as a zip (``numpy.load(..., allow_pickle=False)``); its
-members are exactly ``header`` and the arrays the header lists, stored
-uncompressed, each a valid ``.npy`` of at most the archive's own size; the
-header parses as strict JSON with no duplicate keys; ``format`` and
+The path names a regular file (a FIFO, directory, device or socket is
+refused without being read, and the open never blocks). It opens as a zip
+(``numpy.load(..., allow_pickle=False)``); its members are exactly
+``header`` and the arrays the header lists, stored uncompressed, each a
+valid ``.npy`` of at most the archive's own size; the
+header is at most 1 MiB plus one byte per stored parameter, and parses as
+strict JSON with no duplicate keys; ``format`` and
 ``format_version`` are known (a newer version is refused, naming both
 versions); the estimator class is known; every hyper-parameter name is known
 (a missing one takes its default) and the estimator's own validation accepts
 the values; the fitted attributes have the right types and ranges; the layout
 recomputed from the hyper-parameters, ``n_features_in_`` and ``n_outputs_``
-equals the stored one; every array has exactly the dtype and shape expected
-(checked from its ``.npy`` header before its data is read); every float is
+equals the stored one (at most 1024 layers and 8194 blocks, no more blocks
+than stored parameters: checked before the network is described); every
+array has exactly the dtype and shape expected (checked from its ``.npy``
+header before its data is read); every float is
 finite (and Adam's second moments are not negative); classifier labels are
 sorted, distinct and as many as ``n_outputs_``; the random generator state
 is accepted by its bit generator. Any failure raises
 :class:`crnn.ModelFileError` naming the file and the problem. A path that
 cannot be opened at all raises the operating system's error
-(``FileNotFoundError``, ``IsADirectoryError``, ...).
+(``FileNotFoundError``, ``PermissionError``, ...).
 
-Saving is atomic: the archive is written to a temporary file in the target's
-directory, flushed and synced, then renamed onto the target with
-``os.replace``. If anything fails, the temporary file is removed and a file
-already at the target is left untouched.
+Saving is atomic: the archive is written to a new temporary file,
+``.crnn-<pid>-<random>.tmp`` in the target's directory, flushed and synced,
+then renamed onto the target with ``os.replace``. If anything fails, the
+temporary file is removed and a file already at the target is left
+untouched; the leftover of a killed process is removed by the next save into
+that directory. A symbolic link at the path is written through: the file it
+finally names is replaced (or created) and the link stays. Nothing
+process-wide changes (the umask is never set).
 """
+import errno
 import json
 import math
 import os
 import re
-import tempfile
+import stat
 import zipfile
 
 import numpy as np
@@ -105,9 +115,36 @@ _FLOAT_DTYPES = {"float64": "<f8", "float32": "<f4"}
 # Label dtypes a file may hold (canonical numpy spellings, little-endian).
 _LABEL_DTYPE = re.compile(r"\|b1|\|[iu]1|<[iu][248]|<f[248]|<U[1-9][0-9]{0,5}")
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
-# The JSON header is small (its longest parts are the loss curves); this
-# bounds what is read before anything is checked.
+# What a header may declare, checked before anything is built from it.
+# Real recurrent stacks have a handful of layers (more than ten is rare).
+# Describing a network costs about 40 us per layer (a bidirectional GRU
+# layer has 8 parameter blocks), so 1024 layers take ~50 ms, while the 640000
+# layers a crafted 58 MB file declared took ~20 s and ~1.7 GB to load.
+_MAX_LAYERS = 1024
+# At most 4 blocks per layer and direction (GRU: W_ih, W_hh, b, b_hn), two
+# directions, and the output layer's W_y and b_y.
+_MAX_LAYOUT_BLOCKS = 8 * _MAX_LAYERS + 2
+# The JSON header's size, checked before it is read: parsing costs up to
+# ~20 bytes of memory per byte of JSON (a list of empty lists). A real header
+# holds the hyper-parameters and notes (~2 KiB), the layout (~30 bytes per
+# block: at most ~0.25 MiB within the block limit), the random generator
+# state (MT19937's, the largest, ~7 KiB) and the loss curves (~21 bytes per
+# epoch and curve): 1 MiB holds the curves of ~20000 epochs, whatever the
+# model. One more byte per stored parameter gives larger models more room
+# and bounds what parsing may cost by a small multiple of the file's size
+# (the parameters take 4 or 8 bytes each). save refuses a model whose
+# header would exceed the limit, so it never writes what load refuses.
+_HEADER_BASE_BYTES = 1 << 20
+_HEADER_BYTES_PER_PARAM = 1
 _MAX_HEADER_BYTES = 64 << 20
+# Temporary files of save: ".crnn-<pid>-<16 hex digits>.tmp", at most 37
+# characters whatever the target's name; a file of this exact name whose
+# process no longer runs is the leftover of a killed save.
+_TMP_NAME = re.compile(r"\.crnn-([1-9][0-9]{0,9})-[0-9a-f]{16}\.tmp")
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_BINARY = getattr(os, "O_BINARY", 0)        # Windows
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_O_NOCTTY = getattr(os, "O_NOCTTY", 0)
 
 
 def register_estimator(cls):
@@ -135,6 +172,19 @@ def save(estimator, path):
     and replaces any file there atomically: a failed save leaves the old file
     as it was. See the module documentation for the format.
 
+    If ``path`` is a symbolic link, the save writes through it: the file the
+    link (or chain of links) finally names is atomically replaced and the
+    link stays a link; a dangling link's target is created, as
+    ``open(path, "wb")`` would. A replaced file keeps its mode; a new one
+    gets ``0o666`` masked by the umask (the kernel applies it: ``save``
+    never reads or sets the process's umask).
+
+    The archive is first written to ``.crnn-<pid>-<random>.tmp`` in the
+    target's directory (a short name, whatever the target's), which is
+    removed if the save fails. A process killed while saving cannot remove
+    it: the next save into that directory removes every file of exactly
+    that name whose process no longer runs.
+
     Parameters
     ----------
     estimator : RNNRegressor or RNNClassifier
@@ -148,19 +198,31 @@ def save(estimator, path):
         If the estimator has not been fitted.
     TypeError, ValueError
         If the estimator cannot be saved: another class, class labels of
-        object dtype, hyper-parameters that are not plain values, or fitted
-        weights that no longer match the hyper-parameters.
+        object dtype, hyper-parameters that are not plain values, fitted
+        weights that no longer match the hyper-parameters, more than 1024
+        layers, or loss curves too long for the header's size limit.
+    OSError
+        If the file cannot be written: ``IsADirectoryError`` if ``path`` is
+        a directory, ``FileExistsError`` if it is another file that is not
+        a regular file (a FIFO, a device, a socket), ``OSError`` (ELOOP) for
+        a loop of symbolic links, and the errors of creating a file.
     """
     path = _fspath(path)
     header, arrays = _encode(estimator)
+    raw = _dumps(header).encode("utf-8")
     # Check what is about to be written exactly as load will check it, so
     # that no file is written that load would refuse.
-    _check(json.loads(_dumps(header)), {k: (a.dtype, a.shape) for k, a in arrays.items()},
-           _save_failure(estimator))
+    fail = _save_failure(estimator)
+    limit = _header_limit(arrays["params"].size)
+    if len(raw) > limit:
+        fail(f"its header would take {len(raw)} bytes, more than the limit of {limit} "
+             f"bytes for {arrays['params'].size} parameters (1 MiB + 1 byte per "
+             f"parameter); its loss curves hold {len(header['fitted']['loss_curve_'])} "
+             f"and {len(header['fitted']['validation_loss_curve_'])} epochs")
+    _check(json.loads(raw), {k: (a.dtype, a.shape) for k, a in arrays.items()}, fail)
     for name, array in arrays.items():
-        _check_values(name, array, _save_failure(estimator))
-    arrays = dict(arrays, header=np.frombuffer(_dumps(header).encode("utf-8"),
-                                                dtype=np.uint8))
+        _check_values(name, array, fail)
+    arrays = dict(arrays, header=np.frombuffer(raw, dtype=np.uint8))
     _write_atomic(path, arrays)
 
 
@@ -316,44 +378,138 @@ def _encode(estimator):
     return header, arrays
 
 
+def _header_limit(n_params):
+    """The most bytes a header may have in a file of ``n_params`` parameters."""
+    return min(_MAX_HEADER_BYTES, _HEADER_BASE_BYTES + _HEADER_BYTES_PER_PARAM * n_params)
+
+
 def _write_atomic(path, arrays):
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = tempfile.NamedTemporaryFile(
-        dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".npz",
-        delete=False)
+    """Write ``arrays`` with ``numpy.savez`` to a temporary file next to the
+    file ``path`` names, then rename it onto that file.
+
+    Nothing process-wide changes (the umask is neither read nor set: the
+    kernel applies it to the temporary file, created with mode 0o666), and
+    the temporary file is removed on any failure, KeyboardInterrupt included.
+    """
+    target = _resolve(path)
+    directory = os.path.dirname(target)
     try:
-        try:
-            np.savez(tmp, **arrays)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        finally:
-            tmp.close()
-        _set_mode(tmp.name, path)
-        os.replace(tmp.name, path)
+        existing = os.stat(target)
+    except FileNotFoundError:
+        existing = None
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        error, code = ((IsADirectoryError, errno.EISDIR) if stat.S_ISDIR(existing.st_mode)
+                       else (FileExistsError, errno.EEXIST))
+        raise error(code, f"not a regular file but {_kind(existing.st_mode)}; crnn.save "
+                          f"replaces only regular files", target)
+    _remove_leftovers(directory)
+    fd, tmp = _create_temporary(directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            _set_mode(fh.fileno(), existing)
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
     except BaseException:
         try:
-            os.unlink(tmp.name)
+            os.unlink(tmp)
         except OSError:
             pass
         raise
     _fsync_directory(directory)
 
 
-def _set_mode(tmp_name, path):
-    """Give the new file the mode of the file it replaces, or the mode a newly
-    created file gets (NamedTemporaryFile creates files readable by their
-    owner only)."""
+def _resolve(path):
+    """The file a save to ``path`` replaces: ``path`` with every symbolic link
+    resolved, so that a link is written through (and stays a link). A
+    dangling link resolves to the file it names, which the save creates; a
+    loop of links raises ``OSError`` (ELOOP)."""
     try:
-        mode = os.stat(path).st_mode & 0o7777
+        return os.path.realpath(path, strict=True)
+    except FileNotFoundError:
+        return os.path.realpath(path)
+
+
+def _create_temporary(directory):
+    """A new, empty temporary file in ``directory``: (fd, name).
+
+    ``O_EXCL`` creates it (never opens an existing file or follows a link);
+    the kernel gives it the mode 0o666 masked by the umask.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_BINARY
+    for _ in range(100):
+        name = os.path.join(directory, f".crnn-{os.getpid()}-{os.urandom(8).hex()}.tmp")
+        try:
+            return os.open(name, flags, 0o666), name
+        except FileExistsError:  # pragma: no cover - 64 random bits collided
+            continue
+    raise FileExistsError(  # pragma: no cover
+        errno.EEXIST, "no unused temporary file name", directory)
+
+
+def _remove_leftovers(directory):
+    """Remove the temporary files that killed saves left in ``directory``:
+    regular files named exactly as :func:`_create_temporary` names them, of
+    a process that no longer runs. Best effort: errors are ignored."""
+    if os.name == "nt":  # os.kill(pid, 0) terminates the process there
+        return
+    try:
+        entries = os.scandir(directory)
     except OSError:
-        # Reading the umask means setting it; restored at once.
-        umask = os.umask(0o022)
-        os.umask(umask)
-        mode = 0o666 & ~umask
+        return
+    with entries:
+        for entry in entries:
+            match = _TMP_NAME.fullmatch(entry.name)
+            if match is None or _running(int(match.group(1))):
+                continue
+            try:
+                if entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+            except OSError:
+                pass
+
+
+def _running(pid):
+    """Whether process ``pid`` exists (True when in doubt)."""
+    if pid == os.getpid():
+        return True
     try:
-        os.chmod(tmp_name, mode)
-    except OSError:  # pragma: no cover - e.g. file systems without modes
-        pass
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError, ValueError):  # EPERM: another user's process
+        return True
+    return True
+
+
+def _set_mode(fd, existing):
+    """Give the temporary file ``fd`` the mode of the file it replaces (the
+    ``os.stat`` result ``existing``); a new file keeps the mode it was
+    created with, 0o666 masked by the umask."""
+    if existing is None or not hasattr(os, "fchmod"):
+        return
+    mode = stat.S_IMODE(existing.st_mode)
+    try:
+        os.fchmod(fd, mode)
+    except OSError:
+        # A file system without modes (vfat, ...) may refuse; that matters
+        # only if the new file would be readable by more than the old one.
+        if stat.S_IMODE(os.fstat(fd).st_mode) & ~mode:
+            raise
+
+
+_KINDS = [(stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link")]
+
+
+def _kind(mode):
+    """What a file of ``st_mode`` ``mode`` is, in words."""
+    for test, name in _KINDS:
+        if test(mode):
+            return name
+    return "a special file"
 
 
 def _fsync_directory(directory):
@@ -378,7 +534,9 @@ def load(path):
 
     Everything in the file is validated before the estimator is built (see
     the module documentation); the file is read with
-    ``numpy.load(path, allow_pickle=False)`` and no code from it is run.
+    ``numpy.load(..., allow_pickle=False)`` and no code from it is run. Only
+    a regular file is read (through a symbolic link too); the open never
+    blocks, and the file checked is the file read (one descriptor).
 
     Parameters
     ----------
@@ -395,9 +553,11 @@ def load(path):
     ------
     ModelFileError
         If the file is not a valid crnn model file (the message names the
-        file and the problem).
+        file and the problem), or not a regular file (a FIFO, a directory,
+        a device, a socket).
     OSError
-        If the file cannot be opened.
+        If the file cannot be opened (``FileNotFoundError``,
+        ``PermissionError``, ...).
     """
     path = _fspath(path)
 
@@ -408,7 +568,7 @@ def load(path):
     # file, ...) propagates as it is, the checks below see the very file that
     # is parsed, and the handle is closed even when numpy.load fails on a
     # damaged archive (given a path, numpy 2.x leaks its handle then).
-    with open(path, "rb") as fh:
+    with os.fdopen(_open_regular(path, fail), "rb") as fh:
         magic = fh.read(4)
         size = os.fstat(fh.fileno()).st_size
         if magic != b"PK\x03\x04":
@@ -428,6 +588,33 @@ def load(path):
                 f"crnn model file '{path}': damaged or not a crnn model file "
                 f"({type(exc).__name__}: {exc})"
             ) from exc
+
+
+def _open_regular(path, fail):
+    """A read-only descriptor of the regular file ``path``.
+
+    Anything else (a FIFO, a directory, a device, a socket) is refused
+    without being opened, as seen by ``os.stat``, and again as seen by
+    ``fstat`` of the descriptor, in case the path changed in between: the
+    open does not block (``O_NONBLOCK``) and the descriptor is the one read.
+    A path that does not exist or cannot be opened raises its OSError.
+    """
+    def refuse(mode):
+        fail(f"not a regular file but {_kind(mode)}; crnn model files are regular "
+             f"files")
+
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        refuse(mode)
+    fd = os.open(path, os.O_RDONLY | _O_NONBLOCK | _O_NOCTTY | _O_CLOEXEC | _O_BINARY)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            refuse(mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _npy_header(npz, member, fail):
@@ -472,12 +659,20 @@ def _load(npz, size, fail):
     if "header" not in members:
         fail("no 'header' member: not a crnn model file")
 
+    # The header may not be much larger than the parameters the file holds:
+    # its size is checked before it is read. (A file without parameters is
+    # refused later; its header may have the base size.)
+    declared = {}
+    if "params" in members:
+        declared["params"] = _npy_header(npz, members["params"], fail)
+    n_params = declared["params"][1][0] if "params" in declared else 0
     dtype, shape = _npy_header(npz, members["header"], fail)
     if dtype != np.uint8:
         fail(f"'header' must be uint8 bytes; got dtype {dtype}")
-    if shape[0] > _MAX_HEADER_BYTES:
-        fail(f"'header' has {shape[0]} bytes, more than the limit of "
-             f"{_MAX_HEADER_BYTES}")
+    limit = _header_limit(n_params)
+    if shape[0] > limit:
+        fail(f"'header' has {shape[0]} bytes, more than the limit of {limit} bytes "
+             f"for {n_params} parameters (1 MiB + 1 byte per parameter)")
     raw = npz["header"]
     try:
         text = raw.tobytes().decode("utf-8")
@@ -485,9 +680,8 @@ def _load(npz, size, fail):
         fail(f"the header is not UTF-8 text ({exc})")
     header = _parse_json(text, fail)
 
-    declared = {}
     for name, member in members.items():
-        if name != "header":
+        if name not in declared and name != "header":
             declared[name] = _npy_header(npz, member, fail)
     spec = _check(header, declared, fail)
 
@@ -629,12 +823,24 @@ def _check(header, declared, fail):
         fail(f"dtype must be 'float64' or 'float32'; got {dtype!r}")
     if not isinstance(header["layout"], list):
         fail("layout must be a list of [name, shape] pairs")
-    # Every layer has parameter blocks: a num_layers larger than the stored
-    # layout is wrong, and is refused before the network is built (in a time
-    # proportional to num_layers).
-    if estimator.num_layers > len(header["layout"]):
+    # Describing the network takes a time proportional to num_layers: what
+    # the header declares is bounded before (see _MAX_LAYERS). Every layer
+    # has parameter blocks and every block at least one parameter, so the
+    # stored parameters bound both (and the file's size bounds those).
+    n_blocks = len(header["layout"])
+    if estimator.num_layers > _MAX_LAYERS:
+        fail(f"num_layers={estimator.num_layers} is more than the limit of "
+             f"{_MAX_LAYERS} layers")
+    if n_blocks > _MAX_LAYOUT_BLOCKS:
+        fail(f"the layout has {n_blocks} parameter blocks, more than the limit of "
+             f"{_MAX_LAYOUT_BLOCKS}")
+    stored = declared.get("params")
+    if stored is not None and len(stored[1]) == 1 and n_blocks > stored[1][0]:
+        fail(f"the layout has {n_blocks} parameter blocks but 'params' holds only "
+             f"{stored[1][0]} parameters (every block holds at least one)")
+    if estimator.num_layers > n_blocks:
         fail(f"num_layers={estimator.num_layers} does not fit the stored layout of "
-             f"{len(header['layout'])} parameter blocks")
+             f"{n_blocks} parameter blocks")
     try:
         network = estimator._make_network(fitted["n_features_in_"],
                                           fitted["n_outputs_"], np.dtype(dtype))

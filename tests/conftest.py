@@ -1,4 +1,24 @@
-"""Shared fixtures.
+"""Shared fixtures, and the layout of the suite.
+
+The tests are in folders by layer, each file saying what it checks and
+against what:
+
+* ``kernels/`` -- the compiled kernels and the compiled network driver
+  against ``reference.py`` (plain NumPy, written from the equations), finite
+  differences and PyTorch;
+* ``network/`` -- the network over one flat buffer: BPTT against finite
+  differences (``check_gradient``), ragged batches against sequences run
+  alone, truncated BPTT against a reference, the optimizers against their
+  equations;
+* ``estimators/`` -- the scikit-learn-style estimators: behaviour,
+  validation, hyper-parameter constraints, the fitted state and
+  transactional fits, persistence, interchange, threads, learning tasks;
+* ``oracles/`` -- whole models against PyTorch number for number, and the
+  property-based suite against a NumPy forward pass;
+* ``packaging/`` -- what users install: the C-level API through a consumer
+  extension, the docs and README examples, the import graph, the demo.
+
+``reference.py`` sits here, beside this file, so every folder imports it.
 
 ``recurrent_product`` runs a test once per implementation of the per-step
 recurrent product that this CPU has: BLAS (``"blas"``), and the packed

@@ -7,8 +7,8 @@ longest first, ``B_0 = B``), ``N = sum_t B_t`` packed rows. All arrays are
 C-contiguous, row-major, with leading dimension equal to their last extent:
 
     X       (N, I)   inputs x_t, packed
-    W_ih    (H, I)   input weights (the seeds' W_x)
-    W_hh    (H, H)   recurrent weights (the seeds' W_s)
+    W_ih    (H, I)   input weights (W_x in the worked example of docs/maths.md)
+    W_hh    (H, H)   recurrent weights (W_s there)
     b       (H,)     bias
     h0      (B, H)   initial states
     Hs      (N, H)   states h_t, packed

@@ -4,7 +4,7 @@
  * every gate of every step, where as calls they would cost as much as the
  * matrix products. These versions are branch-free inline code that the
  * compiler turns into SIMD loops, accurate to a few units in the last place
- * (tests/test_fastmath.py measures them against NumPy):
+ * (tests/kernels/test_fastmath.py measures them against NumPy):
  *
  *   exp(x)     = 2^k exp(r), x = k ln2 + r, |r| <= ln2 / 2 (Cody-Waite), with
  *                exp(r) a degree-13 Taylor polynomial (float: degree 7),

@@ -37,7 +37,7 @@ LENGTHS = [6, 2, 5, 5, 1, 4, 3]      # ragged, with a tie and a length-1 sequenc
 CELLS = [("elman", "tanh"), ("elman", "relu"), ("lstm", "tanh"), ("gru", "tanh")]
 CELL_IDS = ["elman-tanh", "elman-relu", "lstm", "gru"]
 CLASSES_TORCH_ORDER = np.array(["dog", "ant", "cat"])   # torch's output columns
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def ragged(rng, lengths=LENGTHS, n_in=I):

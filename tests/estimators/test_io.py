@@ -852,7 +852,7 @@ def test_save_into_missing_directory(tmp_path):
 
 
 def test_format_documented():
-    doc = pathlib.Path(__file__).resolve().parents[1] / "docs" / "format.md"
+    doc = pathlib.Path(__file__).resolve().parents[2] / "docs" / "format.md"
     text = doc.read_text()
     for word in ("crnn-model", "format_version", "adam_m", "sgd_velocity", "layout",
                  "ModelFileError", "allow_pickle=False", "os.replace"):

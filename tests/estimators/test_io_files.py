@@ -618,7 +618,7 @@ def test_save_refuses_a_header_load_would_refuse(models, tmp_path):
 
 
 def test_documented():
-    doc = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "format.md")
+    doc = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "docs", "format.md")
     with open(doc) as fh:
         text = fh.read()
     for phrase in (".crnn-", "symbolic link", "umask", "regular file", "FIFO",

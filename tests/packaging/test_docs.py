@@ -1,4 +1,5 @@
-"""The examples in crnn's docstrings run and print what they say."""
+"""The examples in crnn's docstrings, the README and the documentation pages
+run, and print the numbers they state."""
 import doctest
 import warnings
 
@@ -27,7 +28,7 @@ def test_readme_examples_run():
     import pathlib
     import re
 
-    readme = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+    readme = pathlib.Path(__file__).resolve().parents[2] / "README.md"
     blocks = re.findall(r"```python\n(.*?)```", readme.read_text(), flags=re.S)
     assert len(blocks) >= 2
     namespace = {}
@@ -42,7 +43,7 @@ def _page_blocks(name):
     import pathlib
     import re
 
-    page = pathlib.Path(__file__).resolve().parents[1] / "docs" / name
+    page = pathlib.Path(__file__).resolve().parents[2] / "docs" / name
     return page, re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
 
 

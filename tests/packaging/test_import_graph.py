@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-SRC = pathlib.Path(__file__).resolve().parents[1] / "src"
+SRC = pathlib.Path(__file__).resolve().parents[2] / "src"
 CYTHON_IMPORT = re.compile(
     r"^[ \t]*(?:from\s+(crnn[\w.]*)\s+c?import\s+(\([^)]*\)|[\w, \t]+)"
     r"|c?import\s+(crnn[\w.]*))", re.M)

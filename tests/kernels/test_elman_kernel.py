@@ -133,9 +133,9 @@ def assert_close(actual, expected, dtype, what=""):
 
 # --- worked examples --------------------------------------------------------------
 
-def test_worked_example_of_the_seeds():
-    W_ih = np.array([[0.5, 0.2], [0.3, 0.8]])   # the seeds' W_h (input weights)
-    W_hh = np.array([[0.1, 0.4], [0.6, 0.7]])   # the seeds' U_h (recurrent)
+def test_worked_example_of_docs_maths():
+    W_ih = np.array([[0.5, 0.2], [0.3, 0.8]])   # W_x of docs/maths.md (input weights)
+    W_hh = np.array([[0.1, 0.4], [0.6, 0.7]])   # W_s (recurrent)
     b = np.array([0.1, 0.2])
     X = np.array([[1.0, 0.0], [0.0, 1.0]])      # x_1 = [1, 0], x_2 = [0, 1]
     batch_sizes = np.array([1, 1], dtype=np.intp)   # one sequence of 2 steps

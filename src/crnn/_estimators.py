@@ -1,5 +1,4 @@
 """scikit-learn-style estimators: ``RNNRegressor`` and ``RNNClassifier``."""
-import copy
 import operator
 
 import numpy as np
@@ -15,7 +14,7 @@ from crnn._constraints import (Boolean, FloatDtype, Interval, Options, RandomSta
 from crnn._network import RecurrentNetwork
 from crnn._optim import OPTIMIZERS, check_optimizer_state
 from crnn._sequences import Sequences
-from crnn._training import train
+from crnn._training import copy_state, train
 from crnn.kernels.activations import CODES as ACTIVATIONS
 from crnn.kernels.stack import OUTPUTS
 from crnn.exceptions import NotFittedError
@@ -129,7 +128,8 @@ class _RNNBase(BaseEstimator):
 
     def _validate_params(self):
         """Check every hyper-parameter; return the dtype they ask for."""
-        validate_params(self._parameter_constraints, self.get_params(deep=False))
+        validate_params(self._parameter_constraints,
+                        {name: getattr(self, name) for name in self._parameter_constraints})
         if self.cell != "elman" and self.activation != "tanh":
             raise ValueError(
                 f"activation applies to the Elman cell; the {self.cell} cell uses "
@@ -193,8 +193,7 @@ class _RNNBase(BaseEstimator):
 
     def _architecture(self):
         """The current values of the :attr:`_ARCHITECTURE` hyper-parameters."""
-        params = self.get_params(deep=False)
-        architecture = {name: params[name] for name in self._ARCHITECTURE}
+        architecture = {name: getattr(self, name) for name in self._ARCHITECTURE}
         try:
             architecture["dtype"] = np.dtype(architecture["dtype"]).name
         except TypeError:
@@ -243,7 +242,7 @@ class _RNNBase(BaseEstimator):
         state["rng"] = self._rng
         state["loss_curve_"] = list(state["loss_curve_"])
         state["validation_loss_curve_"] = list(state["validation_loss_curve_"])
-        return copy.deepcopy(state) if copy_arrays else state
+        return copy_state(state) if copy_arrays else state
 
     def _set_state(self, state):
         """Install a whole fitted state (as :meth:`_get_state` gives it).

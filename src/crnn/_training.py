@@ -173,6 +173,25 @@ class Reporter:
                   f"validation set (loss {loss:.6g}).")
 
 
+def copy_state(state):
+    """An independent copy of a fitted state (as ``_get_state`` gives it):
+    arrays, curves, the optimizer's arrays and the random generator copied,
+    everything else (numbers, the architecture's values) shared."""
+    out = {}
+    for key, value in state.items():
+        if isinstance(value, np.ndarray):
+            value = value.copy()
+        elif isinstance(value, list):
+            value = list(value)
+        elif isinstance(value, dict):
+            value = {k: v.copy() if isinstance(v, np.ndarray) else v
+                     for k, v in value.items()}
+        elif isinstance(value, np.random.Generator):
+            value = copy.deepcopy(value)
+        out[key] = value
+    return out
+
+
 def train(model, network, state, seqs, target, n_epochs, early_stopping, warn):
     """Train a working copy of a fitted state and commit it to ``model``.
 
@@ -250,7 +269,7 @@ class _Run:
 
     def snapshot(self):
         """An independent copy of the working state."""
-        return copy.deepcopy(dict(self.state, optimizer=self.optimizer.state()))
+        return copy_state(dict(self.state, optimizer=self.optimizer.state()))
 
     def finished(self, state):
         """``state`` as a fit leaves it: with early stopping, the weights of

@@ -186,6 +186,10 @@ class RecurrentNetwork:
         draws = rng.random((self.L - 1, N, self.D * self.H))
         return (draws < keep).astype(self.dtype) / self.dtype.type(keep)
 
+    def _states(self, states):
+        """States in the form the compiled passes read (C order), or None."""
+        return None if states is None else np.ascontiguousarray(states, self.dtype)
+
     def _target(self, target):
         """Targets in the form the compiled loss reads."""
         if self.loss_name == "cross_entropy":
@@ -219,14 +223,15 @@ class RecurrentNetwork:
         finals : ndarray (n_states, L*D, B, H)
             The final state of every unit and sequence.
         """
-        return self.stack.forward(params, batch.X, batch.batch_sizes, initial,
-                                  self._masks(rng, batch.N))
+        return self.stack.forward(params, batch.X, batch.batch_sizes,
+                                  self._states(initial), self._masks(rng, batch.N))
 
     def output(self, params, batch, initial=None):
         """Outputs ``Y``: ``(N, O)`` packed per step, or ``(B, O)`` per sequence
         in packed order; and the final states ``(n_states, L*D, B, H)``."""
         Y = np.empty((batch.N if self.return_sequences else batch.B, self.O), self.dtype)
-        finals = self.stack.output(params, batch.X, batch.batch_sizes, Y, initial)
+        finals = self.stack.output(params, batch.X, batch.batch_sizes, Y,
+                                   self._states(initial))
         return Y, finals
 
     # -- loss and gradient --------------------------------------------------
@@ -274,7 +279,8 @@ class RecurrentNetwork:
         else:
             grad.fill(0)
         value = self.stack.loss_grad(params, batch.X, batch.batch_sizes,
-                                     self._target(target), grad, initial=initial,
+                                     self._target(target), grad,
+                                     initial=self._states(initial),
                                      masks=self._masks(rng, batch.N))
         if alpha:
             self._penalty_grad(params, grad, alpha)

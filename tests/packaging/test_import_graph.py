@@ -105,7 +105,7 @@ def test_the_graph_is_read():
     assert "crnn.kernels.blas" in graph["crnn.kernels.stack"]      # cimport
     assert "crnn.kernels.gru" in graph["crnn.kernels.stack"]       # cimport ( ... )
     assert "crnn.kernels._elementwise" in graph["crnn.kernels.activations"]  # .pyx
-    assert "crnn.kernels.blas" in graph["crnn.kernels"]            # import inside a function
+    assert "crnn.kernels.blas" in graph["crnn.kernels.elman"]       # import in a .pyx
     assert "crnn._estimators" in graph["crnn"]
 
 

@@ -15,8 +15,8 @@ abi
 blas
     Row-major fused float32/float64 wrappers over ``scipy.linalg.cython_blas``,
     and the per-step recurrent product with its weight packed once per pass
-    (used when scipy's BLAS runs on one thread; the kernels find its thread
-    count through the query registered below).
+    (used when scipy's BLAS runs on one thread; ``blas`` finds the function
+    that reports its thread count in scipy's BLAS library, at import).
 activations
     The activation codes (``Activation``, softmax included), the one table
     of names and codes (``CODES``, ``OUTPUTS``), and the element-wise passes
@@ -41,34 +41,3 @@ optim
     The compiled Adam update.
 """
 
-
-def _blas_thread_query():
-    """The address of scipy's BLAS function that reports its thread count
-    (OpenBLAS or MKL), found through the libraries ``scipy.linalg.cython_blas``
-    links; None if there is none."""
-    import ctypes
-
-    from scipy.linalg import cython_blas
-
-    try:
-        lib = ctypes.CDLL(cython_blas.__file__)
-    except OSError:
-        return None
-    for name in ("scipy_openblas_get_num_threads", "openblas_get_num_threads",
-                 "scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
-                 "MKL_Get_Max_Threads"):
-        func = getattr(lib, name, None)
-        if func is not None:
-            return ctypes.cast(func, ctypes.c_void_p).value
-    return None
-
-
-def _register_blas_thread_query():
-    from crnn.kernels import blas
-
-    address = _blas_thread_query()
-    if address:
-        blas.set_blas_thread_query(address)
-
-
-_register_blas_thread_query()

@@ -24,7 +24,7 @@ CODES = {name: ALL[name] for name in ("identity", "tanh", "sigmoid", "relu")}
 OUTPUTS = {name: ALL[name] for name in ("identity", "tanh", "sigmoid", "softmax")}
 
 
-def apply(str name, floating[:, ::1] A, const floating[::1] b):
+def apply(str name, floating[:, ::1] A not None, const floating[::1] b not None):
     """A = g(A + b) in place, with the kernels' own element-wise pass.
 
     For tests and for checking the accuracy of the vectorized activations;
@@ -38,7 +38,7 @@ def apply(str name, floating[:, ::1] A, const floating[::1] b):
             bias_activation(A.shape[0], A.shape[1], &A[0, 0], &b[0], g)
 
 
-def apply_grad(str name, floating[::1] dA, const floating[::1] h):
+def apply_grad(str name, floating[::1] dA not None, const floating[::1] h not None):
     """dA = dA * g'(a) in place, g' written with the output h = g(a): the
     kernels' own derivative pass (for tests); ``name`` a key of :data:`CODES`."""
     if dA.shape[0] != h.shape[0]:

@@ -117,10 +117,26 @@ cdef void copy(int n, const floating* x, int incx,
         dcopy(&n, <double*> x, &incx, y, &incy)
 
 
+# --- Sizes ---------------------------------------------------------------------
+
+#: The largest size a BLAS call takes: scipy's BLAS counts in 32-bit ints.
+BLAS_INT_MAX = 2**31 - 1
+
+
+def check_blas_sizes(**sizes):
+    """Raise ValueError if a size (rows, columns, a leading dimension) is
+    beyond :data:`BLAS_INT_MAX`: scipy's BLAS takes 32-bit sizes, which
+    would silently truncate it."""
+    for name, n in sizes.items():
+        if n > BLAS_INT_MAX:
+            raise ValueError(f"{name} = {n} is beyond the largest size scipy's BLAS "
+                             f"takes ({BLAS_INT_MAX}, 2^31 - 1); split the batch")
+
+
 # --- The packed recurrent product -------------------------------------------
 
 ctypedef int (*thread_query)() noexcept nogil
-cdef thread_query blas_threads = NULL     # set by set_blas_thread_query
+cdef thread_query blas_threads = NULL     # scipy's BLAS's own, found at import
 cdef int packed_mode = 0                  # 0 auto, 1 never, 2 always
 PACKED_MODES = {"auto": 0, "never": 1, "always": 2}
 
@@ -157,20 +173,37 @@ cdef void packed_gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const floating* 
         crnn_packed_gemm_d(M, N, K, A, lda, P, beta, C, ldc)
 
 
-def set_blas_thread_query(size_t address):
-    """Register a C function ``int f(void)`` that returns the number of
-    threads scipy's BLAS runs on (``crnn.kernels`` does this on import).
-    Without one, :func:`use_packed` never chooses the packed kernel on its own."""
-    global blas_threads
-    blas_threads = <thread_query> address
+def _find_blas_thread_query():
+    """The address of scipy's BLAS function that reports its thread count
+    (OpenBLAS or MKL), looked up in the library ``scipy.linalg.cython_blas``
+    links; 0 if there is none."""
+    import ctypes
+
+    from scipy.linalg import cython_blas
+
+    try:
+        lib = ctypes.CDLL(cython_blas.__file__)
+    except OSError:
+        return 0
+    for name in ("scipy_openblas_get_num_threads", "openblas_get_num_threads",
+                 "scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
+                 "MKL_Get_Max_Threads"):
+        func = getattr(lib, name, None)
+        if func is not None:
+            return ctypes.cast(func, ctypes.c_void_p).value or 0
+    return 0
+
+
+# Found once, here: no Python code can point the kernels at another function.
+blas_threads = <thread_query> <size_t> _find_blas_thread_query()
 
 
 def blas_thread_count():
-    """The thread count reported by the registered query, or None."""
+    """The thread count scipy's BLAS reports, or None if it has no query."""
     return None if blas_threads == NULL else blas_threads()
 
 
-def set_packed_mode(str mode):
+def set_packed_mode(str mode not None):
     """Choose when the kernels use the packed product: ``"auto"`` (the
     default: see ``use_packed`` in ``blas.pxd``), ``"never"`` (always BLAS)
     or ``"always"`` (whenever the CPU has a kernel, at any size and thread
@@ -188,11 +221,11 @@ def packed_isa():
     return crnn_packed_isa()
 
 
-def set_packed_isa(int isa):
+def set_packed_isa(isa):
     """Use at most kernel ``isa`` (2, 1 or 0; -1: the CPU's best), for tests
     of the narrower kernels on a wider CPU. Returns the kernel now in use."""
-    if not -1 <= isa <= 2:
-        raise ValueError(f"isa must be -1, 0, 1 or 2; got {isa}")
+    if isa not in (-1, 0, 1, 2) or isinstance(isa, bool):
+        raise ValueError(f"isa must be -1, 0, 1 or 2; got {isa!r}")
     return crnn_packed_set_isa(isa)
 
 
@@ -202,72 +235,76 @@ cdef inline BLAS_Trans _trans(bint transpose):
     return Trans if transpose else NoTrans
 
 
-def py_gemm(bint trans_a, bint trans_b, double alpha,
-            const floating[:, ::1] A, const floating[:, ::1] B,
-            double beta, floating[:, ::1] C):
+def py_gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A not None,
+            const floating[:, ::1] B not None, double beta, floating[:, ::1] C not None):
     """C = alpha * op(A) @ op(B) + beta * C, in place, on C-ordered arrays."""
-    cdef int M = C.shape[0]
-    cdef int N = C.shape[1]
-    cdef int K = A.shape[0] if trans_a else A.shape[1]
+    cdef Py_ssize_t M = C.shape[0], N = C.shape[1]
+    cdef Py_ssize_t K = A.shape[0] if trans_a else A.shape[1]
     if (A.shape[1] if trans_a else A.shape[0]) != M:
         raise ValueError("op(A) must have as many rows as C")
     if (B.shape[1] if trans_b else B.shape[0]) != K:
         raise ValueError("op(B) must have as many rows as op(A) has columns")
     if (B.shape[0] if trans_b else B.shape[1]) != N:
         raise ValueError("op(B) must have as many columns as C")
+    check_blas_sizes(M=M, N=N, K=K, lda=A.shape[1], ldb=B.shape[1])
     gemm(_trans(trans_a), _trans(trans_b), M, N, K, <floating> alpha,
          &A[0, 0] if A.size else NULL, A.shape[1],
          &B[0, 0] if B.size else NULL, B.shape[1],
          <floating> beta, &C[0, 0] if C.size else NULL, C.shape[1])
 
 
-def py_gemv(bint trans_a, double alpha, const floating[:, ::1] A,
-            const floating[::1] x, double beta, floating[::1] y):
+def py_gemv(bint trans_a, double alpha, const floating[:, ::1] A not None,
+            const floating[::1] x not None, double beta, floating[::1] y not None):
     """y = alpha * op(A) @ x + beta * y, in place."""
-    cdef int M = A.shape[0]
-    cdef int N = A.shape[1]
+    cdef Py_ssize_t M = A.shape[0], N = A.shape[1]
     if x.shape[0] != (M if trans_a else N) or y.shape[0] != (N if trans_a else M):
         raise ValueError("x and y do not match the shape of op(A)")
+    check_blas_sizes(M=M, N=N)
     gemv(_trans(trans_a), M, N, <floating> alpha, &A[0, 0] if A.size else NULL, N,
          &x[0] if x.size else NULL, 1, <floating> beta, &y[0] if y.size else NULL, 1)
 
 
-def py_axpy(double alpha, const floating[::1] x, floating[::1] y):
+def py_axpy(double alpha, const floating[::1] x not None, floating[::1] y not None):
     """y += alpha * x, in place."""
     if x.shape[0] != y.shape[0]:
         raise ValueError("x and y must have the same length")
+    check_blas_sizes(n=x.shape[0])
     if x.shape[0]:
         axpy(x.shape[0], <floating> alpha, &x[0], 1, &y[0], 1)
 
 
-def py_dot(const floating[::1] x, const floating[::1] y):
+def py_dot(const floating[::1] x not None, const floating[::1] y not None):
     """Return x . y."""
     if x.shape[0] != y.shape[0]:
         raise ValueError("x and y must have the same length")
+    check_blas_sizes(n=x.shape[0])
     return dot(x.shape[0], &x[0], 1, &y[0], 1) if x.shape[0] else 0.0
 
 
-def py_scal(double alpha, floating[::1] x):
+def py_scal(double alpha, floating[::1] x not None):
     """x *= alpha, in place."""
+    check_blas_sizes(n=x.shape[0])
     if x.shape[0]:
         scal(x.shape[0], <floating> alpha, &x[0], 1)
 
 
-def py_nrm2(const floating[::1] x):
+def py_nrm2(const floating[::1] x not None):
     """Return the Euclidean norm of x."""
+    check_blas_sizes(n=x.shape[0])
     return nrm2(x.shape[0], &x[0], 1) if x.shape[0] else 0.0
 
 
-def py_copy(const floating[::1] x, floating[::1] y):
+def py_copy(const floating[::1] x not None, floating[::1] y not None):
     """y[:] = x."""
     if x.shape[0] != y.shape[0]:
         raise ValueError("x and y must have the same length")
+    check_blas_sizes(n=x.shape[0])
     if x.shape[0]:
         copy(x.shape[0], &x[0], 1, &y[0], 1)
 
 
-def py_packed_gemm(const floating[:, :] A, const floating[:, ::1] W, bint beta,
-                   floating[:, :] C, bint transposed=False):
+def py_packed_gemm(const floating[:, :] A not None, const floating[:, ::1] W not None,
+                   bint beta, floating[:, :] C not None, bint transposed=False):
     """C = A @ W + beta * C through pack and packed_gemm (or C = A @ W^T with
     ``transposed``: W is then (N, K)), in place. A and C may be row slices of
     wider arrays (contiguous rows). Needs a packed kernel (packed_isa() > 0)."""

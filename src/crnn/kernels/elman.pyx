@@ -29,6 +29,7 @@ from crnn.kernels.recurrence cimport (
     total_rows,
 )
 from crnn.kernels.activations import CODES
+from crnn.kernels.blas import check_blas_sizes
 from crnn.kernels.recurrence import check, check_packed, check_shape
 
 
@@ -117,6 +118,7 @@ def _check_layer(X, batch_sizes, W_ih, W_hh, b, h0, int activation):
     cdef Py_ssize_t N = X.shape[0], I = X.shape[1], H = W_hh.shape[1]
     cdef Py_ssize_t B = h0.shape[0]
     check(N >= 1 and I >= 1 and H >= 1 and B >= 1, "elman: empty dimension")
+    check_blas_sizes(rows=N + H, columns=I + H, gates=ELMAN_GATES * H)
     check_packed(batch_sizes, N, B)
     check_shape(W_hh, (H, H), "W_hh")
     check_shape(W_ih, (H, I), "W_ih")
@@ -127,11 +129,11 @@ def _check_layer(X, batch_sizes, W_ih, W_hh, b, h0, int activation):
     return N, I, H, B
 
 
-def forward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
-            const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
-            const floating[::1] b, const floating[:, ::1] h0,
-            floating[:, ::1] Hs, floating[:, ::1] h_n,
-            bint reverse=False, int activation=TANH):
+def forward(const floating[:, ::1] X not None, const Py_ssize_t[::1] batch_sizes not None,
+            const floating[:, ::1] W_ih not None, const floating[:, ::1] W_hh not None,
+            const floating[::1] b not None, const floating[:, ::1] h0 not None,
+            floating[:, ::1] Hs not None, floating[:, ::1] h_n not None, bint reverse=False,
+            int activation=TANH):
     """Elman forward pass over a packed batch; fills ``Hs`` and ``h_n``.
 
     Parameters
@@ -154,12 +156,13 @@ def forward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
                       &h_n[0, 0], &work[0], reverse, activation)
 
 
-def backward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
-             const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
-             const floating[:, ::1] h0, const floating[:, ::1] Hs,
-             floating[:, ::1] dHs, floating[:, ::1] dh, floating[:, ::1] dX,
-             floating[:, ::1] dW_ih, floating[:, ::1] dW_hh, floating[::1] db,
-             bint reverse=False, int activation=TANH):
+def backward(const floating[:, ::1] X not None, const Py_ssize_t[::1] batch_sizes not None,
+             const floating[:, ::1] W_ih not None, const floating[:, ::1] W_hh not None,
+             const floating[:, ::1] h0 not None, const floating[:, ::1] Hs not None,
+             floating[:, ::1] dHs not None, floating[:, ::1] dh not None,
+             floating[:, ::1] dX, floating[:, ::1] dW_ih not None,
+             floating[:, ::1] dW_hh not None, floating[::1] db not None, bint reverse=False,
+             int activation=TANH):
     """BPTT through :func:`forward`; see ``elman.pxd`` for what each array holds.
 
     ``dHs`` (N, H) is overwritten with dE/da_t; ``dh`` (B, H) goes in as

@@ -28,6 +28,7 @@ from crnn.kernels.recurrence cimport (
     state_block, step_done, step_in_order, step_product_backward, store_final,
     total_rows,
 )
+from crnn.kernels.blas import check_blas_sizes
 from crnn.kernels.recurrence import check, check_packed, check_shape
 
 
@@ -153,6 +154,7 @@ def _check_layer(X, batch_sizes, W_ih, W_hh, h0):
     cdef Py_ssize_t N = X.shape[0], I = X.shape[1], H = W_hh.shape[1]
     cdef Py_ssize_t B = h0.shape[0], G = GRU_GATES * H
     check(N >= 1 and I >= 1 and H >= 1 and B >= 1, "gru: empty dimension")
+    check_blas_sizes(rows=N + H, columns=I + H, gates=GRU_GATES * H)
     check_packed(batch_sizes, N, B)
     check_shape(W_hh, (G, H), "W_hh")
     check_shape(W_ih, (G, I), "W_ih")
@@ -160,12 +162,12 @@ def _check_layer(X, batch_sizes, W_ih, W_hh, h0):
     return N, I, H, B
 
 
-def forward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
-            const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
-            const floating[::1] b, const floating[::1] b_hn,
-            const floating[:, ::1] h0, floating[:, ::1] gates,
-            floating[:, ::1] hn, floating[:, ::1] Hs, floating[:, ::1] h_n,
-            bint reverse=False):
+def forward(const floating[:, ::1] X not None, const Py_ssize_t[::1] batch_sizes not None,
+            const floating[:, ::1] W_ih not None, const floating[:, ::1] W_hh not None,
+            const floating[::1] b not None, const floating[::1] b_hn not None,
+            const floating[:, ::1] h0 not None, floating[:, ::1] gates not None,
+            floating[:, ::1] hn not None, floating[:, ::1] Hs not None,
+            floating[:, ::1] h_n not None, bint reverse=False):
     """GRU forward pass over a packed batch; fills gates, hn, Hs and h_n."""
     cdef Py_ssize_t N, I, H, B
     N, I, H, B = _check_layer(X, batch_sizes, W_ih, W_hh, h0)
@@ -182,14 +184,14 @@ def forward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
                     reverse)
 
 
-def backward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
-             const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
-             const floating[:, ::1] h0, const floating[:, ::1] gates,
-             const floating[:, ::1] hn, const floating[:, ::1] Hs,
-             const floating[:, ::1] dHs, floating[:, ::1] dgates,
-             floating[:, ::1] dh, floating[:, ::1] dX,
-             floating[:, ::1] dW_ih, floating[:, ::1] dW_hh,
-             floating[::1] db, floating[::1] db_hn, bint reverse=False):
+def backward(const floating[:, ::1] X not None, const Py_ssize_t[::1] batch_sizes not None,
+             const floating[:, ::1] W_ih not None, const floating[:, ::1] W_hh not None,
+             const floating[:, ::1] h0 not None, const floating[:, ::1] gates not None,
+             const floating[:, ::1] hn not None, const floating[:, ::1] Hs not None,
+             const floating[:, ::1] dHs not None, floating[:, ::1] dgates not None,
+             floating[:, ::1] dh not None, floating[:, ::1] dX,
+             floating[:, ::1] dW_ih not None, floating[:, ::1] dW_hh not None,
+             floating[::1] db not None, floating[::1] db_hn not None, bint reverse=False):
     """BPTT through :func:`forward`; see ``gru.pxd`` for what each array holds."""
     cdef Py_ssize_t N, I, H, B
     N, I, H, B = _check_layer(X, batch_sizes, W_ih, W_hh, h0)

@@ -27,6 +27,7 @@ from crnn.kernels.recurrence cimport (
     prepare_forward, prev_row, recurrent_gemm, state_block, step_in_order,
     step_product_backward, store_final, total_rows,
 )
+from crnn.kernels.blas import check_blas_sizes
 from crnn.kernels.recurrence import check, check_packed, check_shape
 
 
@@ -138,6 +139,7 @@ def _check_layer(X, batch_sizes, W_ih, W_hh, h0, c0):
     cdef Py_ssize_t N = X.shape[0], I = X.shape[1], H = W_hh.shape[1]
     cdef Py_ssize_t B = h0.shape[0], G = LSTM_GATES * H
     check(N >= 1 and I >= 1 and H >= 1 and B >= 1, "lstm: empty dimension")
+    check_blas_sizes(rows=N + H, columns=I + H, gates=LSTM_GATES * H)
     check_packed(batch_sizes, N, B)
     check_shape(W_hh, (G, H), "W_hh")
     check_shape(W_ih, (G, I), "W_ih")
@@ -146,12 +148,12 @@ def _check_layer(X, batch_sizes, W_ih, W_hh, h0, c0):
     return N, I, H, B
 
 
-def forward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
-            const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
-            const floating[::1] b, const floating[:, ::1] h0,
-            const floating[:, ::1] c0, floating[:, ::1] gates,
-            floating[:, ::1] Hs, floating[:, ::1] Cs,
-            floating[:, ::1] h_n, floating[:, ::1] c_n, bint reverse=False):
+def forward(const floating[:, ::1] X not None, const Py_ssize_t[::1] batch_sizes not None,
+            const floating[:, ::1] W_ih not None, const floating[:, ::1] W_hh not None,
+            const floating[::1] b not None, const floating[:, ::1] h0 not None,
+            const floating[:, ::1] c0 not None, floating[:, ::1] gates not None,
+            floating[:, ::1] Hs not None, floating[:, ::1] Cs not None,
+            floating[:, ::1] h_n not None, floating[:, ::1] c_n not None, bint reverse=False):
     """LSTM forward pass over a packed batch; fills gates, Hs, Cs, h_n, c_n."""
     cdef Py_ssize_t N, I, H, B
     N, I, H, B = _check_layer(X, batch_sizes, W_ih, W_hh, h0, c0)
@@ -170,14 +172,15 @@ def forward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
                      &work[0], reverse)
 
 
-def backward(const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
-             const floating[:, ::1] W_ih, const floating[:, ::1] W_hh,
-             const floating[:, ::1] h0, const floating[:, ::1] c0,
-             const floating[:, ::1] gates, const floating[:, ::1] Hs,
-             const floating[:, ::1] Cs, const floating[:, ::1] dHs,
-             floating[:, ::1] dgates, floating[:, ::1] dh, floating[:, ::1] dc,
-             floating[:, ::1] dX, floating[:, ::1] dW_ih,
-             floating[:, ::1] dW_hh, floating[::1] db, bint reverse=False):
+def backward(const floating[:, ::1] X not None, const Py_ssize_t[::1] batch_sizes not None,
+             const floating[:, ::1] W_ih not None, const floating[:, ::1] W_hh not None,
+             const floating[:, ::1] h0 not None, const floating[:, ::1] c0 not None,
+             const floating[:, ::1] gates not None, const floating[:, ::1] Hs not None,
+             const floating[:, ::1] Cs not None, const floating[:, ::1] dHs not None,
+             floating[:, ::1] dgates not None, floating[:, ::1] dh not None,
+             floating[:, ::1] dc not None, floating[:, ::1] dX,
+             floating[:, ::1] dW_ih not None, floating[:, ::1] dW_hh not None,
+             floating[::1] db not None, bint reverse=False):
     """BPTT through :func:`forward`; see ``lstm.pxd`` for what each array holds."""
     cdef Py_ssize_t N, I, H, B
     N, I, H, B = _check_layer(X, batch_sizes, W_ih, W_hh, h0, c0)

@@ -5,9 +5,9 @@ from cython cimport floating
 from crnn.kernels._elementwise cimport adam
 
 
-def adam_step(floating[::1] params, const floating[::1] grad, floating[::1] m,
-              floating[::1] v, double step, double beta_1, double beta_2,
-              double epsilon):
+def adam_step(floating[::1] params not None, const floating[::1] grad not None,
+              floating[::1] m not None, floating[::1] v not None, double step,
+              double beta_1, double beta_2, double epsilon):
     """One Adam update of ``params``, ``m`` and ``v``, in place, in one pass::
 
         m <- beta_1 m + (1 - beta_1) g

@@ -33,3 +33,4 @@ def check_shape(a, tuple shape, str name):
     """Raise ValueError unless ``a.shape == shape``."""
     if a is not None and tuple(a.shape[:len(shape)]) != shape:
         raise ValueError(f"{name} must have shape {shape}; got {tuple(a.shape)}")
+

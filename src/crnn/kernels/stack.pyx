@@ -72,7 +72,11 @@ from crnn.kernels.lstm cimport (
     lstm_forward_work_size, lstm_gates_size,
 )
 
+from crnn._config import check_memory
 from crnn.kernels.activations import CODES, OUTPUTS
+from crnn.kernels.blas import check_blas_sizes
+
+INTP = np.dtype(np.intp)
 
 
 cdef enum CellCode:
@@ -506,17 +510,67 @@ cdef Py_ssize_t check_batch(const Py_ssize_t[::1] batch_sizes, Py_ssize_t N) exc
     return T
 
 
-cdef int check_size(Py_ssize_t got, Py_ssize_t expected, str what) except -1:
-    if got != expected:
-        raise ValueError(f"{what} has {got} elements; expected {expected}")
-    return 0
+cdef object buffer(obj, str what, tuple shape, dtype, bint writable):
+    """The buffer of ``obj`` (a :class:`memoryview`), checked to be C-contiguous,
+    of ``dtype``, of ``shape`` (None: any length) and writable if asked, or
+    ValueError. The checks read the buffer the kernels will use, not the
+    object's attributes, and the typed views are taken from this memoryview,
+    so they see exactly the buffer checked here."""
+    try:
+        view = memoryview(obj)
+    except TypeError:
+        raise ValueError(f"{what} must be a {np.dtype(dtype)} array; got "
+                         f"{type(obj).__name__}") from None
+    try:
+        got = np.dtype(view.format)
+        name = got.name
+    except TypeError:
+        got, name = None, repr(view.format)
+    if got != dtype or view.itemsize != dtype.itemsize or view.ndim != len(shape) \
+            or not view.c_contiguous:
+        order = "" if view.c_contiguous else ", not C-contiguous"
+        raise ValueError(f"{what} must be a C-contiguous {len(shape)}-d {np.dtype(dtype)} "
+                         f"array; got a {view.ndim}-d {name} array{order}")
+    if any(n is not None and n != got for n, got in zip(shape, view.shape)):
+        wanted = ", ".join("any" if n is None else str(n) for n in shape)
+        raise ValueError(f"{what} must have shape ({wanted}{',' * (len(shape) == 1)}); "
+                         f"got {view.shape}")
+    if writable and view.readonly:
+        raise ValueError(f"{what} must be writable; got a read-only buffer")
+    return view
 
 
-cdef int check_array(a, tuple shape, dtype, str what) except -1:
-    """A C-contiguous array of ``shape`` and ``dtype``, or ValueError."""
-    if a.dtype != dtype or a.shape != shape or not a.flags.c_contiguous:
-        raise ValueError(f"{what} must be a C-contiguous {np.dtype(dtype)} array of shape "
-                         f"{shape}; got {a.dtype} {a.shape}")
+cdef object optional_buffer(obj, str what, tuple shape, dtype, bint writable):
+    return None if obj is None else buffer(obj, what, shape, dtype, writable)
+
+
+cdef list block_extents(const Config* c, const Py_ssize_t[:, ::1] unit_off,
+                        tuple used):
+    """(start, size, name) of every block the network reads."""
+    cdef Py_ssize_t k, I_l, Hd = c.D * c.H
+    extents = []
+    for k in range(c.L * c.D):
+        I_l = c.I if k < c.D else Hd
+        sizes = {"W_ih": c.G * I_l, "W_hh": c.G * c.H, "b": c.G, "b_hn": c.H}
+        for j, name in enumerate(BLOCKS):
+            if name in used:
+                extents.append((unit_off[k, j], sizes[name], f"unit {k}'s {name}"))
+    extents.append((c.off_W_y, c.O * Hd, "W_y"))
+    extents.append((c.off_b_y, c.O, "b_y"))
+    return extents
+
+
+cdef int check_layout(list extents, Py_ssize_t n_params) except -1:
+    """ValueError unless every block lies inside the buffer of ``n_params``
+    elements and no two blocks overlap."""
+    end, previous = 0, None
+    for start, size, name in sorted(extents):
+        if start < 0 or start + size > n_params:
+            raise ValueError(f"{name} ({size} elements at offset {start}) does not lie "
+                             f"inside the {n_params} parameters")
+        if start < end:
+            raise ValueError(f"{name} (at offset {start}) overlaps {previous}")
+        end, previous = start + size, name
     return 0
 
 
@@ -542,7 +596,10 @@ cdef class Stack:
     off_W_y, off_b_y : int
         Offsets of the output layer's blocks.
     n_params : int
-        Size of the flat parameter buffer.
+        Size of the flat parameter buffer. Every block the network reads
+        (``W_ih`` ``(G, I_l)``, ``W_hh`` ``(G, H)``, ``b`` ``(G,)``, the GRU's
+        ``b_hn`` ``(H,)``, ``W_y`` ``(O, D*H)``, ``b_y`` ``(O,)``) must lie
+        inside it, and no two may overlap: ValueError otherwise.
     dtype : numpy.float32 or numpy.float64
 
     Notes
@@ -554,6 +611,13 @@ cdef class Stack:
     the final states there. ``masks`` are the dropout masks ``(L-1, N, D*H)``
     of layers 1 .. L-1, or None. A call made while another thread's pass
     runs on this Stack raises RuntimeError.
+
+    Every array is checked, through its buffer, before a kernel runs: its
+    dtype, shape, C-contiguity and (for what the pass writes) writability.
+    Sizes that scipy's 32-bit BLAS cannot take (beyond 2^31 - 1) are refused,
+    and the workspace a batch needs is checked against crnn's memory limit
+    (``crnn.set_config(memory_limit=...)``) before it is allocated; when
+    that allocation fails, the Stack is as it was.
     """
 
     cdef Config c
@@ -564,8 +628,8 @@ cdef class Stack:
     cdef object busy
     cdef readonly object dtype
 
-    def __init__(self, str cell, int activation, Py_ssize_t I, Py_ssize_t H,
-                 Py_ssize_t O, Py_ssize_t L, Py_ssize_t D, str output_activation,
+    def __init__(self, str cell not None, int activation, Py_ssize_t I, Py_ssize_t H,
+                 Py_ssize_t O, Py_ssize_t L, Py_ssize_t D, str output_activation not None,
                  bint cross_entropy, bint return_sequences, unit_offsets,
                  Py_ssize_t off_W_y, Py_ssize_t off_b_y, Py_ssize_t n_params, dtype):
         if cell not in CELLS or output_activation not in OUTPUTS:
@@ -576,6 +640,7 @@ cdef class Stack:
         if activation not in CODES.values():
             raise ValueError(f"unknown hidden activation code {activation}")
         kernel = CELLS[cell]
+        check_blas_sizes(inputs=max(I, D * H) + H, gates=kernel.n_gates * H, outputs=O)
         self.c.cell = kernel.code
         self.c.G = kernel.n_gates * H
         self.c.n_states = kernel.n_states
@@ -585,9 +650,13 @@ cdef class Stack:
         self.c.return_sequences = return_sequences
         self.c.I, self.c.H, self.c.O, self.c.L, self.c.D = I, H, O, L, D
         self.c.off_W_y, self.c.off_b_y = off_W_y, off_b_y
-        self.unit_off = np.ascontiguousarray(unit_offsets, dtype=np.intp)
-        if self.unit_off.shape[0] != L * D or self.unit_off.shape[1] != N_BLOCKS:
-            raise ValueError(f"unit_offsets must have shape ({L * D}, {N_BLOCKS})")
+        # a copy: a caller's array changed later cannot move the blocks
+        offsets = np.array(unit_offsets, dtype=np.intp, copy=True, order="C")
+        if offsets.shape != (L * D, N_BLOCKS):
+            raise ValueError(f"unit_offsets must have shape ({L * D}, {N_BLOCKS}); got "
+                             f"{offsets.shape}")
+        self.unit_off = offsets
+        check_layout(block_extents(&self.c, self.unit_off, kernel.blocks), n_params)
         self.n_params = n_params
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
@@ -601,53 +670,40 @@ cdef class Stack:
         sequences (state 0 is h, state 1 the LSTM's c)."""
         return (self.c.n_states, self.c.L * self.c.D, B, self.c.H)
 
+    @property
+    def workspace_nbytes(self):
+        """Bytes of workspace held now (the largest batch seen so far)."""
+        return self.workspace.nbytes
+
+    def workspace_size(self, Py_ssize_t T, Py_ssize_t N, Py_ssize_t B):
+        """Elements of workspace a pass over ``N`` packed rows of ``B``
+        sequences and ``T`` steps needs."""
+        return plan(&self.c, T, N, B).total
+
     # -- the passes -------------------------------------------------------
 
     def forward(self, params, X, batch_sizes, initial=None, masks=None, finals=None):
         """The recurrent stack over a packed batch; returns the final states
         ``(n_states, L*D, B, H)`` (in ``finals`` if given)."""
-        cdef Shape s
-        self.enter()
-        try:
-            s = self.check_common(params, X, batch_sizes, initial, masks)
-            finals = self.check_finals(finals, s.B, True)
-            self.run(&s, params, X, batch_sizes, initial, masks, finals, None, None, 0, 1,
-                     None)
-            return finals
-        finally:
-            self.busy.release()
+        return self.run(params, X, batch_sizes, initial, masks, finals, True, None, None,
+                        0, 0, None)[1]
 
     def output(self, params, X, batch_sizes, Y, initial=None, finals=None):
         """``Y`` (R, O) = g2(S W_y^T + b_y) of a packed batch, ``R = N`` per
         step or ``B`` per sequence; returns the final states (in ``finals``
         if given)."""
-        cdef Shape s
-        self.enter()
-        try:
-            s = self.check_common(params, X, batch_sizes, initial, None)
-            check_array(Y, (s.R, self.c.O), self.dtype, "Y")
-            finals = self.check_finals(finals, s.B, True)
-            self.run(&s, params, X, batch_sizes, initial, None, finals, Y, None, 0, 1, None)
-            return finals
-        finally:
-            self.busy.release()
+        if Y is None:
+            raise ValueError("Y, the array for the outputs, is required")
+        return self.run(params, X, batch_sizes, initial, None, finals, True, Y, None, 0, 0,
+                        None)[1]
 
     def loss(self, params, X, batch_sizes, target, Py_ssize_t row0=0, double count=0,
              initial=None, finals=None):
         """Loss of a packed batch on its scored rows ``row0 ..`` (``target``
         as for :meth:`loss_grad`), divided by ``count`` (default: the number
         of scored terms); the final states into ``finals`` if given."""
-        cdef Shape s
-        self.enter()
-        try:
-            s = self.check_common(params, X, batch_sizes, initial, None)
-            self.check_target(&s, target, row0)
-            self.check_finals(finals, s.B, False)
-            count = count or self.default_count(&s, row0)
-            return self.run(&s, params, X, batch_sizes, initial, None, finals, None,
-                            target, row0, count, None)
-        finally:
-            self.busy.release()
+        return self.run(params, X, batch_sizes, initial, None, finals, False, None, target,
+                        row0, count, None)[0]
 
     def loss_grad(self, params, X, batch_sizes, target, grad, Py_ssize_t row0=0,
                   double count=0, initial=None, masks=None, finals=None):
@@ -658,110 +714,111 @@ cdef class Stack:
         ``(R - row0, O)`` for squared error or intp classes ``(R - row0,)``
         for cross-entropy. The final states into ``finals`` if given.
         """
-        cdef Shape s
-        self.enter()
-        try:
-            s = self.check_common(params, X, batch_sizes, initial, masks)
-            self.check_target(&s, target, row0)
-            check_size(grad.size, self.n_params, "grad")
-            if grad.dtype != self.dtype:
-                raise ValueError(f"grad must be {self.dtype}; got {grad.dtype}")
-            self.check_finals(finals, s.B, False)
-            count = count or self.default_count(&s, row0)
-            return self.run(&s, params, X, batch_sizes, initial, masks, finals, None,
-                            target, row0, count, grad)
-        finally:
-            self.busy.release()
+        if grad is None:
+            raise ValueError("grad, the array the gradient is added to, is required")
+        return self.run(params, X, batch_sizes, initial, masks, finals, False, None, target,
+                        row0, count, grad)[0]
 
     # -- checks -----------------------------------------------------------
 
-    cdef int enter(self) except -1:
-        """Claim this Stack for one pass, or RuntimeError if a pass runs."""
+    cdef tuple run(self, params, X, batch_sizes, initial, masks, finals,
+                   bint new_finals, Y, target, Py_ssize_t row0, double count, grad):
+        """Check every argument through its buffer, lay out (and grow) the
+        workspace, and run the pass: ``(loss, finals)``."""
+        cdef Py_ssize_t T, N, B, Hd = self.c.D * self.c.H
+        cdef Shape s
+        cdef const Py_ssize_t[::1] bs
         if not self.busy.acquire(False):
             raise RuntimeError(
                 "this Stack is running a pass in another thread: a Stack's workspace "
                 "serves one pass at a time; give each thread its own network "
                 "(RecurrentNetwork) and so its own Stack")
-        return 0
+        try:
+            dtype = self.dtype
+            params = buffer(params, "params", (self.n_params,), dtype, False)
+            X = buffer(X, "X", (None, self.c.I), dtype, False)
+            batch_sizes = buffer(batch_sizes, "batch_sizes", (None,), INTP, False)
+            N = X.shape[0]
+            check_blas_sizes(rows=N)
+            bs = batch_sizes
+            T = check_batch(bs, N)
+            B = bs[0]
+            initial = optional_buffer(initial, "initial states", self.state_shape(B), dtype,
+                                      False)
+            if self.c.L == 1:
+                masks = None
+            masks = optional_buffer(masks, "dropout masks", (self.c.L - 1, N, Hd), dtype,
+                                    False)
+            if finals is None and new_finals:
+                finals = np.empty(self.state_shape(B), dtype)
+            result = finals
+            finals = optional_buffer(finals, "finals", self.state_shape(B), dtype, True)
+            if self.workspace_bound(N, B) * dtype.itemsize >= 2**62:
+                # beyond any memory: plan's products of sizes could overflow
+                raise MemoryError(f"the workspace of a batch of {N} rows is beyond any "
+                                  f"machine's memory for this network")
+            s = plan(&self.c, T, N, B)
+            Y = optional_buffer(Y, "Y", (s.R, self.c.O), dtype, True)
+            target = self.check_target(&s, target, row0)
+            grad = optional_buffer(grad, "grad", (self.n_params,), dtype, True)
+            if target is not None:
+                count = count or (s.R - row0) * (1 if self.c.cross_entropy else self.c.O)
+            if self.workspace.shape[0] < s.total:
+                check_memory(s.total * dtype.itemsize, "the workspace of this batch")
+                # assigned only once allocated: a MemoryError keeps the old one
+                self.workspace = aligned_empty(s.total, dtype)
+            if self.is_double:
+                value = _run[double](self, &s, params, X, batch_sizes, initial, masks,
+                                     finals, Y, target, row0, count, grad)
+            else:
+                value = _run[float](self, &s, params, X, batch_sizes, initial, masks,
+                                    finals, Y, target, row0, count, grad)
+            return value, result
+        finally:
+            self.busy.release()
 
-    cdef Shape check_common(self, params, X, batch_sizes, initial, masks) except *:
-        """Check the arguments every pass takes; lay out (and grow) the workspace."""
-        cdef Py_ssize_t T, N, B
-        cdef Shape s
-        check_size(params.size, self.n_params, "params")
-        if params.dtype != self.dtype or X.dtype != self.dtype:
-            raise ValueError(f"params and X must be {self.dtype}; got {params.dtype} "
-                             f"and {X.dtype}")
-        if X.ndim != 2 or X.shape[1] != self.c.I:
-            raise ValueError(f"X must be (N, {self.c.I}); got {X.shape}")
-        N = X.shape[0]
-        T = check_batch(batch_sizes, N)
-        B = batch_sizes[0]
-        if initial is not None and initial.shape != self.state_shape(B):
-            raise ValueError(f"initial states must be {self.state_shape(B)}; got "
-                             f"{initial.shape}")
-        if masks is not None and masks.shape != (self.c.L - 1, N, self.c.D * self.c.H):
-            raise ValueError(f"dropout masks must be {(self.c.L - 1, N, self.c.D * self.c.H)}; got {masks.shape}")
-        s = plan(&self.c, T, N, B)
-        if self.workspace.shape[0] < s.total:
-            self.workspace = aligned_empty(s.total, self.dtype)
-        return s
+    cdef object workspace_bound(self, Py_ssize_t N, Py_ssize_t B):
+        """A generous upper bound of :meth:`workspace_size`, in Python
+        integers (which cannot overflow): each of the workspace's blocks is
+        at most ``(rows + H + 64) * width`` elements, and there are fewer
+        than ``(L*D + 8) * (D + 2)`` of them."""
+        L, D, H, G, I, O = self.c.L, self.c.D, self.c.H, self.c.G, self.c.I, self.c.O
+        width = G + max(I, D * H) + D * H + O + H + 64
+        return (L * D + 8) * (D + 2) * (int(N) + int(B) + H + 64) * width
 
-    cdef object check_finals(self, finals, Py_ssize_t B, bint allocate):
-        """``finals``, checked; a new array if None and ``allocate``."""
-        if finals is None:
-            return np.empty(self.state_shape(B), self.dtype) if allocate else None
-        check_array(finals, self.state_shape(B), self.dtype, "finals")
-        return finals
-
-    cdef int check_target(self, const Shape* s, target, Py_ssize_t row0) except -1:
-        cdef Py_ssize_t rows = s.R - row0
+    cdef object check_target(self, const Shape* s, target, Py_ssize_t row0):
+        """The buffer of ``target`` (None stays None), checked."""
+        cdef Py_ssize_t i, rows = s.R - row0
+        cdef const Py_ssize_t[::1] k
+        if target is None:
+            return None
         if not 0 <= row0 <= s.R:
             raise ValueError(f"row0 must be in [0, {s.R}]; got {row0}")
-        if self.c.cross_entropy:
-            if target.dtype != np.intp or target.shape != (rows,):
-                raise ValueError(f"class targets must be intp of shape ({rows},); got "
-                                 f"{target.dtype} {target.shape}")
-            if rows and (target.min() < 0 or target.max() >= self.c.O):
-                raise ValueError(f"class targets must lie in [0, {self.c.O})")
-        elif target.dtype != self.dtype or target.shape != (rows, self.c.O):
-            raise ValueError(f"targets must be {self.dtype} of shape ({rows}, {self.c.O});"
-                             f" got {target.dtype} {target.shape}")
-        return 0
-
-    cdef double default_count(self, const Shape* s, Py_ssize_t row0):
-        return (s.R - row0) * (1 if self.c.cross_entropy else self.c.O)
-
-    cdef double run(self, const Shape* s, params, X, batch_sizes, initial, masks, finals,
-                    Y, target, Py_ssize_t row0, double count, grad) except? -1:
-        """The pass, in the dtype of the arrays: forward; then the output
-        ``Y``, or the loss of ``target`` (and, with ``grad``, BPTT)."""
-        if self.is_double:
-            return _run[double](self, s, params, X, batch_sizes, initial, masks, finals, Y,
-                                target, row0, count, grad)
-        return _run[float](self, s, params, X, batch_sizes, initial, masks, finals, Y,
-                           target, row0, count, grad)
+        if not self.c.cross_entropy:
+            return buffer(target, "targets", (rows, self.c.O), self.dtype, False)
+        target = buffer(target, "class targets", (rows,), INTP, False)
+        k = target
+        for i in range(rows):
+            if not 0 <= k[i] < self.c.O:
+                raise ValueError(f"class targets must lie in [0, {self.c.O}); got "
+                                 f"{k[i]} at row {i}")
+        return target
 
 
 # --- the typed body of every pass (float32 and float64) ----------------------------
 
-cdef const floating* optional(const floating[::1] a) noexcept:
-    return &a[0] if a is not None else NULL
-
-
 cdef double _run(Stack self, const Shape* s, const floating[::1] params,
-                 const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes, initial,
-                 masks, finals, floating[:, ::1] Y, target, Py_ssize_t row0, double count,
-                 floating[::1] grad) except? -1:
+                 const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
+                 const floating[:, :, :, ::1] initial, const floating[:, :, ::1] masks,
+                 floating[:, :, :, ::1] finals, floating[:, ::1] Y, target,
+                 Py_ssize_t row0, double count, floating[::1] grad) except? -1:
     """Forward; then the output ``Y``, or the loss of ``target`` (and, with
-    ``grad``, BPTT), all in one block without the GIL."""
+    ``grad``, BPTT), all in one block without the GIL. Every buffer has been
+    checked by :meth:`Stack.run`."""
     cdef floating[::1] ws = self.workspace
-    cdef const floating[::1] init = initial.reshape(-1) if initial is not None else None
-    cdef const floating[::1] mask = masks.reshape(-1) if masks is not None else None
-    cdef floating[::1] fin = finals.reshape(-1) if finals is not None else None
-    cdef const floating* init_ptr = optional(init)
-    cdef const floating* mask_ptr = optional(mask)
-    cdef floating* fin_ptr = &fin[0] if fin is not None else &ws[s.finals]
+    cdef const floating* init_ptr = &initial[0, 0, 0, 0] if initial is not None else NULL
+    cdef const floating* mask_ptr = &masks[0, 0, 0] if masks is not None else NULL
+    cdef floating* fin_ptr = &finals[0, 0, 0, 0] if finals is not None else &ws[s.finals]
     cdef floating* Y_ptr = &Y[0, 0] if Y is not None else NULL
     cdef floating* grad_ptr = &grad[0] if grad is not None else NULL
     cdef const floating[:, ::1] D

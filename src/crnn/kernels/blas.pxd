@@ -8,7 +8,10 @@ swap operands so that scipy's column-major routines compute row-major
 results; no copies are made.
 
 This is the only module of crnn that calls ``scipy.linalg.cython_blas``.
-All functions run without the GIL and trust their arguments.
+All functions run without the GIL and trust their arguments: every size,
+leading dimension and increment is an ``int`` and must be below 2^31
+(scipy's BLAS is 32-bit; ``check_blas_sizes`` in ``blas.pyx`` checks this
+for the Python entry points).
 """
 from cython cimport floating
 

@@ -48,6 +48,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from libc.limits cimport INT_MAX
 from libc.math cimport exp, log
 from libc.string cimport memcpy, memset
 
@@ -510,12 +511,28 @@ cdef Py_ssize_t check_batch(const Py_ssize_t[::1] batch_sizes, Py_ssize_t N) exc
     return T
 
 
+cdef bint same_shape(tuple wanted, tuple shape) except -1:
+    """Whether ``shape`` is ``wanted``, where None in ``wanted`` is any length."""
+    cdef Py_ssize_t i
+    if len(shape) != len(wanted):
+        return False
+    for i in range(len(wanted)):
+        if wanted[i] is not None and wanted[i] != shape[i]:
+            return False
+    return True
+
+
 cdef object buffer(obj, str what, tuple shape, dtype, bint writable):
     """The buffer of ``obj`` (a :class:`memoryview`), checked to be C-contiguous,
     of ``dtype``, of ``shape`` (None: any length) and writable if asked, or
     ValueError. The checks read the buffer the kernels will use, not the
     object's attributes, and the typed views are taken from this memoryview,
-    so they see exactly the buffer checked here."""
+    so they see exactly the buffer checked here. An exact ndarray is
+    returned as it is: its attributes are its buffer's."""
+    if type(obj) is np.ndarray and obj.dtype is dtype and same_shape(shape, obj.shape):
+        flags = obj.flags
+        if flags.c_contiguous and (flags.writeable or not writable):
+            return obj
     try:
         view = memoryview(obj)
     except TypeError:
@@ -523,15 +540,15 @@ cdef object buffer(obj, str what, tuple shape, dtype, bint writable):
                          f"{type(obj).__name__}") from None
     try:
         got = np.dtype(view.format)
-        name = got.name
     except TypeError:
-        got, name = None, repr(view.format)
+        got = None
     if got != dtype or view.itemsize != dtype.itemsize or view.ndim != len(shape) \
             or not view.c_contiguous:
+        name = repr(view.format) if got is None else got.name
         order = "" if view.c_contiguous else ", not C-contiguous"
         raise ValueError(f"{what} must be a C-contiguous {len(shape)}-d {np.dtype(dtype)} "
                          f"array; got a {view.ndim}-d {name} array{order}")
-    if any(n is not None and n != got for n, got in zip(shape, view.shape)):
+    if not same_shape(shape, view.shape):
         wanted = ", ".join("any" if n is None else str(n) for n in shape)
         raise ValueError(f"{what} must have shape ({wanted}{',' * (len(shape) == 1)}); "
                          f"got {view.shape}")
@@ -739,7 +756,8 @@ cdef class Stack:
             X = buffer(X, "X", (None, self.c.I), dtype, False)
             batch_sizes = buffer(batch_sizes, "batch_sizes", (None,), INTP, False)
             N = X.shape[0]
-            check_blas_sizes(rows=N)
+            if N > INT_MAX:
+                check_blas_sizes(rows=N)
             bs = batch_sizes
             T = check_batch(bs, N)
             B = bs[0]
@@ -753,7 +771,7 @@ cdef class Stack:
                 finals = np.empty(self.state_shape(B), dtype)
             result = finals
             finals = optional_buffer(finals, "finals", self.state_shape(B), dtype, True)
-            if self.workspace_bound(N, B) * dtype.itemsize >= 2**62:
+            if self.workspace_bound(N, B) * dtype.itemsize >= 4.6e18:    # 2^62
                 # beyond any memory: plan's products of sizes could overflow
                 raise MemoryError(f"the workspace of a batch of {N} rows is beyond any "
                                   f"machine's memory for this network")
@@ -777,14 +795,15 @@ cdef class Stack:
         finally:
             self.busy.release()
 
-    cdef object workspace_bound(self, Py_ssize_t N, Py_ssize_t B):
-        """A generous upper bound of :meth:`workspace_size`, in Python
-        integers (which cannot overflow): each of the workspace's blocks is
-        at most ``(rows + H + 64) * width`` elements, and there are fewer
-        than ``(L*D + 8) * (D + 2)`` of them."""
-        L, D, H, G, I, O = self.c.L, self.c.D, self.c.H, self.c.G, self.c.I, self.c.O
-        width = G + max(I, D * H) + D * H + O + H + 64
-        return (L * D + 8) * (D + 2) * (int(N) + int(B) + H + 64) * width
+    cdef double workspace_bound(self, Py_ssize_t N, Py_ssize_t B) noexcept:
+        """A generous upper bound of :meth:`workspace_size`, in floating
+        point (which cannot overflow): each of the workspace's blocks is at
+        most ``(rows + H + 64) * width`` elements, and there are fewer than
+        ``(L*D + 8) * (D + 2)`` of them."""
+        cdef double L = self.c.L, D = self.c.D, H = self.c.H
+        cdef double width = (self.c.G + max(self.c.I, self.c.D * self.c.H) + D * H
+                             + self.c.O + H + 64)
+        return (L * D + 8) * (D + 2) * (<double> N + B + H + 64) * width
 
     cdef object check_target(self, const Shape* s, target, Py_ssize_t row0):
         """The buffer of ``target`` (None stays None), checked."""
@@ -806,6 +825,13 @@ cdef class Stack:
 
 
 # --- the typed body of every pass (float32 and float64) ----------------------------
+
+cdef bint state_view(const floating[:, :, :, ::1] a, Py_ssize_t n_states, Py_ssize_t U,
+                     Py_ssize_t B, Py_ssize_t H) noexcept:
+    """Whether ``a`` is None or ``(n_states, U, B, H)``."""
+    return a is None or (a.shape[0] == n_states and a.shape[1] == U and a.shape[2] == B
+                         and a.shape[3] == H)
+
 
 cdef double _run(Stack self, const Shape* s, const floating[::1] params,
                  const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
@@ -829,12 +855,28 @@ cdef double _run(Stack self, const Shape* s, const floating[::1] params,
     cdef Py_ssize_t Hd = self.c.D * self.c.H
     cdef double value = 0
     cdef unsigned long fp_state
+    cdef Py_ssize_t L_D = self.c.L * self.c.D, n_st = self.c.n_states
+    # The views are the buffers checked by Stack.run; their sizes once more,
+    # in case another thread reshaped an array in between.
+    if (params.shape[0] != self.n_params or X.shape[0] != s.N or X.shape[1] != self.c.I
+            or batch_sizes.shape[0] != s.T
+            or (grad is not None and grad.shape[0] != self.n_params)
+            or (Y is not None and (Y.shape[0] != s.R or Y.shape[1] != self.c.O))
+            or (masks is not None and (masks.shape[0] != self.c.L - 1
+                                       or masks.shape[1] != s.N or masks.shape[2] != Hd))
+            or not state_view(initial, n_st, L_D, s.B, self.c.H)
+            or not state_view(finals, n_st, L_D, s.B, self.c.H)):
+        raise ValueError("an array of this pass changed shape while it was checked")
     if scored and s.R > row0:
         if self.c.cross_entropy:
             k = target
+            if k.shape[0] != s.R - row0:
+                raise ValueError("the class targets changed shape while they were checked")
             k_ptr = &k[0]
         else:
             D = target
+            if D.shape[0] != s.R - row0 or D.shape[1] != self.c.O:
+                raise ValueError("the targets changed shape while they were checked")
             D_ptr = &D[0, 0]
     with nogil:
         fp_state = crnn_subnormals_off()

@@ -1,5 +1,6 @@
 """scikit-learn-style estimators: ``RNNRegressor`` and ``RNNClassifier``."""
 import operator
+import queue
 
 import numpy as np
 
@@ -14,6 +15,7 @@ from crnn._constraints import (Boolean, FloatDtype, Interval, Options, RandomSta
 from crnn._network import RecurrentNetwork
 from crnn._optim import OPTIMIZERS, check_optimizer_state
 from crnn._sequences import Sequences
+from crnn._threads import effective_n_jobs, map_blocks, one_blas_thread
 from crnn._training import copy_state, train
 from crnn.kernels.activations import CODES as ACTIVATIONS
 from crnn.kernels.stack import OUTPUTS
@@ -21,6 +23,22 @@ from crnn.exceptions import NotFittedError
 
 # State values (steps x sequences x hidden units) that predict holds at once.
 _PREDICT_CHUNK_ELEMENTS = 1 << 22
+# The fewest sequences a block of predict gets unless there are fewer, and
+# the most blocks a predict is split into for threads to share.
+_PREDICT_BLOCK_SEQUENCES = 64
+_PREDICT_MAX_BLOCKS = 8
+
+
+def _predict_blocks(n, T, network):
+    """The blocks of sequences ``predict`` runs, as index arrays: at most
+    ``_PREDICT_CHUNK_ELEMENTS`` gate activations each, and split further
+    into up to ``_PREDICT_MAX_BLOCKS`` blocks of at least
+    ``_PREDICT_BLOCK_SEQUENCES`` for threads to share. They depend on the
+    data and the network only, never on the number of threads."""
+    per_block = _PREDICT_CHUNK_ELEMENTS // (T * network.H * network.D * network.L
+                                            * network.cell.n_gates)
+    size = max(1, min(per_block, max(_PREDICT_BLOCK_SEQUENCES, -(-n // _PREDICT_MAX_BLOCKS))))
+    return [np.arange(start, min(start + size, n)) for start in range(0, n, size)]
 
 
 class _RNNBase(BaseEstimator):
@@ -71,6 +89,7 @@ class _RNNBase(BaseEstimator):
         "random_state": [RandomState()],
         "verbose": [Verbose()],
         "warm_start": [Boolean()],
+        "n_jobs": [None, Interval("integer", None, -1), Interval("integer", 1, None)],
     }
 
     #: Fitted attributes every estimator has; with ``params_``, the
@@ -93,7 +112,7 @@ class _RNNBase(BaseEstimator):
                  early_stopping=False, validation_fraction=0.1, shuffle=True,
                  clip_norm=None, alpha=0.0, dropout=0.0, bptt_steps=None,
                  forget_bias=1.0, dtype="float64", random_state=None,
-                 verbose=False, warm_start=False):
+                 verbose=False, warm_start=False, n_jobs=None):
         self.hidden_size = hidden_size
         self.cell = cell
         self.num_layers = num_layers
@@ -123,6 +142,7 @@ class _RNNBase(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
+        self.n_jobs = n_jobs
 
     # -- hyper-parameters ---------------------------------------------------
 
@@ -414,7 +434,8 @@ class _RNNBase(BaseEstimator):
         self._check_state(state)
         network = self._make_network(state["n_features_in_"], state["n_outputs_"],
                                      state["params_"].dtype)
-        train(self, network, state, seqs, target, n_epochs, early_stopping, warn)
+        with one_blas_thread():
+            train(self, network, state, seqs, target, n_epochs, early_stopping, warn)
 
     # -- prediction ---------------------------------------------------------
 
@@ -428,22 +449,32 @@ class _RNNBase(BaseEstimator):
         seqs = v.check_sequences(X, self.params_.dtype, lengths, self.n_features_in_)
         network = self._network()
         initial = self._check_initial_state(initial_state, seqs.n, network)
+        networks = queue.SimpleQueue()      # one per thread: each holds a workspace
+        networks.put(network)
+
+        def run_block(idx):
+            try:
+                net = networks.get_nowait()
+            except queue.Empty:
+                net = self._network()
+            try:
+                batch = seqs.pack(idx)
+                # (n_states, L*D, B, H), rows in packed order
+                state0 = (None if initial is None
+                          else np.stack([s[:, batch.sources] for s in initial]))
+                return (idx, batch, *net.output(self.params_, batch, state0))
+            finally:
+                networks.put(net)
+
         T = int(seqs.lengths.max())
-        per_chunk = _PREDICT_CHUNK_ELEMENTS // (T * network.H * network.D
-                                                * network.L * network.cell.n_gates)
-        chunk = max(1, per_chunk)
+        blocks = map_blocks(run_block, _predict_blocks(seqs.n, T, network),
+                            effective_n_jobs(self.n_jobs))
         outputs, finals = [], None
         if return_state:
             finals = [np.empty((network.L * network.D, seqs.n, network.H),
                                dtype=self.params_.dtype)
                       for _ in range(network.cell.n_states)]
-        for start in range(0, seqs.n, chunk):
-            idx = np.arange(start, min(start + chunk, seqs.n))
-            batch = seqs.pack(idx)
-            rows = batch.sources
-            # (n_states, L*D, B, H), rows in packed order
-            state0 = None if initial is None else np.stack([s[:, rows] for s in initial])
-            Y, final = network.output(self.params_, batch, state0)
+        for idx, batch, Y, final in blocks:
             if self.return_sequences:
                 outputs.append(batch.unpack_steps(Y, seqs.as_list, T))
             else:
@@ -578,6 +609,15 @@ _SHARED_PARAMETERS = """
         ``verbose``-th epoch (an int greater than 1).
     warm_start : bool, default=False
         Continue from the current weights (and optimizer state) on ``fit``.
+    n_jobs : int or None, default=None
+        Threads for ``predict``, ``predict_proba`` and ``score``, which run
+        blocks of sequences at the same time: None, the cores this process
+        may use (its CPU affinity and cgroup quota, and no more than the
+        BLAS thread count set with ``threadpoolctl``, in a joblib worker or
+        by ``OPENBLAS_NUM_THREADS``); -1 all cores, -2 all but one. The
+        blocks do not depend on ``n_jobs``: the results are bit-identical
+        for any value. crnn's matrix products run on one BLAS thread
+        whatever the process's BLAS setting (restored afterwards).
 """
 
 _SHARED_ATTRIBUTES = """
@@ -675,7 +715,7 @@ class RNNRegressor(RegressorMixin, _RNNBase):
                  n_iter_no_change=10, early_stopping=False,
                  validation_fraction=0.1, shuffle=True, clip_norm=None, alpha=0.0,
                  dropout=0.0, bptt_steps=None, forget_bias=1.0, dtype="float64",
-                 random_state=None, verbose=False, warm_start=False):
+                 random_state=None, verbose=False, warm_start=False, n_jobs=None):
         super().__init__(
             hidden_size, cell=cell, num_layers=num_layers,
             bidirectional=bidirectional, activation=activation,
@@ -688,6 +728,7 @@ class RNNRegressor(RegressorMixin, _RNNBase):
             clip_norm=clip_norm, alpha=alpha, dropout=dropout,
             bptt_steps=bptt_steps, forget_bias=forget_bias, dtype=dtype,
             random_state=random_state, verbose=verbose, warm_start=warm_start,
+            n_jobs=n_jobs,
         )
         self.output_activation = output_activation
 

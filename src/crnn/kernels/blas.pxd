@@ -59,7 +59,8 @@ cdef void copy(int n, const floating* x, int incx,
 # per pass in column panels (``pack``) and run every step's product on that
 # layout (``packed_gemm``, an AVX-512 or AVX2 kernel; see packed.h).
 # ``use_packed`` says whether to: the CPU has a kernel, scipy's BLAS runs on
-# one thread (with more, its threaded GEMM is faster), the product is too
+# one thread (with more, its threaded GEMM is faster on an idle machine;
+# crnn's own passes hold it at one thread, see the end of this file), the product is too
 # large for OpenBLAS's small-matrix kernels, which read W in place, and, in
 # float64, W takes at most PACKED_DOUBLE_BYTES (beyond that, BLAS is the
 # faster of the two in float64). The measurements behind these bounds, taken
@@ -90,3 +91,17 @@ cdef void pack(Py_ssize_t K, Py_ssize_t N, const floating* W, Py_ssize_t sk,
 cdef void packed_gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const floating* A,
                       Py_ssize_t lda, const floating* P, bint beta, floating* C,
                       Py_ssize_t ldc) noexcept nogil
+
+
+# --- scipy's BLAS threads ------------------------------------------------------
+#
+# crnn's passes run their products on one BLAS thread (its per-step products
+# are too small to gain from more, and BLAS's spinning workers lose their core
+# to any other busy process); crnn parallelises over blocks of sequences
+# itself (``crnn._threads``). ``hold_one_thread`` holds scipy's BLAS at one
+# thread until the matching ``release_threads``; nested and concurrent holds
+# are counted, the first saves the thread count and the last restores it.
+# Both need the GIL (it orders them), so they are for crnn's own passes, not
+# for nogil code.
+cdef void hold_one_thread() noexcept
+cdef void release_threads() noexcept

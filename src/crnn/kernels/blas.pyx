@@ -137,6 +137,7 @@ def check_blas_sizes(**sizes):
 
 ctypedef int (*thread_query)() noexcept nogil
 cdef thread_query blas_threads = NULL     # scipy's BLAS's own, found at import
+                                          # (see "scipy's BLAS threads" below)
 cdef int packed_mode = 0                  # 0 auto, 1 never, 2 always
 PACKED_MODES = {"auto": 0, "never": 1, "always": 2}
 
@@ -173,10 +174,27 @@ cdef void packed_gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const floating* 
         crnn_packed_gemm_d(M, N, K, A, lda, P, beta, C, ldc)
 
 
-def _find_blas_thread_query():
-    """The address of scipy's BLAS function that reports its thread count
-    (OpenBLAS or MKL), looked up in the library ``scipy.linalg.cython_blas``
-    links; 0 if there is none."""
+# --- scipy's BLAS threads ------------------------------------------------------
+
+ctypedef void (*thread_setter)(int) noexcept nogil
+cdef thread_setter blas_set_threads = NULL    # found at import, with blas_threads
+cdef int holders = 0          # crnn calls now holding scipy's BLAS at one thread
+cdef int threads_before = 0   # its thread count when the first of them began
+
+# (get, set) function names of each BLAS build scipy may link.
+_THREAD_FUNCTIONS = (
+    ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
+    ("openblas_get_num_threads", "openblas_set_num_threads"),
+    ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+    ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+    ("MKL_Get_Max_Threads", "MKL_Set_Num_Threads"),
+)
+
+
+def _find_blas_thread_functions():
+    """The addresses of scipy's BLAS functions that report and set its
+    thread count (OpenBLAS or MKL), looked up in the library
+    ``scipy.linalg.cython_blas`` links; 0 for what there is not."""
     import ctypes
 
     from scipy.linalg import cython_blas
@@ -184,22 +202,67 @@ def _find_blas_thread_query():
     try:
         lib = ctypes.CDLL(cython_blas.__file__)
     except OSError:
-        return 0
-    for name in ("scipy_openblas_get_num_threads", "openblas_get_num_threads",
-                 "scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
-                 "MKL_Get_Max_Threads"):
-        func = getattr(lib, name, None)
-        if func is not None:
-            return ctypes.cast(func, ctypes.c_void_p).value or 0
-    return 0
+        return 0, 0
+    for get_name, set_name in _THREAD_FUNCTIONS:
+        get, set_ = getattr(lib, get_name, None), getattr(lib, set_name, None)
+        if get is not None:
+            address = lambda f: (ctypes.cast(f, ctypes.c_void_p).value or 0) if f else 0
+            return address(get), address(set_)
+    return 0, 0
 
 
 # Found once, here: no Python code can point the kernels at another function.
-blas_threads = <thread_query> <size_t> _find_blas_thread_query()
+_get, _set = _find_blas_thread_functions()
+blas_threads = <thread_query> <size_t> _get
+blas_set_threads = <thread_setter> <size_t> _set
+del _get, _set
+
+
+cdef void hold_one_thread() noexcept:
+    """Hold scipy's BLAS at one thread until the matching
+    :func:`release_threads`. Called with the GIL held, which orders the
+    calls of every thread: the first holder saves the thread count and sets
+    it to one, the last one restores it."""
+    global holders, threads_before
+    if holders == 0 and blas_threads != NULL and blas_set_threads != NULL:
+        threads_before = blas_threads()
+        if threads_before > 1:
+            blas_set_threads(1)
+    holders += 1
+
+
+cdef void release_threads() noexcept:
+    """End one :func:`hold_one_thread`."""
+    global holders, threads_before
+    holders -= 1
+    if holders == 0 and threads_before > 1:
+        blas_set_threads(threads_before)
+        threads_before = 0
+
+
+def hold_blas_threads():
+    """Hold scipy's BLAS at one thread (see ``hold_one_thread``); pair with
+    :func:`release_blas_threads`. ``crnn._threads.one_blas_thread`` is the
+    context manager built on these."""
+    hold_one_thread()
+
+
+def release_blas_threads():
+    """End one :func:`hold_blas_threads`; the last restores the thread count."""
+    if holders < 1:
+        raise RuntimeError("release_blas_threads without hold_blas_threads")
+    release_threads()
+
+
+def blas_threads_held():
+    """How many crnn calls hold scipy's BLAS at one thread now, and the
+    thread count that the last of them will restore (0 if none was saved)."""
+    return holders, threads_before
 
 
 def blas_thread_count():
-    """The thread count scipy's BLAS reports, or None if it has no query."""
+    """The thread count scipy's BLAS reports now, or None if it has no query
+    (while crnn holds it at one thread: 1)."""
     return None if blas_threads == NULL else blas_threads()
 
 

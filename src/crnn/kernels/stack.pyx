@@ -59,7 +59,7 @@ from crnn.kernels._elementwise cimport (
 )
 from crnn.kernels.abi cimport align_up
 from crnn.kernels.activations cimport IDENTITY, SOFTMAX
-from crnn.kernels.blas cimport NoTrans, Trans, gemm
+from crnn.kernels.blas cimport NoTrans, Trans, gemm, hold_one_thread, release_threads
 from crnn.kernels.elman cimport (
     ELMAN_GATES, ELMAN_STATES, elman_backward, elman_backward_work_size, elman_forward,
     elman_forward_work_size,
@@ -750,6 +750,7 @@ cdef class Stack:
                 "this Stack is running a pass in another thread: a Stack's workspace "
                 "serves one pass at a time; give each thread its own network "
                 "(RecurrentNetwork) and so its own Stack")
+        hold_one_thread()
         try:
             dtype = self.dtype
             params = buffer(params, "params", (self.n_params,), dtype, False)
@@ -793,6 +794,7 @@ cdef class Stack:
                                     finals, Y, target, row0, count, grad)
             return value, result
         finally:
+            release_threads()
             self.busy.release()
 
     cdef double workspace_bound(self, Py_ssize_t N, Py_ssize_t B) noexcept:

@@ -610,14 +610,16 @@ _SHARED_PARAMETERS = """
     warm_start : bool, default=False
         Continue from the current weights (and optimizer state) on ``fit``.
     n_jobs : int or None, default=None
-        Threads for ``predict``, ``predict_proba`` and ``score``, which run
-        blocks of sequences at the same time: None, the cores this process
-        may use (its CPU affinity and cgroup quota, and no more than the
-        BLAS thread count set with ``threadpoolctl``, in a joblib worker or
-        by ``OPENBLAS_NUM_THREADS``); -1 all cores, -2 all but one. The
-        blocks do not depend on ``n_jobs``: the results are bit-identical
-        for any value. crnn's matrix products run on one BLAS thread
-        whatever the process's BLAS setting (restored afterwards).
+        Threads for ``fit``, ``partial_fit``, ``predict``, ``predict_proba``
+        and ``score``, which run blocks of sequences at the same time (a
+        mini-batch: blocks of at least 16 sequences): None, the cores this
+        process may use (its CPU affinity and cgroup quota, and no more
+        than the BLAS thread count set with ``threadpoolctl``, in a joblib
+        worker or by ``OPENBLAS_NUM_THREADS``); -1 all cores, -2 all but
+        one. The blocks do not depend on ``n_jobs``: the fitted weights and
+        the predictions are bit-identical for any value. crnn's matrix
+        products run on one BLAS thread whatever the process's BLAS setting
+        (restored afterwards).
 """
 
 _SHARED_ATTRIBUTES = """

@@ -251,7 +251,7 @@ class RecurrentNetwork:
         return value + self.penalty(params, alpha)
 
     def loss_grad(self, params, batch, target, alpha=0.0, grad=None, rng=None,
-                  initial=None):
+                  initial=None, count=None, masks=None):
         """Loss and its gradient with respect to every parameter, by BPTT.
 
         Parameters
@@ -268,6 +268,13 @@ class RecurrentNetwork:
             Dropout masks (training); None for the exact, deterministic loss.
         initial : ndarray (n_states, L*D, B, H), optional
             Initial states, as for :meth:`forward`; zeros by default.
+        count : int, optional
+            What the data loss is divided by; by default the number of
+            scored terms of this batch. A block of a larger batch passes the
+            whole batch's count, so that the blocks' losses and gradients
+            add up to the batch's.
+        masks : ndarray (L-1, N, D*H), optional
+            Dropout masks drawn beforehand (instead of from ``rng``).
 
         Returns
         -------
@@ -278,10 +285,11 @@ class RecurrentNetwork:
             grad = self.layout.zeros(self.dtype)
         else:
             grad.fill(0)
+        if masks is None:
+            masks = self._masks(rng, batch.N)
         value = self.stack.loss_grad(params, batch.X, batch.batch_sizes,
-                                     self._target(target), grad,
-                                     initial=self._states(initial),
-                                     masks=self._masks(rng, batch.N))
+                                     self._target(target), grad, 0, count or 0,
+                                     initial=self._states(initial), masks=masks)
         if alpha:
             self._penalty_grad(params, grad, alpha)
             value += self.penalty(params, alpha)

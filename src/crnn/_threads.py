@@ -21,7 +21,7 @@ import contextlib
 import math
 import operator
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 from crnn.kernels import blas
 
@@ -104,15 +104,25 @@ def effective_n_jobs(n_jobs=None):
     return n_jobs if n_jobs > 0 else max(1, cpus + 1 + n_jobs)
 
 
-def map_blocks(function, blocks, n_threads):
+def map_blocks(function, blocks, n_threads, executor=None):
     """``[function(block) for block in blocks]``, run on up to ``n_threads``
-    threads. The results are in block order; each block's work is the same
-    whatever the number of threads. The first exception raised is raised
-    again, after every started block has finished."""
+    threads (of ``executor``, a ``ThreadPoolExecutor`` of that many workers,
+    if given: a loop that maps many times reuses its threads). The results
+    are in block order; each block's work is the same whatever the number
+    of threads. The first exception raised is raised again, after every
+    started block has finished."""
     blocks = list(blocks)
     n_threads = min(n_threads, len(blocks))
     with one_blas_thread():
         if n_threads <= 1:
             return [function(block) for block in blocks]
+        if executor is not None:
+            futures = [executor.submit(function, block) for block in blocks]
+            try:
+                return [future.result() for future in futures]
+            finally:
+                for future in futures:
+                    future.cancel()
+                wait(futures)
         with ThreadPoolExecutor(n_threads, thread_name_prefix="crnn") as pool:
             return list(pool.map(function, blocks))

@@ -31,15 +31,18 @@ and in every other case, or when no epoch of the call completed (or none
 predicts finite values), nothing: the estimator stays exactly as it was
 before the call -- unfitted, if it was.
 """
+import contextlib
 import copy
 import operator
 import sys
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from crnn._optim import clip_by_global_norm, sum_of_squares
+from crnn._threads import effective_n_jobs, map_blocks
 from crnn.exceptions import ConvergenceWarning, TrainingDivergedError
 
 __all__ = ["train", "validation_split", "minibatches", "DivergenceGuard",
@@ -69,13 +72,70 @@ def minibatches(order, batch_size):
         yield order[start:start + batch_size]
 
 
-def loss_and_gradient(network, params, batch, target, bptt_steps, alpha, grad, rng):
-    """Mean loss of a packed batch and its gradient (into ``grad``), by full
-    BPTT or, with ``bptt_steps``, truncated BPTT."""
-    if bptt_steps is not None:
-        return network.loss_grad_truncated(params, batch, target, bptt_steps, alpha,
-                                           grad, rng)
-    return network.loss_grad(params, batch, target, alpha, grad, rng)
+#: A mini-batch is split into blocks of this many sequences (at least), at
+#: most TRAINING_MAX_BLOCKS of them, that run forward and BPTT at the same
+#: time on crnn's threads. The split depends on the batch size only, never
+#: on the thread count, so the weights are the same for every ``n_jobs``.
+TRAINING_BLOCK_SEQUENCES = 16
+TRAINING_MAX_BLOCKS = 8
+
+
+def training_blocks(idx):
+    """The blocks of the mini-batch ``idx``: consecutive runs of its
+    sequences, as even as possible."""
+    n_blocks = min(TRAINING_MAX_BLOCKS, max(1, idx.size // TRAINING_BLOCK_SEQUENCES))
+    return np.array_split(idx, n_blocks)
+
+
+class BlockGradients:
+    """Loss and gradient of a mini-batch as the sum of its blocks'.
+
+    Each block (:func:`training_blocks`) runs on its own network (and so its
+    own workspace) into its own gradient buffer, on up to ``n_threads``
+    threads; the dropout masks are drawn first, block by block, in order;
+    the buffers are added in block order. So the result is the same for any
+    number of threads. The data loss of every block is divided by the whole
+    batch's count, so that the blocks add up to the batch's mean loss.
+    """
+
+    def __init__(self, network, make_network, params, n_threads, executor):
+        self.network, self.make_network = network, make_network
+        self.params, self.n_threads, self.executor = params, n_threads, executor
+        self.networks, self.grads = [network], [np.empty_like(params)]
+
+    def __call__(self, seqs, idx, target, return_sequences, alpha, grad, rng):
+        network, params = self.network, self.params
+        batches = [seqs.pack(block) for block in training_blocks(idx)]
+        while len(self.networks) < len(batches):
+            self.networks.append(self.make_network())
+            self.grads.append(np.empty_like(params))
+        targets = [b.targets(target, return_sequences) for b in batches]
+        count = sum(network._batch_count(b) for b in batches)
+        masks = [network._masks(rng, b.N) for b in batches]
+
+        def block(k):
+            return self.networks[k].loss_grad(params, batches[k], targets[k], 0.0,
+                                              self.grads[k], count=count, masks=masks[k])[0]
+
+        losses = map_blocks(block, range(len(batches)), self.n_threads, self.executor)
+        grad[...] = self.grads[0]
+        for g in self.grads[1:len(batches)]:
+            grad += g
+        network._penalty_grad(params, grad, alpha)
+        return sum(losses) + network.penalty(params, alpha), len(idx)
+
+
+def loss_and_gradient(blocks, seqs, idx, target, return_sequences, bptt_steps, alpha,
+                      grad, rng):
+    """Mean loss of the mini-batch ``idx`` and its gradient (into ``grad``):
+    by full BPTT over its blocks (``blocks``, a :class:`BlockGradients`) or,
+    with ``bptt_steps``, by truncated BPTT over the whole batch."""
+    if bptt_steps is None:
+        return blocks(seqs, idx, target, return_sequences, alpha, grad, rng)
+    batch = seqs.pack(idx)
+    return blocks.network.loss_grad_truncated(
+        blocks.params, batch, batch.targets(target, return_sequences), bptt_steps, alpha,
+        grad, rng)
 
 
 class DivergenceGuard:
@@ -221,8 +281,13 @@ def train(model, network, state, seqs, target, n_epochs, early_stopping, warn):
     :class:`~crnn.TrainingDivergedError`, so NumPy's floating-point warnings
     are silenced here.
     """
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        run = _Run(model, network, state, seqs, target, early_stopping)
+    n_threads = effective_n_jobs(model.n_jobs)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"), (
+            ThreadPoolExecutor(n_threads, thread_name_prefix="crnn") if n_threads > 1
+            else contextlib.nullcontext()) as executor:
+        run = _Run(model, network, state, seqs, target, early_stopping,
+                   BlockGradients(network, lambda: copy.copy(network), state["params_"],
+                                  n_threads, executor))
         try:
             converged = run.epochs(n_epochs)
         except KeyboardInterrupt:
@@ -246,8 +311,9 @@ def train(model, network, state, seqs, target, n_epochs, early_stopping, warn):
 class _Run:
     """One call's training: the working state, its epochs and its commits."""
 
-    def __init__(self, model, network, state, seqs, target, early_stopping):
+    def __init__(self, model, network, state, seqs, target, early_stopping, blocks):
         self.model, self.network, self.state = model, network, state
+        self.blocks = blocks
         self.seqs, self.target = seqs, target
         self.params = state["params_"]
         self.optimizer = model._training_optimizer(state)
@@ -301,7 +367,7 @@ class _Run:
     def epochs(self, n_epochs):
         """Train for up to ``n_epochs``; True if the fit converged."""
         model, state, params, rng = self.model, self.state, self.params, self.rng
-        network, seqs, target = self.network, self.seqs, self.target
+        seqs, target = self.seqs, self.target
         dropout_rng = rng if model.dropout > 0 else None
         n_train = self.train_idx.size
         batch_size = min(operator.index(model.batch_size), n_train)
@@ -317,15 +383,14 @@ class _Run:
             order = rng.permutation(self.train_idx) if model.shuffle else self.train_idx
             total = 0.0
             for idx in minibatches(order, batch_size):
-                batch = seqs.pack(idx)
-                loss, _ = loss_and_gradient(network, params, batch,
-                                            batch.targets(target, model.return_sequences),
-                                            bptt_steps, self.alpha, grad, dropout_rng)
+                loss, _ = loss_and_gradient(self.blocks, seqs, idx, target,
+                                            model.return_sequences, bptt_steps, self.alpha,
+                                            grad, dropout_rng)
                 norm = clip_by_global_norm(grad, model.clip_norm)
                 guard.check("loss", loss, epoch)
                 guard.check("gradient norm", norm, epoch)
                 self.optimizer.step(params, grad)
-                total += loss * batch.B
+                total += loss * idx.size
             guard.check_weights(epoch)
             epoch_loss = total / n_train
             state["n_iter_"] = epoch

@@ -184,3 +184,54 @@ def test_bad_n_jobs_is_refused(n_jobs):
     X = np.zeros((4, 3, 1))
     with pytest.raises((ValueError, TypeError), match="n_jobs"):
         RNNRegressor(2, n_jobs=n_jobs, max_iter=1).fit(X, np.zeros(4))
+
+
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fit_is_bit_identical_for_any_n_jobs(cell, dtype):
+    """Mini-batches of 64 run as 4 blocks of 16 sequences on n_jobs threads
+    (3: more threads than cores); ragged sequences, two bidirectional layers
+    with dropout between them, weight decay."""
+    rng = np.random.default_rng(4)
+    X = ragged(rng, 200)
+    y = np.array([x[-1].sum() for x in X])
+    params = [RNNRegressor(6, cell=cell, num_layers=2, bidirectional=True, dropout=0.3,
+                           alpha=1e-3, batch_size=64, max_iter=2, dtype=dtype,
+                           random_state=0, n_jobs=n_jobs).fit(X, y).params_
+              for n_jobs in (1, 2, 3)]
+    for p in params[1:]:
+        np.testing.assert_array_equal(p, params[0])
+
+
+def test_classifier_fit_is_bit_identical_for_any_n_jobs():
+    rng = np.random.default_rng(5)
+    X = ragged(rng, 150)
+    labels = [(x[:, 0] > 0).astype(int) for x in X]
+    models = [RNNClassifier(5, cell="lstm", return_sequences=True, max_iter=2,
+                            random_state=0, n_jobs=n_jobs).fit(X, labels)
+              for n_jobs in (1, 2)]
+    np.testing.assert_array_equal(models[0].params_, models[1].params_)
+    assert models[0].loss_curve_ == models[1].loss_curve_
+
+
+def test_blocks_add_up_to_the_whole_batch():
+    """The blocks' losses and gradients sum to the whole batch's, to
+    rounding: the split changes the summation order only."""
+    from crnn._training import BlockGradients, training_blocks
+    from crnn._validation import check_sequences
+    rng = np.random.default_rng(6)
+    seqs = check_sequences(ragged(rng, 50), np.float64)
+    target = rng.normal(size=(50, 1))
+    network = RecurrentNetwork(3, 7, 1, cell="gru")
+    params = network.init_params(rng, random_biases=True)
+    idx = np.arange(50)
+    assert [b.size for b in training_blocks(idx)] == [17, 17, 16]
+    blocks = BlockGradients(network, lambda: RecurrentNetwork(3, 7, 1, cell="gru"), params,
+                            2, None)
+    grad = np.empty_like(params)
+    loss, _ = blocks(seqs, idx, target, False, 1e-3, grad, None)
+    batch = seqs.pack(idx)
+    expected, expected_grad = network.loss_grad(params, batch, batch.targets(target, False),
+                                                1e-3)
+    assert abs(loss - expected) <= 1e-14 * abs(expected)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-15)

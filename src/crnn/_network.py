@@ -238,7 +238,12 @@ class RecurrentNetwork:
 
     def _batch_count(self, batch):
         """How many terms the mean loss of a whole batch averages over."""
-        rows = batch.N if self.return_sequences else batch.B
+        return self._count(batch.N, batch.B)
+
+    def _count(self, N, B):
+        """How many terms the mean loss of ``N`` packed rows of ``B``
+        sequences averages over."""
+        rows = N if self.return_sequences else B
         return rows if self.loss_name == "cross_entropy" else rows * self.O
 
     def loss(self, params, batch, target, alpha=0.0):

@@ -105,21 +105,26 @@ class BlockGradients:
 
     def __call__(self, seqs, idx, target, return_sequences, alpha, grad, rng):
         network, params = self.network, self.params
-        batches = [seqs.pack(block) for block in training_blocks(idx)]
-        while len(self.networks) < len(batches):
+        blocks = training_blocks(idx)
+        while len(self.networks) < len(blocks):
             self.networks.append(self.make_network())
             self.grads.append(np.empty_like(params))
-        targets = [b.targets(target, return_sequences) for b in batches]
-        count = sum(network._batch_count(b) for b in batches)
-        masks = [network._masks(rng, b.N) for b in batches]
+        # what every block needs from the others, first, in block order: the
+        # batch's count of scored terms and the dropout masks (packed rows N)
+        rows = [int(seqs.lengths[block].sum()) for block in blocks]
+        count = sum(network._count(N, block.size) for N, block in zip(rows, blocks))
+        masks = [network._masks(rng, N) for N in rows]
 
-        def block(k):
-            return self.networks[k].loss_grad(params, batches[k], targets[k], 0.0,
-                                              self.grads[k], count=count, masks=masks[k])[0]
+        def run(k):
+            # packing, the targets and the pass, in the block's own thread
+            batch = seqs.pack(blocks[k])
+            return self.networks[k].loss_grad(
+                params, batch, batch.targets(target, return_sequences), 0.0,
+                self.grads[k], count=count, masks=masks[k])[0]
 
-        losses = map_blocks(block, range(len(batches)), self.n_threads, self.executor)
+        losses = map_blocks(run, range(len(blocks)), self.n_threads, self.executor)
         grad[...] = self.grads[0]
-        for g in self.grads[1:len(batches)]:
+        for g in self.grads[1:len(blocks)]:
             grad += g
         network._penalty_grad(params, grad, alpha)
         return sum(losses) + network.penalty(params, alpha), len(idx)

@@ -11,13 +11,13 @@ The timings are taken while these pages are built, on whatever machine
 builds them: read the plot for its shape, and ``docs/parallelism.md`` for
 measured figures.
 """
+import os
 import time
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 from crnn import RNNRegressor
-from crnn._threads import available_cpus
 
 rng = np.random.default_rng(0)
 X = rng.normal(size=(2048, 50, 8)).astype(np.float32)
@@ -28,7 +28,7 @@ model = RNNRegressor(64, cell="lstm", dtype="float32", max_iter=20,
 # %%
 # Time ``predict`` for 1 .. all cores (best of 5), and keep the predictions.
 
-threads = list(range(1, available_cpus() + 1))
+threads = list(range(1, len(os.sched_getaffinity(0)) + 1))
 seconds, predictions = [], []
 for n_jobs in threads:
     model.set_params(n_jobs=n_jobs)

@@ -13,6 +13,8 @@ against what:
 * ``estimators/`` -- the scikit-learn-style estimators: behaviour,
   validation, hyper-parameter constraints, the fitted state and
   transactional fits, persistence, interchange, threads, learning tasks;
+* ``mpi/`` -- data-parallel training over two MPI ranks (``mpiexec``)
+  against the estimators' own fit in one process;
 * ``oracles/`` -- whole models against PyTorch number for number, and the
   property-based suite against a NumPy forward pass;
 * ``packaging/`` -- what users install: the C-level API through a consumer

@@ -16,7 +16,7 @@ from crnn._network import RecurrentNetwork
 from crnn._optim import OPTIMIZERS, check_optimizer_state
 from crnn._sequences import Sequences
 from crnn._threads import effective_n_jobs, map_blocks, one_blas_thread
-from crnn._training import copy_state, train
+from crnn._training import TrainingData, copy_state, train
 from crnn.kernels.activations import CODES as ACTIVATIONS
 from crnn.kernels.stack import OUTPUTS
 from crnn.exceptions import NotFittedError
@@ -435,7 +435,8 @@ class _RNNBase(BaseEstimator):
         network = self._make_network(state["n_features_in_"], state["n_outputs_"],
                                      state["params_"].dtype)
         with one_blas_thread():
-            train(self, network, state, seqs, target, n_epochs, early_stopping, warn)
+            train(self, network, state, TrainingData(seqs, target, self.return_sequences),
+                  n_epochs, early_stopping, warn)
 
     # -- prediction ---------------------------------------------------------
 

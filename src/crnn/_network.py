@@ -246,13 +246,15 @@ class RecurrentNetwork:
         rows = N if self.return_sequences else B
         return rows if self.loss_name == "cross_entropy" else rows * self.O
 
-    def loss(self, params, batch, target, alpha=0.0):
+    def loss(self, params, batch, target, alpha=0.0, count=None):
         """The training objective: mean data loss plus the L2 penalty.
 
         ``target`` is packed like the scored states: ``(N, O)`` / ``(B, O)``
         floats for squared error, ``(N,)`` / ``(B,)`` classes for cross-entropy.
+        ``count`` is what the data loss is divided by, as for :meth:`loss_grad`.
         """
-        value = self.stack.loss(params, batch.X, batch.batch_sizes, self._target(target))
+        value = self.stack.loss(params, batch.X, batch.batch_sizes, self._target(target),
+                                0, count or 0)
         return value + self.penalty(params, alpha)
 
     def loss_grad(self, params, batch, target, alpha=0.0, grad=None, rng=None,
@@ -334,7 +336,7 @@ class RecurrentNetwork:
         return 0 if self.return_sequences else int(n_cont)
 
     def loss_grad_truncated(self, params, batch, target, k, alpha=0.0, grad=None,
-                            rng=None):
+                            rng=None, count=None, masks=None):
         """Loss and gradient by truncated BPTT over chunks of ``k`` steps.
 
         The batch is run forward chunk by chunk, each chunk starting from the
@@ -342,18 +344,25 @@ class RecurrentNetwork:
         own, so no gradient crosses a chunk boundary (the carried states are
         treated as constants). The loss is the same mean over the whole batch
         as :meth:`loss_grad`'s, which this equals exactly when ``k >= T``.
+
+        ``count`` and ``masks`` are as for :meth:`loss_grad` (``masks`` for
+        every packed row of the batch; each chunk takes its own rows); by
+        default, each chunk's masks are drawn from ``rng`` in turn.
         """
         if grad is None:
             grad = self.layout.zeros(self.dtype)
         else:
             grad.fill(0)
-        count = self._batch_count(batch)
-        total, state = 0.0, None
+        count = count or self._batch_count(batch)
+        total, state, row = 0.0, None, 0
         for chunk, n_cont, scored in self._chunks(batch, k, self._target(target)):
             finals = np.empty(self.state_shape(chunk.B), self.dtype)
+            chunk_masks = (self._masks(rng, chunk.N) if masks is None
+                           else np.ascontiguousarray(masks[:, row:row + chunk.N]))
+            row += chunk.N
             total += self.stack.loss_grad(
                 params, chunk.X, chunk.batch_sizes, scored, grad, self._row0(n_cont),
-                count, self._carry(state, chunk.B), self._masks(rng, chunk.N), finals)
+                count, self._carry(state, chunk.B), chunk_masks, finals)
             state = finals
         self._penalty_grad(params, grad, alpha)
         return total + self.penalty(params, alpha), grad

@@ -56,6 +56,26 @@ class Sequences:
         return PackedBatch(self, idx)
 
 
+def packed_rows(batch_sizes):
+    """Where every packed row comes from, for a packing with ``batch_sizes``:
+    ``(j, t)``, the row's sequence in packed (longest first) order and its step."""
+    batch_sizes = np.asarray(batch_sizes, dtype=np.intp)
+    t = np.repeat(np.arange(batch_sizes.size, dtype=np.intp), batch_sizes)
+    offsets = np.concatenate(([0], np.cumsum(batch_sizes)[:-1]))
+    return np.arange(t.size, dtype=np.intp) - np.repeat(offsets, batch_sizes), t
+
+
+def packing(lengths):
+    """How sequences of ``lengths`` are packed: ``order`` (the position of the
+    ``j``-th longest; ties keep their order) and the ``batch_sizes``."""
+    lengths = np.asarray(lengths, dtype=np.intp)
+    order = np.argsort(-lengths, kind="stable")
+    ordered = lengths[order]
+    batch_sizes = np.count_nonzero(
+        ordered[None, :] > np.arange(ordered[0])[:, None], axis=1).astype(np.intp)
+    return order, batch_sizes
+
+
 class PackedBatch:
     """Sequences ``idx`` of a :class:`Sequences`, packed for the kernels.
 
@@ -79,34 +99,36 @@ class PackedBatch:
 
     def __init__(self, source, idx):
         lengths = source.lengths[idx]
-        # Longest first; ties (all rows, for equal lengths) keep their order.
-        self.order = (np.arange(idx.size) if source.uniform
-                      else np.argsort(-lengths, kind="stable"))
-        self.lengths = lengths[self.order]
         self.B = idx.size
+        if source.uniform:
+            # Equal lengths: the order is kept, and packing is a transpose to
+            # time-major.
+            self.order = np.arange(idx.size)
+            self.batch_sizes = np.full(int(lengths[0]), self.B, dtype=np.intp)
+        else:
+            self.order, self.batch_sizes = packing(lengths)
+        self.lengths = lengths[self.order]
         self.T = int(self.lengths[0])
         self.sources = sources = idx[self.order]
         if source.uniform:
-            # Equal lengths: packing is a transpose to time-major.
-            self.batch_sizes = np.full(self.T, self.B, dtype=np.intp)
             self.X = np.ascontiguousarray(
                 np.swapaxes(np.take(source.data, sources, axis=0), 0, 1)
             ).reshape(self.T * self.B, -1)
         else:
-            self.batch_sizes = np.count_nonzero(
-                self.lengths[None, :] > np.arange(self.T)[:, None], axis=1).astype(np.intp)
             self.X = np.ascontiguousarray(source.gather(self.src_seq, self.src_t))
         self.N = self.X.shape[0]
 
     @cached_property
+    def _rows(self):
+        return packed_rows(self.batch_sizes)
+
+    @property
     def src_t(self):
-        return np.repeat(np.arange(self.T, dtype=np.intp), self.batch_sizes)
+        return self._rows[1]
 
     @cached_property
     def src_seq(self):
-        offsets = np.concatenate(([0], np.cumsum(self.batch_sizes)[:-1]))
-        position = np.arange(self.src_t.size) - np.repeat(offsets, self.batch_sizes)
-        return self.sources[position]
+        return self.sources[self._rows[0]]
 
     def pack_like(self, values):
         """Per-step values (a :class:`Sequences` with the same lengths), packed."""
@@ -133,9 +155,7 @@ class PackedBatch:
         position = np.empty(self.B, dtype=np.intp)
         position[self.order] = np.arange(self.B)
         # Row of packed sequence j at step t, for the user's i: j = position[i].
-        j_of_row = np.arange(self.N) - np.repeat(
-            np.concatenate(([0], np.cumsum(self.batch_sizes)[:-1])), self.batch_sizes)
-        user_i = self.order[j_of_row]
+        user_i = self.order[self._rows[0]]
         if as_list:
             flat_len = self.lengths[position]
             starts = np.concatenate(([0], np.cumsum(flat_len)[:-1]))

@@ -45,7 +45,7 @@ from crnn._optim import clip_by_global_norm, sum_of_squares
 from crnn._threads import effective_n_jobs, map_blocks
 from crnn.exceptions import ConvergenceWarning, TrainingDivergedError
 
-__all__ = ["train", "validation_split", "minibatches", "DivergenceGuard",
+__all__ = ["train", "TrainingData", "validation_split", "minibatches", "DivergenceGuard",
            "NoImprovement", "EarlyStopping", "Reporter"]
 
 
@@ -100,47 +100,79 @@ class BlockGradients:
 
     def __init__(self, network, make_network, params, n_threads, executor):
         self.network, self.make_network = network, make_network
-        self.params, self.n_threads, self.executor = params, n_threads, executor
+        self.n_threads, self.executor = n_threads, executor
         self.networks, self.grads = [network], [np.empty_like(params)]
 
-    def __call__(self, seqs, idx, target, return_sequences, alpha, grad, rng):
-        network, params = self.network, self.params
+    def __call__(self, params, seqs, idx, target, return_sequences, alpha, grad, rng):
+        network = self.network
         blocks = training_blocks(idx)
-        while len(self.networks) < len(blocks):
-            self.networks.append(self.make_network())
-            self.grads.append(np.empty_like(params))
         # what every block needs from the others, first, in block order: the
         # batch's count of scored terms and the dropout masks (packed rows N)
         rows = [int(seqs.lengths[block].sum()) for block in blocks]
         count = sum(network._count(N, block.size) for N, block in zip(rows, blocks))
         masks = [network._masks(rng, N) for N in rows]
+        loss = self.data_loss(params, seqs, blocks, target, return_sequences, grad, count,
+                              lambda k, batch: masks[k])
+        network._penalty_grad(params, grad, alpha)
+        return loss + network.penalty(params, alpha)
+
+    def data_loss(self, params, seqs, blocks, target, return_sequences, grad, count,
+                  masks):
+        """The data loss at ``params`` of the sequences ``blocks`` (a list of
+        index arrays) divided by ``count``, and its gradient into ``grad``:
+        the blocks' sums in block order. ``masks(k, batch)`` gives block
+        ``k``'s dropout masks (or None) once it is packed as ``batch``."""
+        while len(self.networks) < len(blocks):
+            self.networks.append(self.make_network())
+            self.grads.append(np.empty_like(params))
 
         def run(k):
             # packing, the targets and the pass, in the block's own thread
             batch = seqs.pack(blocks[k])
             return self.networks[k].loss_grad(
                 params, batch, batch.targets(target, return_sequences), 0.0,
-                self.grads[k], count=count, masks=masks[k])[0]
+                self.grads[k], count=count, masks=masks(k, batch))[0]
 
         losses = map_blocks(run, range(len(blocks)), self.n_threads, self.executor)
         grad[...] = self.grads[0]
         for g in self.grads[1:len(blocks)]:
             grad += g
-        network._penalty_grad(params, grad, alpha)
-        return sum(losses) + network.penalty(params, alpha), len(idx)
+        return float(sum(losses))
 
 
-def loss_and_gradient(blocks, seqs, idx, target, return_sequences, bptt_steps, alpha,
-                      grad, rng):
-    """Mean loss of the mini-batch ``idx`` and its gradient (into ``grad``):
-    by full BPTT over its blocks (``blocks``, a :class:`BlockGradients`) or,
-    with ``bptt_steps``, by truncated BPTT over the whole batch."""
-    if bptt_steps is None:
-        return blocks(seqs, idx, target, return_sequences, alpha, grad, rng)
-    batch = seqs.pack(idx)
-    return blocks.network.loss_grad_truncated(
-        blocks.params, batch, batch.targets(target, return_sequences), bptt_steps, alpha,
-        grad, rng)
+class TrainingData:
+    """The training sequences and targets of one process, as a fit asks of
+    them: how many there are, the loss and gradient of a mini-batch, and the
+    validation loss of held-out sequences. (``crnn.mpi`` answers the same
+    questions for sequences spread over the ranks of a job.)"""
+
+    def __init__(self, seqs, target, return_sequences):
+        self.seqs, self.target = seqs, target
+        self.return_sequences = return_sequences
+
+    @property
+    def n(self):
+        return self.seqs.n
+
+    def loss_and_gradient(self, blocks, params, idx, bptt_steps, alpha, grad, rng):
+        """Mean loss at ``params`` of the mini-batch ``idx`` and its gradient
+        (into ``grad``): by full BPTT over its blocks (``blocks``, a
+        :class:`BlockGradients`) or, with ``bptt_steps``, by truncated BPTT
+        over the whole batch."""
+        seqs, target = self.seqs, self.target
+        if bptt_steps is None:
+            return blocks(params, seqs, idx, target, self.return_sequences, alpha, grad,
+                          rng)
+        batch = seqs.pack(idx)
+        return blocks.network.loss_grad_truncated(
+            params, batch, batch.targets(target, self.return_sequences), bptt_steps,
+            alpha, grad, rng)[0]
+
+    def validation_loss(self, network, idx, alpha):
+        """A function of the parameters: the objective on the sequences ``idx``."""
+        batch = self.seqs.pack(idx)
+        target = batch.targets(self.target, self.return_sequences)
+        return lambda params: network.loss(params, batch, target, alpha)
 
 
 class DivergenceGuard:
@@ -193,18 +225,15 @@ class NoImprovement:
 class EarlyStopping:
     """The validation loss of every epoch, and the weights of the best one."""
 
-    def __init__(self, network, batch, target, alpha, params):
-        self.network = network
-        self.batch = batch
-        self.target = target
-        self.alpha = alpha
+    def __init__(self, loss, params):
+        self.loss = loss
         self.best_loss = np.inf
         self.best_epoch = 0
         self.best_params = params.copy()
 
     def update(self, params, epoch):
         """The validation loss at ``params``, remembered if it is the best."""
-        loss = self.network.loss(params, self.batch, self.target, self.alpha)
+        loss = self.loss(params)
         if loss < self.best_loss:
             self.best_loss, self.best_epoch = loss, epoch
             self.best_params[...] = params
@@ -257,7 +286,7 @@ def copy_state(state):
     return out
 
 
-def train(model, network, state, seqs, target, n_epochs, early_stopping, warn):
+def train(model, network, state, data, n_epochs, early_stopping, warn):
     """Train a working copy of a fitted state and commit it to ``model``.
 
     Parameters
@@ -271,9 +300,9 @@ def train(model, network, state, seqs, target, n_epochs, early_stopping, warn):
     state : dict
         The state to start from, as ``model._get_state(copy_arrays=True)``
         or ``model._new_state`` give it; trained in place.
-    seqs : Sequences
-    target : ndarray or Sequences
-        The model's targets, one per sequence or per step.
+    data : TrainingData
+        The training sequences and the model's targets (one per sequence or
+        per step).
     n_epochs : int
     early_stopping : bool
         Hold out ``validation_fraction`` of the sequences and keep the
@@ -290,7 +319,7 @@ def train(model, network, state, seqs, target, n_epochs, early_stopping, warn):
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"), (
             ThreadPoolExecutor(n_threads, thread_name_prefix="crnn") if n_threads > 1
             else contextlib.nullcontext()) as executor:
-        run = _Run(model, network, state, seqs, target, early_stopping,
+        run = _Run(model, network, state, data, early_stopping,
                    BlockGradients(network, lambda: copy.copy(network), state["params_"],
                                   n_threads, executor))
         try:
@@ -316,23 +345,21 @@ def train(model, network, state, seqs, target, n_epochs, early_stopping, warn):
 class _Run:
     """One call's training: the working state, its epochs and its commits."""
 
-    def __init__(self, model, network, state, seqs, target, early_stopping, blocks):
+    def __init__(self, model, network, state, data, early_stopping, blocks):
         self.model, self.network, self.state = model, network, state
-        self.blocks = blocks
-        self.seqs, self.target = seqs, target
+        self.blocks, self.data = blocks, data
         self.params = state["params_"]
         self.optimizer = model._training_optimizer(state)
         self.rng = state["rng"]
         self.alpha = float(model.alpha)
         self.stopper = None
         if early_stopping:
-            train_idx, val_idx = validation_split(seqs.n, model.validation_fraction,
+            train_idx, val_idx = validation_split(data.n, model.validation_fraction,
                                                   self.rng)
-            val_batch = seqs.pack(val_idx)
-            self.stopper = EarlyStopping(network, val_batch, val_batch.targets(
-                target, model.return_sequences), self.alpha, self.params)
+            self.stopper = EarlyStopping(
+                data.validation_loss(network, val_idx, self.alpha), self.params)
         else:
-            train_idx = np.arange(seqs.n)
+            train_idx = np.arange(data.n)
         self.train_idx = train_idx
         # Committed states: the last completed epoch and the best one.
         self.last = self.best = None
@@ -359,12 +386,11 @@ class _Run:
             return None
         params = self.best["params_"]
         limit = np.finfo(params.dtype).max / 2.0 ** 20
+        grad = np.empty_like(params)
         for idx in minibatches(self.train_idx, min(operator.index(self.model.batch_size),
                                                    self.train_idx.size)):
-            batch = self.seqs.pack(idx)
-            loss, grad = self.network.loss_grad(
-                params, batch, batch.targets(self.target, self.model.return_sequences),
-                self.alpha)
+            loss = self.data.loss_and_gradient(self.blocks, params, idx, None, self.alpha,
+                                               grad, None)
             if not (np.isfinite(loss) and sum_of_squares(grad) < limit):
                 return None
         return self.best
@@ -372,7 +398,6 @@ class _Run:
     def epochs(self, n_epochs):
         """Train for up to ``n_epochs``; True if the fit converged."""
         model, state, params, rng = self.model, self.state, self.params, self.rng
-        seqs, target = self.seqs, self.target
         dropout_rng = rng if model.dropout > 0 else None
         n_train = self.train_idx.size
         batch_size = min(operator.index(model.batch_size), n_train)
@@ -388,9 +413,8 @@ class _Run:
             order = rng.permutation(self.train_idx) if model.shuffle else self.train_idx
             total = 0.0
             for idx in minibatches(order, batch_size):
-                loss, _ = loss_and_gradient(self.blocks, seqs, idx, target,
-                                            model.return_sequences, bptt_steps, self.alpha,
-                                            grad, dropout_rng)
+                loss = self.data.loss_and_gradient(self.blocks, params, idx, bptt_steps,
+                                                   self.alpha, grad, dropout_rng)
                 norm = clip_by_global_norm(grad, model.clip_norm)
                 guard.check("loss", loss, epoch)
                 guard.check("gradient norm", norm, epoch)

@@ -229,7 +229,7 @@ def test_blocks_add_up_to_the_whole_batch():
     blocks = BlockGradients(network, lambda: RecurrentNetwork(3, 7, 1, cell="gru"), params,
                             2, None)
     grad = np.empty_like(params)
-    loss, _ = blocks(seqs, idx, target, False, 1e-3, grad, None)
+    loss = blocks(params, seqs, idx, target, False, 1e-3, grad, None)
     batch = seqs.pack(idx)
     expected, expected_grad = network.loss_grad(params, batch, batch.targets(target, False),
                                                 1e-3)

@@ -41,7 +41,7 @@ def make(cls=RNNRegressor, **params):
 
 def fail_at(monkeypatch, batch, error):
     """Make the ``batch``-th mini-batch (counting from 1) of the next fits raise."""
-    original = crnn._training.loss_and_gradient
+    original = crnn._training.TrainingData.loss_and_gradient
     calls = []
 
     def failing(*args, **kwargs):
@@ -50,7 +50,7 @@ def fail_at(monkeypatch, batch, error):
             raise error
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(crnn._training, "loss_and_gradient", failing)
+    monkeypatch.setattr(crnn._training.TrainingData, "loss_and_gradient", failing)
 
 
 def assert_same_state(a, b):
@@ -217,20 +217,20 @@ def make(**kw):
     kw.setdefault("max_iter", 10)
     return RNNRegressor(5, batch_size=8, n_iter_no_change=100, random_state=0,
                         learning_rate=0.01, **kw)
-original = crnn._training.loss_and_gradient
+original = crnn._training.TrainingData.loss_and_gradient
 calls = []
 def signalling(*args, **kwargs):
     calls.append(None)
     if len(calls) == 17:                   # epoch 4, batch 2
         os.kill(os.getpid(), signal.SIGINT)
     return original(*args, **kwargs)
-crnn._training.loss_and_gradient = signalling
+crnn._training.TrainingData.loss_and_gradient = signalling
 model = make(early_stopping={early_stopping})
 try:
     model.fit(X, y)
 except KeyboardInterrupt:
     print("interrupted")
-crnn._training.loss_and_gradient = original
+crnn._training.TrainingData.loss_and_gradient = original
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     ref = make(early_stopping={early_stopping}, max_iter=3).fit(X, y)

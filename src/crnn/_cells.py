@@ -14,6 +14,7 @@ The kernels run one layer and one direction over a packed batch;
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
 
 from crnn.kernels.activations import CODES as ACTIVATIONS
 from crnn.kernels.stack import BLOCKS
@@ -37,8 +38,13 @@ def glorot_uniform(rng, shape):
 
 
 def orthogonal(rng, n):
-    """A random ``n x n`` orthogonal matrix, Haar-distributed (QR with sign fix)."""
-    Q, R = np.linalg.qr(rng.standard_normal((n, n)))
+    """A random ``n x n`` orthogonal matrix, Haar-distributed (QR with sign fix).
+
+    The QR is SciPy's LAPACK, on the BLAS that crnn holds at one thread
+    during a fit (``crnn._threads``): NumPy's would wake NumPy's own BLAS
+    pool, whose threads then spin beside the training loop.
+    """
+    Q, R = scipy.linalg.qr(rng.standard_normal((n, n)))
     return Q * np.sign(np.diag(R))
 
 

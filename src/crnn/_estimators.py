@@ -317,7 +317,10 @@ class _RNNBase(BaseEstimator):
         network = self._make_network(n_features, entries["n_outputs_"], dtype)
         # Drawn even when params are given, so that the generator's stream
         # (shuffling, dropout) does not depend on where the weights came from.
-        drawn = network.init_params(rng)
+        # On one BLAS thread: a QR on more would leave BLAS's workers
+        # spinning beside the training that follows.
+        with one_blas_thread():
+            drawn = network.init_params(rng)
         params = drawn if params is None else params
         return dict(entries, n_features_in_=n_features, params_=params, optimizer=None,
                     rng=rng, n_iter_=0, t_=0, loss_=None, best_loss_=np.inf,

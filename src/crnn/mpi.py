@@ -184,10 +184,15 @@ class _Job:
                                  f"{theirs} on rank {rank} but {values[0]} on rank 0")
 
     def sum(self, local, out):
-        """``out`` = the sum over ranks of ``local``, the same bits on every rank
-        (reduced to rank 0 in one fixed order, then broadcast)."""
-        self.comm.Reduce(local, out, op=self.MPI.SUM, root=0)
-        self.comm.Bcast(out, root=0)
+        """``out`` = the sum over ranks of ``local``, the same bits on every rank.
+
+        An all-reduce; on more than two ranks, rank 0's result is broadcast
+        too, since MPI may sum in another order on each rank (on two, each
+        computes ``a + b``, which IEEE addition makes the same bits).
+        """
+        self.comm.Allreduce(local, out, op=self.MPI.SUM)
+        if self.size > 2:
+            self.comm.Bcast(out, root=0)
         return out
 
     def threads_per_rank(self):

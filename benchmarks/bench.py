@@ -6,6 +6,7 @@ Usage::
                                [--dtype float32|float64|float32,float64]
                                [--threads 1|1,2] [--json out.json] [--budget S]
                                [--no-ragged] [--no-fit] [--no-memory] [--extras]
+                               [--no-scaling] [--no-mpi]
 
 Sections, each interleaving its contenders:
 
@@ -43,6 +44,12 @@ A last section times crnn's training step on one batch of B = 64 sequences
 real steps (the sum of the lengths), not B * T_max; next to it PyTorch's
 step on the same batches as PackedSequences and on the padded batch.
 
+Then, with no thread limit set anywhere (``benchmarks/scaling.py``), the
+scaling section -- crnn's data-parallel training step and ``predict`` with
+``n_jobs = k`` against PyTorch with ``torch.set_num_threads(k)``, k = 1 ..
+cores, and both libraries out of the box -- and the MPI section: one epoch
+of ``crnn.mpi.fit`` on 1 and 2 ranks.
+
 The contenders run round-robin (crnn, numpy, torch, crnn, numpy, torch, ...)
 so that slow drifts of the machine hit them all alike, and the median of the
 repeats is reported. BLAS threads are pinned with threadpoolctl and
@@ -77,6 +84,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import crnn
 from crnn._cells import CELLS, cell_type
+import scaling                  # before any thread setting: torch's default count
 from crnn._network import RecurrentNetwork
 from crnn.kernels import blas as kernels_blas
 from crnn._validation import check_sequences
@@ -449,12 +457,14 @@ def _estimate(fn):
             return elapsed / count
 
 
-def measure(contenders, timing):
+def measure(contenders, timing, pause=0.0):
     """Median seconds per call of each contender, timed round-robin.
 
     ``contenders`` maps names to zero-argument callables. Every round calls
     each contender ``inner[name]`` times in a row (one sample) in the order
-    given, so that all contenders share the machine's drifts.
+    given, so that all contenders share the machine's drifts. ``pause``
+    seconds of sleep (not timed) before each sample let the previous
+    contender's spinning worker threads (OpenMP's, BLAS's) go idle.
     """
     estimate = {name: _estimate(fn) for name, fn in contenders.items()}
     sample_seconds = timing.budget / timing.target_rounds
@@ -471,6 +481,8 @@ def measure(contenders, timing):
         for _ in range(rounds):
             for name, fn in contenders.items():
                 k = inner[name]
+                if pause:
+                    time.sleep(pause)
                 start = time.perf_counter()
                 for _ in range(k):
                     fn()
@@ -1283,6 +1295,10 @@ def main(argv=None):
     parser.add_argument("--extras", action="store_true",
                         help="per case also the one-epoch estimator run and crnn's "
                              "forward/backward breakdown")
+    parser.add_argument("--no-scaling", action="store_true",
+                        help="skip the scaling section (n_jobs=k vs torch threads)")
+    parser.add_argument("--no-mpi", action="store_true",
+                        help="skip the MPI section (one epoch on 1 and 2 ranks)")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
@@ -1389,11 +1405,19 @@ def main(argv=None):
                         ragged.append(rg)
                         print(f"  {cell} ragged lengths {np.dtype(dtype).name}: done in "
                               f"{time.perf_counter() - t0:.1f} s", flush=True)
+    scaled = mpi = None
+    if not args.no_scaling:
+        # outside every threadpool_limits: the "default" rows are out of the box
+        scaled = scaling.run_scaling(sys.modules[__name__], timing, args.quick)
+    if not args.no_mpi:
+        mpi = scaling.run_mpi(args.quick)
     print_tables(results)
     print_floors(floors)
     print_fit(fits)
     print_memory(memory)
     print_ragged(ragged)
+    scaling.print_scaling(scaled)
+    scaling.print_mpi(mpi)
     print(f"\nTotal benchmark time {time.perf_counter() - started:.1f} s.")
 
     if args.json:
@@ -1413,6 +1437,7 @@ def main(argv=None):
             "estimator_solver": "adam", "numpy_solver": "plain SGD (--extras epoch)",
             "torch_solver": "torch.optim.Adam", "learning_rate": LEARNING_RATE,
             "cases": results, "fit": fits, "memory": memory, "ragged": ragged,
+            "scaling": scaled, "mpi": mpi, "torch_default_threads": scaling.TORCH_DEFAULT_THREADS,
         }
         directory = os.path.dirname(os.path.abspath(args.json))
         os.makedirs(directory, exist_ok=True)

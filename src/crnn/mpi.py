@@ -127,6 +127,18 @@ def fit(model, X, y, lengths=None, *, comm=None):
 
     Notes
     -----
+    Every rank draws the same permutation of the global sequence indices,
+    so the mini-batches are those of one process on the concatenated data.
+    The gradient of a batch is the sum over the ranks ``r`` of their parts,
+    each divided by the whole batch's count of scored terms: the global
+    mean, summed by one all-reduce::
+
+        g = (1 / count) * sum_r  sum_{i in batch, i in shard r}  dE_i / dtheta
+
+    then clipped and applied by the same optimizer step on every rank. The
+    weights equal those of the estimator's ``fit`` on the concatenated data
+    to rounding (the sum's order differs); on one rank, bit for bit.
+
     With ``n_jobs=None`` each rank uses its share of the cores of its node:
     the CPUs its node's ranks may run on, divided by their number.
 

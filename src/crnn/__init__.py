@@ -10,7 +10,8 @@ sequences of different lengths -- by backpropagation through time, with the
 time loops in typed Cython over BLAS. :func:`check_gradient` verifies the
 gradient by finite differences; :func:`save` and :func:`load` keep models
 safely; :func:`to_torch_state_dict` and :func:`from_torch_state_dict` move
-weights to and from PyTorch.
+weights to and from PyTorch; :func:`to_onnx` exports a model for any ONNX
+runtime.
 """
 from crnn._config import config_context, get_config, set_config
 from crnn._estimators import RNNClassifier, RNNRegressor
@@ -25,6 +26,7 @@ from crnn.exceptions import (
     TrainingDivergedError,
 )
 from crnn._io import load, save
+from crnn._onnx import to_onnx
 from crnn._version import __version__
 
 
@@ -44,6 +46,7 @@ __all__ = [
     "ModelFileError",
     "save",
     "load",
+    "to_onnx",
     "get_config",
     "set_config",
     "config_context",

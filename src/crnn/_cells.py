@@ -79,6 +79,11 @@ class CellType:
         onto this cell, if any.
     keras_gates : tuple of str or None
         That layer's gate blocks, in Keras' order, named as in ``gates``.
+    onnx_op : str
+        The ONNX operator with this cell's equations (``RNN``, ``LSTM``,
+        ``GRU``; the GRU's with ``linear_before_reset=1``).
+    onnx_gates : tuple of str
+        That operator's gate blocks, in ONNX's order, named as in ``gates``.
     forget_gate : str or None
         The gate whose bias starts at ``forget_bias``.
     has_activation : bool
@@ -96,6 +101,8 @@ class CellType:
     torch_class: str
     keras_layer: str = None
     keras_gates: tuple = None
+    onnx_op: str = None
+    onnx_gates: tuple = None
     forget_gate: str = None
     has_activation: bool = False
 
@@ -108,8 +115,19 @@ class CellType:
     def keras_columns(self, H):
         """The columns of a Keras kernel ``(I, n_gates * H)`` (or bias) that
         hold each of crnn's gate blocks, in crnn's order."""
+        return self.gate_rows(self.gates, self.keras_gates, H)
+
+    def onnx_rows(self, H):
+        """The rows of crnn's ``(n_gates * H, ...)`` weights (or bias) that
+        make ONNX's, in ONNX's gate order."""
+        return self.gate_rows(self.onnx_gates, self.gates, H)
+
+    @staticmethod
+    def gate_rows(order, source, H):
+        """The indices, into gate blocks of ``H`` laid out in ``source``
+        order, of the blocks in ``order``."""
         return np.concatenate([np.arange(k * H, (k + 1) * H)
-                               for k in map(self.keras_gates.index, self.gates)])
+                               for k in map(source.index, order)])
 
 
 def _registry(**python_side):
@@ -133,19 +151,20 @@ CELL_TYPES = _registry(
     elman=dict(
         gates=("h",), states=("h",),
         equations="h_t = g(W_ih x_t + W_hh h_{t-1} + b)",
-        torch_class="nn.RNN", has_activation=True),
+        torch_class="nn.RNN", has_activation=True, onnx_op="RNN", onnx_gates=("h",)),
     lstm=dict(
         gates=("i", "f", "g", "o"), states=("h", "c"),
         equations="PyTorch's LSTM: gates (i, f, g, o), c_t = f c_{t-1} + i g, "
                   "h_t = o tanh(c_t); one bias b (PyTorch's b_ih + b_hh)",
         torch_class="nn.LSTM", keras_layer="LSTM", keras_gates=("i", "f", "g", "o"),
-        forget_gate="f"),
+        forget_gate="f", onnx_op="LSTM", onnx_gates=("i", "o", "f", "g")),
     gru=dict(
         gates=("r", "z", "n"), states=("h",),
         equations="PyTorch's GRU: gates (r, z, n), n = tanh(W_in x + b_in + r (W_hn h "
                   "+ b_hn)), h_t = (1 - z) n + z h_{t-1}; b holds b_ir + b_hr, "
                   "b_iz + b_hz, b_in",
-        torch_class="nn.GRU", keras_layer="GRU", keras_gates=("z", "r", "n")),
+        torch_class="nn.GRU", keras_layer="GRU", keras_gates=("z", "r", "n"),
+        onnx_op="GRU", onnx_gates=("z", "r", "n")),
 )
 
 #: The names of the cells, in the kernels' order.

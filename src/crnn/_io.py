@@ -223,7 +223,7 @@ def save(estimator, path):
     for name, array in arrays.items():
         _check_values(name, array, fail)
     arrays = dict(arrays, header=np.frombuffer(raw, dtype=np.uint8))
-    _write_atomic(path, arrays)
+    write_atomic(path, lambda fh: np.savez(fh, **arrays))
 
 
 def _fspath(path):
@@ -383,9 +383,10 @@ def _header_limit(n_params):
     return min(_MAX_HEADER_BYTES, _HEADER_BASE_BYTES + _HEADER_BYTES_PER_PARAM * n_params)
 
 
-def _write_atomic(path, arrays):
-    """Write ``arrays`` with ``numpy.savez`` to a temporary file next to the
-    file ``path`` names, then rename it onto that file.
+def write_atomic(path, write):
+    """Write a file by ``write(fh)`` (``fh`` a binary file object) into a
+    temporary file next to the file ``path`` names, then rename it onto
+    that file (crnn's ``save``, and ``to_onnx``).
 
     Nothing process-wide changes (the umask is neither read nor set: the
     kernel applies it to the temporary file, created with mode 0o666), and
@@ -400,14 +401,14 @@ def _write_atomic(path, arrays):
     if existing is not None and not stat.S_ISREG(existing.st_mode):
         error, code = ((IsADirectoryError, errno.EISDIR) if stat.S_ISDIR(existing.st_mode)
                        else (FileExistsError, errno.EEXIST))
-        raise error(code, f"not a regular file but {_kind(existing.st_mode)}; crnn.save "
+        raise error(code, f"not a regular file but {_kind(existing.st_mode)}; crnn "
                           f"replaces only regular files", target)
     _remove_leftovers(directory)
     fd, tmp = _create_temporary(directory)
     try:
         with os.fdopen(fd, "wb") as fh:
             _set_mode(fh.fileno(), existing)
-            np.savez(fh, **arrays)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)

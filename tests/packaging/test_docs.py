@@ -47,11 +47,18 @@ def _page_blocks(name):
     return page, re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
 
 
-@pytest.mark.parametrize("name", ["index.md", "user_guide.md", "maths.md"])
-def test_docs_page_examples_run(name):
-    """Every Python block of the documentation's landing page, user guide and
-    maths page runs as written, each page's blocks in order in one namespace."""
+@pytest.mark.parametrize("name", ["index.md", "user_guide.md", "maths.md",
+                                  "deployment.md"])
+def test_docs_page_examples_run(name, tmp_path, monkeypatch):
+    """Every Python block of the documentation's landing page, user guide,
+    maths and deployment pages runs as written, each page's blocks in order
+    in one namespace (in a temporary directory: they may write files)."""
     import numpy as np
+
+    if name == "deployment.md":
+        pytest.importorskip("onnx")
+        pytest.importorskip("onnxruntime")
+    monkeypatch.chdir(tmp_path)
 
     page, blocks = _page_blocks(name)
     assert blocks

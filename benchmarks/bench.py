@@ -27,7 +27,9 @@ Sections, each interleaving its contenders:
     below; PyTorch: ``zero_grad``, ``nn.RNN``/``nn.LSTM``/``nn.GRU`` +
     ``nn.Linear`` forward, MSE loss, ``backward``.
   * ``infer``: the forward pass only (crnn ``RecurrentNetwork.output``,
-    PyTorch under ``torch.inference_mode()``).
+    PyTorch under ``torch.inference_mode()``, and in float32, when onnx
+    and onnxruntime are installed, ONNX Runtime running ``crnn.to_onnx``'s
+    graph of the same weights on as many intra-op threads).
   * achieved GFLOP/s and, as the limit, scipy's ?gemm rate at the input
     product's and one recurrent step's shapes in the same run.
   * with ``--extras``, ``epoch``: ``crnn.RNNRegressor(max_iter=1)`` on
@@ -77,6 +79,11 @@ try:
     import torch
 except ImportError:  # the PyTorch column is skipped
     torch = None
+try:
+    import onnx  # noqa: F401  (crnn.to_onnx needs it)
+    import onnxruntime
+except ImportError:  # the ONNX Runtime column is skipped
+    onnxruntime = None
 
 import scipy
 import scipy.linalg.blas as scipy_blas
@@ -622,7 +629,34 @@ def torch_epoch_predict(cell, X, y, H, B, dtype, seed):
         return torch_forward(model, Xt)[:, 0].numpy()
 
 
-def run_case(cell, B, T, I, H, dtype, timing, with_torch, extras=False):
+def ort_infer(cell, network, params, X_bf, threads):
+    """ONNX Runtime running crnn's own export (``crnn.to_onnx``) of the same
+    weights, on ``threads`` intra-op threads: a zero-argument callable, or
+    None without onnx and onnxruntime, or in float64 (ONNX Runtime's CPU
+    recurrent operators run float32 only). Aborts if its output is not
+    crnn's to 1e-4."""
+    if onnxruntime is None or params.dtype != np.float32:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", crnn.ConvergenceWarning)
+        model = crnn.RNNRegressor(network.H, cell=cell, dtype="float32", max_iter=1,
+                                  random_state=0).fit(X_bf[:1], np.zeros(1))
+    model.params_ = params.copy()
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = onnxruntime.InferenceSession(
+        crnn.to_onnx(model, lengths=False).SerializeToString(), options,
+        providers=["CPUExecutionProvider"])
+    feeds = {"X": np.ascontiguousarray(X_bf)}
+    expected = network.output(params, pack(X_bf))[0].ravel()
+    got = session.run(None, feeds)[0].ravel()
+    if np.abs(got - expected).max() > 1e-4:
+        raise SystemExit(f"ABORT: ONNX Runtime's output differs from crnn's by "
+                         f"{np.abs(got - expected).max():.2e}")
+    return lambda: session.run(None, feeds)
+
+
+def run_case(cell, B, T, I, H, dtype, timing, with_torch, extras=False, threads=1):
     rng = np.random.default_rng(1234)
     network, params, model, X_bf, d, batch, target = make_problem(
         cell, B, T, I, H, dtype, with_torch, rng)
@@ -648,6 +682,9 @@ def run_case(cell, B, T, I, H, dtype, timing, with_torch, extras=False):
 
         train["torch"] = torch_train
         infer["torch"] = torch_infer
+    ort = ort_infer(cell, network, params, X_bf, threads)
+    if ort is not None:
+        infer["ort"] = ort
 
     result = {"cell": cell, "B": B, "T": T, "I": I, "H": H, "O": O,
               "dtype": np.dtype(dtype).name}
@@ -972,8 +1009,8 @@ def print_tables(results):
     print()
     print("Median time per call (ms); ratios other/crnn: > 1 means crnn is faster.")
     header = (f"{'cell  case (B,T,I,H)':<24} {'dtype':<8} {'thr':>3} {'what':<6} "
-              f"{'crnn':>10} {'numpy':>10} {'torch':>10} {'np/crnn':>8} {'tc/crnn':>8} "
-              f"{'crnn GF/s':>9} {'tc GF/s':>8}")
+              f"{'crnn':>10} {'numpy':>10} {'torch':>10} {'ort':>10} {'np/crnn':>8} "
+              f"{'tc/crnn':>8} {'ort/crnn':>8} {'crnn GF/s':>9} {'tc GF/s':>8}")
     print(header)
     print("-" * len(header))
     for r in results:
@@ -985,8 +1022,9 @@ def print_tables(results):
             crnn_gf = f"{gf['crnn']:9.2f}" if "crnn" in gf else f"{'':>9}"
             torch_gf = f"{gf['torch']:8.2f}" if "torch" in gf else f"{'':>8}"
             print(f"{_case(r):<24} {r['dtype']:<8} {r.get('threads', 1):>3} {what:<6} "
-                  f"{_ms(e, 'crnn')} {_ms(e, 'numpy')} {_ms(e, 'torch')} "
-                  f"{_ratio(e, 'numpy')} {_ratio(e, 'torch')} {crnn_gf} {torch_gf}")
+                  f"{_ms(e, 'crnn')} {_ms(e, 'numpy')} {_ms(e, 'torch')} {_ms(e, 'ort')} "
+                  f"{_ratio(e, 'numpy')} {_ratio(e, 'torch')} {_ratio(e, 'ort')} "
+                  f"{crnn_gf} {torch_gf}")
     print()
     print("Achieved GFLOP/s against the GEMM limit (scipy.linalg.blas ?gemm in the same "
           "run, G = gates * H):\n'in' = the input product (TB x I)(I x G), 'rec' = one "
@@ -1373,7 +1411,7 @@ def main(argv=None):
                     for (B, T, I, H) in cases:
                         t0 = time.perf_counter()
                         r = run_case(cell, B, T, I, H, dtype, timing, torch is not None,
-                                     extras=args.extras)
+                                     extras=args.extras, threads=threads)
                         r["threads"] = threads
                         results.append(r)
                         print(f"  {cell} (B={B}, T={T}, I={I}, H={H}) {dname}: "

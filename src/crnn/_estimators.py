@@ -1,6 +1,8 @@
 """scikit-learn-style estimators: ``RNNRegressor`` and ``RNNClassifier``."""
 import operator
 import queue
+import threading
+import weakref
 
 import numpy as np
 
@@ -39,6 +41,53 @@ def _predict_blocks(n, T, network):
                                             * network.cell.n_gates)
     size = max(1, min(per_block, max(_PREDICT_BLOCK_SEQUENCES, -(-n // _PREDICT_MAX_BLOCKS))))
     return [np.arange(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+#: A network whose workspace grew beyond this many bytes in a predict goes
+#: back to no pool: a fitted model keeps only the small workspaces that
+#: make small calls cheap, not the memory of the largest call it served.
+_POOLED_WORKSPACE_BYTES = 1 << 22
+
+
+class _NetworkPool:
+    """Idle networks of one fitted architecture, for ``predict`` calls and
+    their threads to borrow: a network holds its passes' workspace, so it
+    serves one pass at a time, and building one (and growing its workspace)
+    costs more than a small pass itself. Thread-safe: the idle networks are
+    a ``queue.SimpleQueue``."""
+
+    def __init__(self, key, make):
+        self.key, self.make = key, make
+        self.idle = queue.SimpleQueue()
+
+    def get(self):
+        """An idle network, or a new one; give it back with :meth:`put`."""
+        try:
+            return self.idle.get_nowait()
+        except queue.Empty:
+            return self.make()
+
+    def put(self, network):
+        if network.stack.workspace_nbytes <= _POOLED_WORKSPACE_BYTES:
+            self.idle.put(network)
+
+    def run(self, function):
+        """``function(network)`` on a borrowed network."""
+        network = self.get()
+        try:
+            return function(network)
+        finally:
+            self.put(network)
+
+
+#: Each fitted estimator's pool, kept beside it (not in it: an estimator
+#: still pickles and deep-copies as before, and a copy gets its own pool).
+_POOLS = weakref.WeakKeyDictionary()
+_POOLS_LOCK = threading.Lock()
+#: Each fitted estimator's architecture hyper-parameters as last found
+#: unchanged, with the fitted architecture they matched (beside it too: a
+#: predict changes nothing of the estimator itself).
+_ARCHITECTURE_CHECKED = weakref.WeakKeyDictionary()
 
 
 class _RNNBase(BaseEstimator):
@@ -187,6 +236,19 @@ class _RNNBase(BaseEstimator):
         calling predict at once) never share one."""
         return self._make_network(self.n_features_in_, self.n_outputs_, self.params_.dtype)
 
+    def _network_pool(self):
+        """The pool of networks of the fitted architecture (a new pool when
+        the architecture changed since the last call)."""
+        key = (self.n_features_in_, self.n_outputs_, self.params_.dtype,
+               tuple(sorted(self._fitted_architecture.items())))
+        pool = _POOLS.get(self)
+        if pool is None or pool.key != key:
+            with _POOLS_LOCK:
+                pool = _POOLS.get(self)
+                if pool is None or pool.key != key:
+                    pool = _POOLS[self] = _NetworkPool(key, self._network)
+        return pool
+
     @property
     def weights_(self):
         """Named views into :attr:`params_`, with PyTorch's suffixes: ``W_ih_l0``,
@@ -228,8 +290,18 @@ class _RNNBase(BaseEstimator):
                 if not _same(recorded.get(name), now[name])]
 
     def _check_architecture(self):
-        """ValueError if an architecture hyper-parameter changed since fit."""
+        """ValueError if an architecture hyper-parameter changed since fit.
+
+        The values last found unchanged are remembered (with the fitted
+        architecture they were checked against, in ``_ARCHITECTURE_CHECKED``),
+        so that a call on an unchanged model compares them only.
+        """
         self._check_is_fitted()
+        values = tuple(getattr(self, name) for name in self._ARCHITECTURE)
+        checked = _ARCHITECTURE_CHECKED.get(self)
+        if (checked is not None and checked[0] is self._fitted_architecture
+                and all(a is b or _same(a, b) for a, b in zip(checked[1], values))):
+            return
         changes = self._architecture_changes(self._fitted_architecture)
         if changes:
             raise ValueError(
@@ -238,6 +310,7 @@ class _RNNBase(BaseEstimator):
                 f"network. Restore them with set_params, or fit again with "
                 f"warm_start=False"
             )
+        _ARCHITECTURE_CHECKED[self] = (self._fitted_architecture, values)
 
     def _get_state(self, copy_arrays=False, check_architecture=True):
         """The whole fitted state, as a dict.
@@ -451,28 +524,27 @@ class _RNNBase(BaseEstimator):
         """
         self._check_architecture()
         seqs = v.check_sequences(X, self.params_.dtype, lengths, self.n_features_in_)
-        network = self._network()
+        pool = self._network_pool()         # a network per thread, reused across calls
+        network = pool.get()
+        pool.put(network)                   # (only its sizes are read here)
         initial = self._check_initial_state(initial_state, seqs.n, network)
-        networks = queue.SimpleQueue()      # one per thread: each holds a workspace
-        networks.put(network)
+        T = int(seqs.lengths.max())
+        parts = _predict_blocks(seqs.n, T, network)
+
+        def run(idx, net):
+            batch = seqs.pack(idx)
+            # (n_states, L*D, B, H), rows in packed order
+            state0 = (None if initial is None
+                      else np.stack([s[:, batch.sources] for s in initial]))
+            return (idx, batch, *net.output(self.params_, batch, state0))
 
         def run_block(idx):
-            try:
-                net = networks.get_nowait()
-            except queue.Empty:
-                net = self._network()
-            try:
-                batch = seqs.pack(idx)
-                # (n_states, L*D, B, H), rows in packed order
-                state0 = (None if initial is None
-                          else np.stack([s[:, batch.sources] for s in initial]))
-                return (idx, batch, *net.output(self.params_, batch, state0))
-            finally:
-                networks.put(net)
+            return pool.run(lambda net: run(idx, net))
 
-        T = int(seqs.lengths.max())
-        blocks = map_blocks(run_block, _predict_blocks(seqs.n, T, network),
-                            effective_n_jobs(self.n_jobs))
+        if len(parts) == 1:                 # (the compiled pass holds BLAS at one thread)
+            blocks = [run_block(parts[0])]
+        else:
+            blocks = map_blocks(run_block, parts, effective_n_jobs(self.n_jobs))
         outputs, finals = [], None
         if return_state:
             finals = [np.empty((network.L * network.D, seqs.n, network.H),

@@ -27,6 +27,7 @@ from crnn.exceptions import (
 )
 from crnn._io import load, save
 from crnn._onnx import to_onnx
+from crnn._stream import ClassifierStream, Stream
 from crnn._version import __version__
 
 
@@ -47,6 +48,8 @@ __all__ = [
     "save",
     "load",
     "to_onnx",
+    "Stream",
+    "ClassifierStream",
     "get_config",
     "set_config",
     "config_context",

@@ -17,6 +17,7 @@ from crnn._constraints import (Boolean, FloatDtype, Interval, Options, RandomSta
 from crnn._network import RecurrentNetwork
 from crnn._optim import OPTIMIZERS, check_optimizer_state
 from crnn._sequences import Sequences
+from crnn._stream import ClassifierStream, Stream
 from crnn._threads import effective_n_jobs, map_blocks, one_blas_thread
 from crnn._training import TrainingData, copy_state, train
 from crnn.kernels.activations import CODES as ACTIVATIONS
@@ -568,6 +569,34 @@ class _RNNBase(BaseEstimator):
             state = tuple(finals) if network.cell.n_states == 2 else finals[0]
         return Y, state
 
+    def stream(self, n_streams=1, *, initial_state=None):
+        """Step-by-step inference for ``n_streams`` sequences at once, the
+        recurrent states kept inside (:class:`~crnn.Stream`).
+
+        Parameters
+        ----------
+        n_streams : int, default=1
+        initial_state : optional
+            As for :meth:`predict` (zeros by default).
+
+        Returns
+        -------
+        Stream (a :class:`~crnn.ClassifierStream` for a classifier)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from crnn import RNNRegressor
+        >>> X = np.random.default_rng(0).normal(size=(20, 10, 2))
+        >>> model = RNNRegressor(4, return_sequences=True, max_iter=2,
+        ...                      random_state=0).fit(X, X[..., 0].cumsum(axis=1))
+        >>> stream = model.stream()
+        >>> steps = np.array([stream.step(x_t) for x_t in X[0]])
+        >>> bool(np.allclose(steps, model.predict(X[:1])[0]))
+        True
+        """
+        return self._STREAM(self, n_streams, initial_state)
+
     def _check_initial_state(self, state, n, network):
         """User initial states -> list of (L*D, n, H) arrays, one per state kind."""
         if state is None:
@@ -815,6 +844,7 @@ class RNNRegressor(RegressorMixin, _RNNBase):
     _ARCHITECTURE = _RNNBase._ARCHITECTURE + ("output_activation",)
     # Whether y had no output axis, so that predictions drop it too.
     _TARGET_STATE = ("_squeeze",)
+    _STREAM = Stream
 
     def _output_activation(self):
         return self.output_activation
@@ -939,6 +969,7 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
 
     _loss = "cross_entropy"
     _TARGET_STATE = ("classes_",)
+    _STREAM = ClassifierStream
 
     def _output_activation(self):
         return "softmax"

@@ -49,7 +49,7 @@ from collections import namedtuple
 import numpy as np
 
 from libc.limits cimport INT_MAX
-from libc.math cimport exp, log
+from libc.math cimport exp, isfinite, log
 from libc.string cimport memcpy, memset
 
 from cython cimport floating
@@ -62,15 +62,15 @@ from crnn.kernels.activations cimport IDENTITY, SOFTMAX
 from crnn.kernels.blas cimport NoTrans, Trans, gemm, hold_one_thread, release_threads
 from crnn.kernels.elman cimport (
     ELMAN_GATES, ELMAN_STATES, elman_backward, elman_backward_work_size, elman_forward,
-    elman_forward_work_size,
+    elman_forward_work_size, elman_step,
 )
 from crnn.kernels.gru cimport (
     GRU_GATES, GRU_STATES, gru_backward, gru_backward_work_size, gru_forward,
-    gru_forward_work_size, gru_gates_size,
+    gru_forward_work_size, gru_gates_size, gru_step, gru_step_work_size,
 )
 from crnn.kernels.lstm cimport (
     LSTM_GATES, LSTM_STATES, lstm_backward, lstm_backward_work_size, lstm_forward,
-    lstm_forward_work_size, lstm_gates_size,
+    lstm_forward_work_size, lstm_gates_size, lstm_step, lstm_step_work_size,
 )
 
 from crnn._config import check_memory
@@ -697,6 +697,11 @@ cdef class Stack:
         sequences and ``T`` steps needs."""
         return plan(&self.c, T, N, B).total
 
+    def stepper(self, params, Py_ssize_t B):
+        """A :class:`Stepper` of this network for ``B`` streams, running
+        ``params`` (checked now; the Stepper keeps it), from zero states."""
+        return Stepper(self, params, B)
+
     # -- the passes -------------------------------------------------------
 
     def forward(self, params, X, batch_sizes, initial=None, masks=None, finals=None):
@@ -897,3 +902,193 @@ cdef double _run(Stack self, const Shape* s, const floating[::1] params,
                            &batch_sizes[0], init_ptr, mask_ptr, grad_ptr, &ws[0])
         crnn_subnormals_restore(fp_state)
     return value
+
+
+# --- streaming: one step at a time ------------------------------------------------
+
+
+cdef char* data_pointer(array, bint is_double) except NULL:
+    """The address of the first element of a C-contiguous float64 (or
+    float32) array, valid while the array lives."""
+    cdef const double[::1] d
+    cdef const float[::1] f
+    if is_double:
+        d = array
+        return <char*> &d[0]
+    f = array
+    return <char*> &f[0]
+
+
+cdef class Stepper:
+    """One step at a time of a one-directional network over ``B`` streams,
+    its states kept inside: for each step ``x`` ``(B, I)``, every layer's
+    cell step, then the outputs ``Y = g2(h_L W_y^T + b_y)`` ``(B, O)``.
+
+    Made by :meth:`Stack.stepper`; it runs the parameter buffer it was given
+    (checked then, and kept). The states are two buffers of ``(n_states, L,
+    B, H)`` that take turns: a step reads one and writes the other. A
+    Stepper serves one thread at a time (RuntimeError otherwise), like a
+    Stack.
+    """
+
+    cdef Config c
+    cdef Py_ssize_t[:, ::1] unit_off
+    cdef readonly Py_ssize_t B
+    cdef bint is_double
+    cdef object params, states, work
+    cdef char* params_ptr
+    cdef char* states_ptr
+    cdef char* work_ptr
+    cdef int current
+    cdef object busy
+    cdef readonly object dtype
+
+    def __cinit__(self, Stack stack, params, Py_ssize_t B):
+        if stack.c.D != 1:
+            raise ValueError("a bidirectional network cannot run step by step: its "
+                             "reverse direction starts from each sequence's last step")
+        if B < 1:
+            raise ValueError(f"the number of streams must be at least 1; got {B}")
+        check_blas_sizes(rows=B)
+        self.c = stack.c
+        self.unit_off = stack.unit_off
+        self.B, self.dtype, self.is_double = B, stack.dtype, stack.is_double
+        self.params = np.asarray(buffer(params, "params", (stack.n_params,), stack.dtype,
+                                        False))
+        cdef Py_ssize_t state_size = self.c.n_states * self.c.L * B * self.c.H
+        cdef Py_ssize_t step_work = max(lstm_step_work_size(B, self.c.H),
+                                        gru_step_work_size(B, self.c.H))
+        check_memory((2 * state_size + step_work) * self.dtype.itemsize,
+                     "the states of these streams")
+        self.states = aligned_empty(2 * state_size, self.dtype)
+        self.states[:] = 0
+        self.work = aligned_empty(step_work, self.dtype)
+        self.params_ptr = data_pointer(self.params, self.is_double)
+        self.states_ptr = data_pointer(self.states, self.is_double)
+        self.work_ptr = data_pointer(self.work, self.is_double)
+        self.current = 0
+        self.busy = threading.Lock()
+
+    @property
+    def state(self):
+        """The current states, ``(n_states, L, B, H)`` (a copy)."""
+        n = self.c.n_states * self.c.L * self.B * self.c.H
+        return self.states[self.current * n:(self.current + 1) * n].reshape(
+            self.c.n_states, self.c.L, self.B, self.c.H).copy()
+
+    def set_state(self, state):
+        """Start the next step from ``state`` ``(n_states, L, B, H)`` (None: zeros)."""
+        n = self.c.n_states * self.c.L * self.B * self.c.H
+        shape = (self.c.n_states, self.c.L, self.B, self.c.H)
+        if not self.busy.acquire(False):
+            raise RuntimeError("this Stepper is running a step in another thread")
+        try:
+            target = self.states[self.current * n:(self.current + 1) * n]
+            if state is None:
+                target[:] = 0
+            else:
+                value = np.asarray(buffer(state, "state", shape, self.dtype, False))
+                if not np.isfinite(value).all():
+                    raise ValueError("the state contains NaN or infinity")
+                target[:] = value.reshape(-1)
+        finally:
+            self.busy.release()
+
+    def step(self, x, Y=None):
+        """One step: ``x`` ``(B, I)`` (or ``(I,)`` when ``B`` is 1) in, the
+        outputs ``(B, O)`` into ``Y`` (a new array if None), returned; the
+        states move on. ``x`` must be finite (ValueError otherwise, and the
+        states stay as they were)."""
+        cdef Py_ssize_t B = self.B, I = self.c.I
+        if type(x) is np.ndarray and x.ndim == 1 and B == 1:
+            x = x.reshape(1, I) if x.shape[0] == I else x
+        return self.run_steps(x, Y, (B, I), (B, self.c.O), 1, "x")
+
+    def run(self, X, Y=None):
+        """``T`` steps in one call: ``X`` ``(T, B, I)`` in, the outputs of
+        every step ``(T, B, O)`` into ``Y`` (a new array if None), returned.
+        The same as ``T`` calls of :meth:`step`, without Python in between."""
+        cdef Py_ssize_t T
+        if type(X) is not np.ndarray or X.ndim != 3:
+            X = buffer(X, "X", (None, self.B, self.c.I), self.dtype, False)
+        T = X.shape[0]
+        return self.run_steps(X, Y, (T, self.B, self.c.I), (T, self.B, self.c.O), T, "X")
+
+    cdef object run_steps(self, x, Y, tuple x_shape, tuple y_shape, Py_ssize_t T,
+                          str what):
+        """Check ``x`` and ``Y`` (of ``x_shape``, ``y_shape``) and run ``T``
+        steps; ``Y``."""
+        if not self.busy.acquire(False):
+            raise RuntimeError(
+                "this Stepper is running a step in another thread: a stream's states "
+                "serve one thread at a time")
+        hold_one_thread()
+        try:
+            x = buffer(x, what, x_shape, self.dtype, False)
+            if Y is None:
+                Y = np.empty(y_shape, self.dtype)
+            out = buffer(Y, "Y", y_shape, self.dtype, True)
+            # flat views of the checked buffers (C-contiguous: no copies)
+            xs, ys = np.asarray(x).reshape(-1), np.asarray(out).reshape(-1)
+            if xs.shape[0] != T * self.B * self.c.I or ys.shape[0] != T * self.B * self.c.O:
+                raise ValueError("an array of this step changed shape while it was checked")
+            if self.is_double:
+                _steps(self, <const double*> data_pointer(xs, True),
+                       <double*> data_pointer(ys, True), T)
+            else:
+                _steps(self, <const float*> data_pointer(xs, False),
+                       <float*> data_pointer(ys, False), T)
+            return Y
+        finally:
+            release_threads()
+            self.busy.release()
+
+
+cdef int _steps(Stepper self, const floating* x, floating* Y, Py_ssize_t T) except -1:
+    """``T`` steps from ``x`` ``(T, B, I)`` into ``Y`` ``(T, B, O)``, checked
+    buffers; every input must be finite (else ValueError, before any step)."""
+    cdef Py_ssize_t i, t, BI = self.B * self.c.I, BO = self.B * self.c.O
+    cdef unsigned long fp_state
+    for i in range(T * BI):
+        if not isfinite(x[i]):
+            raise ValueError("x contains NaN or infinity; the stream's states are "
+                             "unchanged")
+    with nogil:
+        fp_state = crnn_subnormals_off()
+        for t in range(T):
+            step_once(self, x + t * BI, Y + t * BO)
+        crnn_subnormals_restore(fp_state)
+    return 0
+
+
+cdef void step_once(Stepper self, const floating* x, floating* Y) noexcept nogil:
+    """One step of every layer from ``x`` ``(B, I)``, the outputs into ``Y``
+    ``(B, O)``; the state buffers change turns."""
+    cdef Py_ssize_t B = self.B, H = self.c.H, L = self.c.L, l, I_l = self.c.I
+    cdef Py_ssize_t n = self.c.n_states * L * B * H, BH = B * H
+    cdef const floating* params = <const floating*> self.params_ptr
+    cdef floating* old = <floating*> self.states_ptr + self.current * n
+    cdef floating* new = <floating*> self.states_ptr + (1 - self.current) * n
+    cdef floating* work = <floating*> self.work_ptr
+    cdef const Py_ssize_t* off
+    cdef const floating* x_l = x
+    for l in range(L):
+        off = &self.unit_off[l, 0]
+        # state j of layer l: block j * L + l of B*H
+        if self.c.cell == ELMAN:
+            elman_step(B, I_l, H, x_l, params + off[W_IH], params + off[W_HH],
+                       params + off[BIAS], old + l * BH, new + l * BH, self.c.activation)
+        elif self.c.cell == LSTM:
+            lstm_step(B, I_l, H, x_l, params + off[W_IH], params + off[W_HH],
+                      params + off[BIAS], old + l * BH, old + (L + l) * BH,
+                      new + l * BH, new + (L + l) * BH, work)
+        else:
+            gru_step(B, I_l, H, x_l, params + off[W_IH], params + off[W_HH],
+                     params + off[BIAS], params + off[B_HN], old + l * BH,
+                     new + l * BH, work)
+        x_l, I_l = new + l * BH, H
+    # Y(B, O) = h_L(B, H) @ W_y^T, then g2(Y + b_y)
+    gemm(NoTrans, Trans, B, self.c.O, H, 1, x_l, H, params + self.c.off_W_y, H, 0, Y,
+         self.c.O)
+    output_activation(B, self.c.O, Y, params + self.c.off_b_y, self.c.g2)
+    self.current = 1 - self.current

@@ -1,0 +1,99 @@
+"""The compiled ``Stepper`` (``Stack.stepper``): one step at a time of a
+one-directional network, checked at its boundary like the ``Stack``.
+
+Its steps against the Stack's whole-sequence pass on the same parameters
+(1e-12 in float64), and every wrong argument refused by name before a
+kernel runs: dtype, shape, order, writability, a lying ndarray subclass,
+non-finite inputs and states.
+"""
+import gc
+
+import numpy as np
+import pytest
+
+from crnn._network import RecurrentNetwork
+from crnn._sequences import Sequences
+
+B, T, I, H, O = 3, 6, 4, 5, 2
+
+
+def network(cell="lstm", dtype=np.float64, **kw):
+    net = RecurrentNetwork(I, H, O, cell=cell, num_layers=2, return_sequences=True,
+                           dtype=dtype, **kw)
+    return net, net.init_params(np.random.default_rng(0), random_biases=True)
+
+
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+def test_steps_follow_the_whole_sequence_pass(cell):
+    net, params = network(cell)
+    X = np.random.default_rng(1).normal(size=(B, T, I))
+    batch = Sequences(X, np.full(B, T), True).pack()
+    Y, finals = net.output(params, batch)                  # (T*B, O), time-major
+    stepper = net.stack.stepper(params, B)
+    got = np.stack([stepper.step(np.ascontiguousarray(X[:, t])) for t in range(T)])
+    np.testing.assert_allclose(got.reshape(T * B, O), Y, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(stepper.state, finals, rtol=0, atol=1e-12)
+    stepper.set_state(None)
+    np.testing.assert_allclose(stepper.run(np.ascontiguousarray(np.swapaxes(X, 0, 1))),
+                               got, rtol=0, atol=0)
+
+
+def test_the_parameters_are_kept():
+    net, params = network("gru")
+    x = np.ones((B, I))
+    expected = net.stack.stepper(params.copy(), B).step(x)
+    stepper = net.stack.stepper(params.copy(), B)          # its only reference
+    gc.collect()
+    np.testing.assert_array_equal(stepper.step(x), expected)
+
+
+class Lying(np.ndarray):
+    @property
+    def shape(self):
+        return (B, I)
+
+
+def test_bad_arguments_are_refused_by_name():
+    net, params = network("lstm")
+    stack = net.stack
+    with pytest.raises(ValueError, match="params must have shape"):
+        stack.stepper(params[:-1], B)
+    with pytest.raises(ValueError, match="params must be a C-contiguous 1-d float64"):
+        stack.stepper(params.astype(np.float32), B)
+    with pytest.raises(ValueError, match="at least 1"):
+        stack.stepper(params, 0)
+    stepper = stack.stepper(params, B)
+    x = np.zeros((B, I))
+    for bad, words in [(np.zeros((B, I), np.float32), "float64"),
+                       (np.zeros((B + 1, I)), "shape"),
+                       (np.zeros((B, 2 * I))[:, ::2], "C-contiguous"),
+                       (np.zeros(B * I - 1).view(Lying), "2-d float64 array; got a 1-d"),
+                       ("text", "must be a float64 array")]:
+        with pytest.raises(ValueError, match=words):
+            stepper.step(bad)
+    with pytest.raises(ValueError, match="writable"):
+        Y = np.zeros((B, O))
+        Y.flags.writeable = False
+        stepper.step(x, Y)
+    with pytest.raises(ValueError, match="Y must have shape"):
+        stepper.step(x, np.zeros((B, O + 1)))
+    with pytest.raises(ValueError, match="state must have shape"):
+        stepper.set_state(np.zeros((2, 2, B, H + 1)))
+    bad_state = np.zeros((2, 2, B, H))
+    bad_state[1, 0, 0, 0] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        stepper.set_state(bad_state)
+    with pytest.raises(ValueError, match="X must have shape"):
+        stepper.run(np.zeros((T, B + 1, I)))
+    nan = x.copy()
+    nan[2, 3] = np.nan
+    before = stepper.state
+    with pytest.raises(ValueError, match="NaN"):
+        stepper.step(nan)
+    np.testing.assert_array_equal(stepper.state, before)
+
+
+def test_a_bidirectional_network_cannot_step():
+    net = RecurrentNetwork(I, H, O, bidirectional=True)
+    with pytest.raises(ValueError, match="bidirectional"):
+        net.stack.stepper(net.init_params(np.random.default_rng(0)), 1)

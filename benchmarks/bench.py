@@ -6,7 +6,7 @@ Usage::
                                [--dtype float32|float64|float32,float64]
                                [--threads 1|1,2] [--json out.json] [--budget S]
                                [--no-ragged] [--no-fit] [--no-memory] [--extras]
-                               [--no-scaling] [--no-mpi]
+                               [--no-scaling] [--no-mpi] [--no-stepper]
 
 Sections, each interleaving its contenders:
 
@@ -46,7 +46,9 @@ A last section times crnn's training step on one batch of B = 64 sequences
 real steps (the sum of the lengths), not B * T_max; next to it PyTorch's
 step on the same batches as PackedSequences and on the padded batch.
 
-Then, with no thread limit set anywhere (``benchmarks/scaling.py``), the
+Then one step of one stream (``benchmarks/stepper.py``): crnn's
+``stream.step`` and its compiled step, a PyTorch cell loop, and ONNX
+Runtime one step per run. Then, with no thread limit set anywhere (``benchmarks/scaling.py``), the
 scaling section -- crnn's data-parallel training step and ``predict`` with
 ``n_jobs = k`` against PyTorch with ``torch.set_num_threads(k)``, k = 1 ..
 cores, and both libraries out of the box -- and the MPI section: one epoch
@@ -92,6 +94,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 import crnn
 from crnn._cells import CELLS, cell_type
 import scaling                  # before any thread setting: torch's default count
+import stepper
 from crnn._network import RecurrentNetwork
 from crnn.kernels import blas as kernels_blas
 from crnn._validation import check_sequences
@@ -1337,6 +1340,8 @@ def main(argv=None):
                         help="skip the scaling section (n_jobs=k vs torch threads)")
     parser.add_argument("--no-mpi", action="store_true",
                         help="skip the MPI section (one epoch on 1 and 2 ranks)")
+    parser.add_argument("--no-stepper", action="store_true",
+                        help="skip the stepper section (one step of one stream)")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
@@ -1443,7 +1448,12 @@ def main(argv=None):
                         ragged.append(rg)
                         print(f"  {cell} ragged lengths {np.dtype(dtype).name}: done in "
                               f"{time.perf_counter() - t0:.1f} s", flush=True)
-    scaled = mpi = None
+    scaled = mpi = steps = None
+    if not args.no_stepper:
+        with threadpool_limits(limits=1):
+            if torch is not None:
+                torch.set_num_threads(1)
+            steps = stepper.run_stepper(sys.modules[__name__], timing)
     if not args.no_scaling:
         # outside every threadpool_limits: the "default" rows are out of the box
         scaled = scaling.run_scaling(sys.modules[__name__], timing, args.quick)
@@ -1454,6 +1464,7 @@ def main(argv=None):
     print_fit(fits)
     print_memory(memory)
     print_ragged(ragged)
+    stepper.print_stepper(steps)
     scaling.print_scaling(scaled)
     scaling.print_mpi(mpi)
     print(f"\nTotal benchmark time {time.perf_counter() - started:.1f} s.")
@@ -1475,7 +1486,7 @@ def main(argv=None):
             "estimator_solver": "adam", "numpy_solver": "plain SGD (--extras epoch)",
             "torch_solver": "torch.optim.Adam", "learning_rate": LEARNING_RATE,
             "cases": results, "fit": fits, "memory": memory, "ragged": ragged,
-            "scaling": scaled, "mpi": mpi, "torch_default_threads": scaling.TORCH_DEFAULT_THREADS,
+            "scaling": scaled, "mpi": mpi, "stepper": steps, "torch_default_threads": scaling.TORCH_DEFAULT_THREADS,
         }
         directory = os.path.dirname(os.path.abspath(args.json))
         os.makedirs(directory, exist_ok=True)

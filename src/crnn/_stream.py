@@ -44,7 +44,7 @@ class Stream:
         self._stepper = network.stack.stepper(model.params_, n_streams)
         self.n_streams, self.n_features_in_ = n_streams, network.I
         self._dtype = model.params_.dtype
-        self._Y = np.empty((n_streams, network.O), self._dtype)
+        self._squeeze = bool(getattr(model, "_squeeze", False))
         self.reset(initial_state)
 
     def reset(self, initial_state=None):
@@ -64,18 +64,19 @@ class Stream:
         return (states[0], states[1]) if states.shape[0] == 2 else states[0]
 
     def _outputs(self, x):
-        """The network's outputs ``(n_streams, O)`` for the next inputs ``x``;
-        and whether ``x`` came without the stream axis."""
-        if not (type(x) is np.ndarray and x.dtype == self._dtype):
-            x = v.as_float_array(x, "x", self._dtype)
-        single = x.ndim == 1 and self.n_streams == 1
+        """The network's outputs for the next inputs ``x``: ``(n_streams, O)``,
+        or ``(O,)`` for a 1-D ``x`` of one stream."""
+        try:                    # a C-contiguous array of the right dtype and shape
+            return self._stepper.step(x)
+        except (ValueError, TypeError):
+            pass                # anything else is converted and checked here
+        x = np.ascontiguousarray(v.as_float_array(x, "x", self._dtype))
         if x.shape != (self.n_streams, self.n_features_in_) and not (
-                single and x.shape == (self.n_features_in_,)):
+                self.n_streams == 1 and x.shape == (self.n_features_in_,)):
             raise ValueError(
                 f"x must have shape (n_streams, n_features) = ({self.n_streams}, "
                 f"{self.n_features_in_}) (or (n_features,) for one stream); got {x.shape}")
-        return self._stepper.step(x if x.flags.c_contiguous else np.ascontiguousarray(x)), \
-            single
+        return self._stepper.step(x)
 
     def _run(self, X):
         """The outputs ``(T, n_streams, O)`` of ``T`` steps ``X``; and
@@ -103,10 +104,8 @@ class Stream:
         ndarray (n_streams, n_outputs), or (n_streams,) when the model
         predicts 1-D targets; without the stream axis for a 1-D ``x``.
         """
-        Y, single = self._outputs(x)
-        if self._model._squeeze:
-            Y = Y[:, 0]
-        return Y[0] if single else Y
+        Y = self._outputs(x)
+        return Y[..., 0] if self._squeeze else Y
 
     def steps(self, X):
         """:meth:`step` over ``T`` steps at once, in one compiled call.
@@ -121,7 +120,7 @@ class Stream:
         ndarray (n_steps, n_streams, n_outputs) (or as :meth:`step` per step)
         """
         Y, single = self._run(X)
-        if self._model._squeeze:
+        if self._squeeze:
             Y = Y[..., 0]
         return Y[:, 0] if single else Y
 
@@ -143,15 +142,12 @@ class ClassifierStream(Stream):
         """Class probabilities after the next input of every stream:
         ``(n_streams, n_classes)``, columns in the order of ``classes_``
         (``(n_classes,)`` for a 1-D ``x``)."""
-        P, single = self._outputs(x)
-        return P[0] if single else P
+        return self._outputs(x)
 
     def step(self, x):
         """The most probable label of every stream after its next input:
         ``(n_streams,)`` (one label for a 1-D ``x``)."""
-        P, single = self._outputs(x)
-        labels = self.classes_[np.argmax(P, axis=1)]
-        return labels[0] if single else labels
+        return self.classes_[np.argmax(self._outputs(x), axis=-1)]
 
     def steps_proba(self, X):
         """:meth:`step_proba` over ``T`` steps at once: ``(n_steps, n_streams,

@@ -71,12 +71,15 @@ def test_bad_arguments_are_refused_by_name():
                        ("text", "must be a float64 array")]:
         with pytest.raises(ValueError, match=words):
             stepper.step(bad)
+    X = np.zeros((T, B, I))
     with pytest.raises(ValueError, match="writable"):
-        Y = np.zeros((B, O))
+        Y = np.zeros((T, B, O))
         Y.flags.writeable = False
-        stepper.step(x, Y)
+        stepper.run(X, Y)
     with pytest.raises(ValueError, match="Y must have shape"):
-        stepper.step(x, np.zeros((B, O + 1)))
+        stepper.run(X, np.zeros((T, B, O + 1)))
+    with pytest.raises(ValueError, match="2-d float64 array; got a 1-d"):
+        stepper.step(np.zeros(I))                       # 1-D: one stream only
     with pytest.raises(ValueError, match="state must have shape"):
         stepper.set_state(np.zeros((2, 2, B, H + 1)))
     bad_state = np.zeros((2, 2, B, H))

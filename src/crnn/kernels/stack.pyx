@@ -940,7 +940,7 @@ cdef class Stepper:
     cdef char* states_ptr
     cdef char* work_ptr
     cdef int current
-    cdef object busy
+    cdef bint running
     cdef readonly object dtype
 
     def __cinit__(self, Stack stack, params, Py_ssize_t B):
@@ -967,7 +967,9 @@ cdef class Stepper:
         self.states_ptr = data_pointer(self.states, self.is_double)
         self.work_ptr = data_pointer(self.work, self.is_double)
         self.current = 0
-        self.busy = threading.Lock()
+        # Set while a step runs (the GIL orders the test and the set): a
+        # call from another thread meanwhile raises RuntimeError.
+        self.running = False
 
     @property
     def state(self):
@@ -980,8 +982,9 @@ cdef class Stepper:
         """Start the next step from ``state`` ``(n_states, L, B, H)`` (None: zeros)."""
         n = self.c.n_states * self.c.L * self.B * self.c.H
         shape = (self.c.n_states, self.c.L, self.B, self.c.H)
-        if not self.busy.acquire(False):
+        if self.running:
             raise RuntimeError("this Stepper is running a step in another thread")
+        self.running = True
         try:
             target = self.states[self.current * n:(self.current + 1) * n]
             if state is None:
@@ -992,17 +995,26 @@ cdef class Stepper:
                     raise ValueError("the state contains NaN or infinity")
                 target[:] = value.reshape(-1)
         finally:
-            self.busy.release()
+            self.running = False
 
-    def step(self, x, Y=None):
-        """One step: ``x`` ``(B, I)`` (or ``(I,)`` when ``B`` is 1) in, the
-        outputs ``(B, O)`` into ``Y`` (a new array if None), returned; the
-        states move on. ``x`` must be finite (ValueError otherwise, and the
-        states stay as they were)."""
-        cdef Py_ssize_t B = self.B, I = self.c.I
-        if type(x) is np.ndarray and x.ndim == 1 and B == 1:
-            x = x.reshape(1, I) if x.shape[0] == I else x
-        return self.run_steps(x, Y, (B, I), (B, self.c.O), 1, "x")
+    def step(self, x):
+        """One step: ``x`` ``(B, I)`` (or ``(I,)`` when ``B`` is 1) in; the
+        outputs ``(B, O)`` (``(O,)``) out, a new array; the states move on.
+        ``x`` must be a C-contiguous array of the Stepper's dtype, and finite
+        (ValueError otherwise, and the states stay as they were)."""
+        if self.running:
+            raise RuntimeError(
+                "this Stepper is running a step in another thread: a stream's states "
+                "serve one thread at a time")
+        self.running = True
+        hold_one_thread()
+        try:
+            if self.is_double:
+                return step_one(self, x, <double> 0)
+            return step_one(self, x, <float> 0)
+        finally:
+            release_threads()
+            self.running = False
 
     def run(self, X, Y=None):
         """``T`` steps in one call: ``X`` ``(T, B, I)`` in, the outputs of
@@ -1018,10 +1030,11 @@ cdef class Stepper:
                           str what):
         """Check ``x`` and ``Y`` (of ``x_shape``, ``y_shape``) and run ``T``
         steps; ``Y``."""
-        if not self.busy.acquire(False):
+        if self.running:
             raise RuntimeError(
                 "this Stepper is running a step in another thread: a stream's states "
                 "serve one thread at a time")
+        self.running = True
         hold_one_thread()
         try:
             x = buffer(x, what, x_shape, self.dtype, False)
@@ -1041,7 +1054,44 @@ cdef class Stepper:
             return Y
         finally:
             release_threads()
-            self.busy.release()
+            self.running = False
+
+
+cdef object step_one(Stepper self, x, floating kind):
+    """The body of :meth:`Stepper.step`: the typed views of ``x`` and of a
+    new output array, then one step (``kind`` only selects the type)."""
+    cdef const floating[::1] x1
+    cdef const floating[:, ::1] x2
+    cdef floating[::1] y1
+    cdef floating[:, ::1] y2
+    cdef bint single = self.B == 1 and getattr(x, "ndim", 0) == 1
+    cdef Py_ssize_t I = self.c.I, O = self.c.O
+    cdef tuple shape
+    if single:
+        shape = (I,)
+    else:
+        shape = (self.B, I)
+    try:
+        if single:
+            x1 = x
+        else:
+            x2 = x
+    except (ValueError, TypeError, BufferError):
+        buffer(x, "x", shape, self.dtype, False)       # raises what is wrong
+        raise
+    if (single and x1.shape[0] != I) or (not single and (x2.shape[0] != self.B
+                                                          or x2.shape[1] != I)):
+        buffer(x, "x", shape, self.dtype, False)
+        raise ValueError(f"x must have shape {shape}")    # pragma: no cover
+    if single:
+        Y = np.empty(O, self.dtype)
+        y1 = Y
+        _steps(self, &x1[0], &y1[0], 1)
+    else:
+        Y = np.empty((self.B, O), self.dtype)
+        y2 = Y
+        _steps(self, &x2[0, 0], &y2[0, 0], 1)
+    return Y
 
 
 cdef int _steps(Stepper self, const floating* x, floating* Y, Py_ssize_t T) except -1:

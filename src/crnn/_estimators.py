@@ -41,6 +41,8 @@ def _predict_blocks(n, T, network):
     per_block = _PREDICT_CHUNK_ELEMENTS // (T * network.H * network.D * network.L
                                             * network.cell.n_gates)
     size = max(1, min(per_block, max(_PREDICT_BLOCK_SEQUENCES, -(-n // _PREDICT_MAX_BLOCKS))))
+    if size >= n:
+        return [np.arange(n)]
     return [np.arange(start, min(start + size, n)) for start in range(0, n, size)]
 
 
@@ -72,13 +74,7 @@ class _NetworkPool:
         if network.stack.workspace_nbytes <= _POOLED_WORKSPACE_BYTES:
             self.idle.put(network)
 
-    def run(self, function):
-        """``function(network)`` on a borrowed network."""
-        network = self.get()
-        try:
-            return function(network)
-        finally:
-            self.put(network)
+
 
 
 #: Each fitted estimator's pool, kept beside it (not in it: an estimator
@@ -238,15 +234,15 @@ class _RNNBase(BaseEstimator):
         return self._make_network(self.n_features_in_, self.n_outputs_, self.params_.dtype)
 
     def _network_pool(self):
-        """The pool of networks of the fitted architecture (a new pool when
-        the architecture changed since the last call)."""
-        key = (self.n_features_in_, self.n_outputs_, self.params_.dtype,
-               tuple(sorted(self._fitted_architecture.items())))
+        """The pool of networks of the fitted state (a new pool once another
+        state is installed: ``_set_state`` installs a new architecture record
+        with the weights, so that record's identity is the key)."""
+        key = self._fitted_architecture
         pool = _POOLS.get(self)
-        if pool is None or pool.key != key:
+        if pool is None or pool.key is not key:
             with _POOLS_LOCK:
                 pool = _POOLS.get(self)
-                if pool is None or pool.key != key:
+                if pool is None or pool.key is not key:
                     pool = _POOLS[self] = _NetworkPool(key, self._network)
         return pool
 
@@ -298,11 +294,14 @@ class _RNNBase(BaseEstimator):
         so that a call on an unchanged model compares them only.
         """
         self._check_is_fitted()
-        values = tuple(getattr(self, name) for name in self._ARCHITECTURE)
+        values = tuple([getattr(self, name) for name in self._ARCHITECTURE])
         checked = _ARCHITECTURE_CHECKED.get(self)
-        if (checked is not None and checked[0] is self._fitted_architecture
-                and all(a is b or _same(a, b) for a, b in zip(checked[1], values))):
-            return
+        if checked is not None and checked[0] is self._fitted_architecture:
+            try:
+                if checked[1] == values:
+                    return
+            except (TypeError, ValueError):       # values that do not compare
+                pass
         changes = self._architecture_changes(self._fitted_architecture)
         if changes:
             raise ValueError(
@@ -532,15 +531,16 @@ class _RNNBase(BaseEstimator):
         T = int(seqs.lengths.max())
         parts = _predict_blocks(seqs.n, T, network)
 
-        def run(idx, net):
-            batch = seqs.pack(idx)
-            # (n_states, L*D, B, H), rows in packed order
-            state0 = (None if initial is None
-                      else np.stack([s[:, batch.sources] for s in initial]))
-            return (idx, batch, *net.output(self.params_, batch, state0))
-
         def run_block(idx):
-            return pool.run(lambda net: run(idx, net))
+            net = pool.get()
+            try:
+                batch = seqs.pack(idx)
+                # (n_states, L*D, B, H), rows in packed order
+                state0 = (None if initial is None
+                          else np.stack([s[:, batch.sources] for s in initial]))
+                return (idx, batch, *net.output(self.params_, batch, state0))
+            finally:
+                pool.put(net)
 
         if len(parts) == 1:                 # (the compiled pass holds BLAS at one thread)
             blocks = [run_block(parts[0])]
@@ -563,7 +563,7 @@ class _RNNBase(BaseEstimator):
         if self.return_sequences and seqs.as_list:
             Y = [y for part in outputs for y in part]
         else:
-            Y = np.concatenate(outputs, axis=0)
+            Y = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=0)
         state = None
         if return_state:
             state = tuple(finals) if network.cell.n_states == 2 else finals[0]

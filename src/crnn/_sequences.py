@@ -100,20 +100,22 @@ class PackedBatch:
     def __init__(self, source, idx):
         lengths = source.lengths[idx]
         self.B = idx.size
+        # Equal lengths keep their order, and packing is a transpose to time-major.
+        self.in_order = source.uniform
         if source.uniform:
-            # Equal lengths: the order is kept, and packing is a transpose to
-            # time-major.
             self.order = np.arange(idx.size)
-            self.batch_sizes = np.full(int(lengths[0]), self.B, dtype=np.intp)
+            self.batch_sizes = np.empty(int(lengths[0]), dtype=np.intp)
+            self.batch_sizes.fill(self.B)
         else:
             self.order, self.batch_sizes = packing(lengths)
         self.lengths = lengths[self.order]
         self.T = int(self.lengths[0])
         self.sources = sources = idx[self.order]
         if source.uniform:
-            self.X = np.ascontiguousarray(
-                np.swapaxes(np.take(source.data, sources, axis=0), 0, 1)
-            ).reshape(self.T * self.B, -1)
+            # (all the sequences in their order: no gather before the transpose)
+            whole = self.B == source.n and (self.B == 1 or (sources[1:] > sources[:-1]).all())
+            data = source.data if whole else np.take(source.data, sources, axis=0)
+            self.X = np.ascontiguousarray(np.swapaxes(data, 0, 1)).reshape(self.T * self.B, -1)
         else:
             self.X = np.ascontiguousarray(source.gather(self.src_seq, self.src_t))
         self.N = self.X.shape[0]
@@ -145,6 +147,8 @@ class PackedBatch:
 
     def unpack_last(self, P):
         """Rows per packed sequence ``(B, ...)`` back in the order of ``idx``."""
+        if self.in_order:
+            return P
         out = np.empty_like(P)
         out[self.order] = P
         return out

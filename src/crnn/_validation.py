@@ -271,8 +271,9 @@ def check_sequences(X, dtype, lengths=None, n_features=None, name="X"):
     seqs = check_X(X, dtype, n_features)
     n, T = seqs.shape[:2]
     if lengths is None:
-        return Sequences(seqs, np.full(n, T), True,
-                         as_list=isinstance(X, (list, tuple)))
+        every = np.empty(n, dtype=np.intp)
+        every.fill(T)
+        return Sequences(seqs, every, True, as_list=isinstance(X, (list, tuple)))
     lengths = check_lengths(lengths, n, T)
     if (lengths == T).all():
         return Sequences(seqs, lengths, True)

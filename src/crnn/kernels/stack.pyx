@@ -982,9 +982,7 @@ cdef class Stepper:
         """Start the next step from ``state`` ``(n_states, L, B, H)`` (None: zeros)."""
         n = self.c.n_states * self.c.L * self.B * self.c.H
         shape = (self.c.n_states, self.c.L, self.B, self.c.H)
-        if self.running:
-            raise RuntimeError("this Stepper is running a step in another thread")
-        self.running = True
+        self.enter()
         try:
             target = self.states[self.current * n:(self.current + 1) * n]
             if state is None:
@@ -995,26 +993,36 @@ cdef class Stepper:
                     raise ValueError("the state contains NaN or infinity")
                 target[:] = value.reshape(-1)
         finally:
-            self.running = False
+            self.leave()
 
-    def step(self, x):
-        """One step: ``x`` ``(B, I)`` (or ``(I,)`` when ``B`` is 1) in; the
-        outputs ``(B, O)`` (``(O,)``) out, a new array; the states move on.
-        ``x`` must be a C-contiguous array of the Stepper's dtype, and finite
-        (ValueError otherwise, and the states stay as they were)."""
+    cdef int enter(self) except -1:
+        """Begin a call: RuntimeError while another thread's call runs (the
+        GIL orders this test and set); scipy's BLAS held at one thread."""
         if self.running:
             raise RuntimeError(
                 "this Stepper is running a step in another thread: a stream's states "
                 "serve one thread at a time")
         self.running = True
         hold_one_thread()
+        return 0
+
+    cdef void leave(self) noexcept:
+        """End a call begun by :meth:`enter`."""
+        release_threads()
+        self.running = False
+
+    def step(self, x):
+        """One step: ``x`` ``(B, I)`` (or ``(I,)`` when ``B`` is 1) in; the
+        outputs ``(B, O)`` (``(O,)``) out, a new array; the states move on.
+        ``x`` must be a C-contiguous array of the Stepper's dtype, and finite
+        (ValueError otherwise, and the states stay as they were)."""
+        self.enter()
         try:
             if self.is_double:
                 return step_one(self, x, <double> 0)
             return step_one(self, x, <float> 0)
         finally:
-            release_threads()
-            self.running = False
+            self.leave()
 
     def run(self, X, Y=None):
         """``T`` steps in one call: ``X`` ``(T, B, I)`` in, the outputs of
@@ -1030,12 +1038,7 @@ cdef class Stepper:
                           str what):
         """Check ``x`` and ``Y`` (of ``x_shape``, ``y_shape``) and run ``T``
         steps; ``Y``."""
-        if self.running:
-            raise RuntimeError(
-                "this Stepper is running a step in another thread: a stream's states "
-                "serve one thread at a time")
-        self.running = True
-        hold_one_thread()
+        self.enter()
         try:
             x = buffer(x, what, x_shape, self.dtype, False)
             if Y is None:
@@ -1053,8 +1056,7 @@ cdef class Stepper:
                        <float*> data_pointer(ys, False), T)
             return Y
         finally:
-            release_threads()
-            self.running = False
+            self.leave()
 
 
 cdef object step_one(Stepper self, x, floating kind):

@@ -16,7 +16,8 @@ class Stream:
     n_features)``, runs every layer's cell step from the states the stream
     holds, keeps the new states and returns the outputs::
 
-        S^l_t = cell(S^{l-1}_t, S^l_{t-1})   (S^0_t = x_t),    Y_t = g2(W_y S^L_t + b_y)
+        S^l_t = cell(S^{l-1}_t, S^l_{t-1}),    S^0_t = x_t
+        Y_t   = g2(W_y S^L_t + b_y)
 
     so that ``T`` steps give what ``predict`` gives for the same sequences
     (with ``return_sequences``, its outputs at every step; without, at the

@@ -14,7 +14,7 @@ from crnn._cells import CELLS
 from crnn._gradcheck import check_gradient
 from crnn._constraints import (Boolean, FloatDtype, Interval, Options, RandomState,
                                Verbose, validate_params)
-from crnn._network import RecurrentNetwork
+from crnn._network import Chunk, RecurrentNetwork
 from crnn._optim import OPTIMIZERS, check_optimizer_state
 from crnn._sequences import Sequences
 from crnn._stream import ClassifierStream, Stream
@@ -523,6 +523,10 @@ class _RNNBase(BaseEstimator):
         of ``(L_i, O)`` per step) and the final states (or None).
         """
         self._check_architecture()
+        if lengths is None and initial_state is None and not return_state:
+            Y = self._outputs_of_few(X)
+            if Y is not None:
+                return Y, None
         seqs = v.check_sequences(X, self.params_.dtype, lengths, self.n_features_in_)
         pool = self._network_pool()         # a network per thread, reused across calls
         network = pool.get()
@@ -568,6 +572,34 @@ class _RNNBase(BaseEstimator):
         if return_state:
             state = tuple(finals) if network.cell.n_states == 2 else finals[0]
         return Y, state
+
+    def _outputs_of_few(self, X):
+        """The outputs of a few sequences of one length, one per sequence,
+        without the general path's bookkeeping: for a C-contiguous
+        ``(n, T, n_features)`` array of the model's dtype, finite, with ``n``
+        at most one block of ``predict``; None for anything else (which the
+        general path validates, packs and reports). Packing sequences of one
+        length is a transpose to time-major, and their outputs come out in
+        their order."""
+        if (type(X) is not np.ndarray or X.ndim != 3 or self.return_sequences
+                or X.dtype != self.params_.dtype or not X.flags.c_contiguous):
+            return None
+        n, T, F = X.shape
+        if F != self.n_features_in_ or not 0 < n <= _PREDICT_BLOCK_SEQUENCES or T == 0 \
+                or not np.isfinite(X).all():
+            return None
+        pool = self._network_pool()
+        network = pool.get()
+        try:
+            if len(_predict_blocks(n, T, network)) != 1:
+                return None
+            batch_sizes = np.empty(T, dtype=np.intp)
+            batch_sizes.fill(n)
+            X_tm = X.reshape(T, F) if n == 1 else np.ascontiguousarray(X.swapaxes(0, 1))
+            return network.output(self.params_, Chunk(X_tm.reshape(T * n, F),
+                                                      batch_sizes))[0]
+        finally:
+            pool.put(network)
 
     def stream(self, n_streams=1, *, initial_state=None):
         """Step-by-step inference for ``n_streams`` sequences at once, the

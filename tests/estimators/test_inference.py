@@ -118,3 +118,22 @@ def test_threads_calling_predict_at_once_get_their_own_networks():
     for t in threads:
         t.join()
     assert not errors and len(results) == 8
+
+
+@pytest.mark.parametrize("cls", [RNNRegressor, RNNClassifier])
+@pytest.mark.parametrize("n", [1, 3, 64, 65])
+def test_the_short_path_of_a_few_sequences_gives_the_general_paths_bits(cls, n):
+    model, X = fitted(cls, cell="gru", num_layers=2, bidirectional=True)
+    Z = np.random.default_rng(n).normal(size=(n, 8, 3)).astype(np.float32)
+    lengths = np.full(n, 8)                       # the general path: validated, packed
+    if cls is RNNClassifier:
+        np.testing.assert_array_equal(model.predict_proba(Z),
+                                      model.predict_proba(Z, lengths))
+    np.testing.assert_array_equal(model.predict(Z), model.predict(Z, lengths))
+    bad = Z.copy()
+    bad[0, 1, 2] = np.inf
+    with pytest.raises(ValueError, match=r"X contains NaN or infinity \(the first at "
+                                         r"index \(0, 1, 2\)"):
+        model.predict(bad)
+    with pytest.raises(ValueError, match="features"):
+        model.predict(Z[..., :2].copy())

@@ -939,6 +939,98 @@ class RNNRegressor(RegressorMixin, _RNNBase):
             Y = [y[..., 0] for y in Y] if isinstance(Y, list) else Y[..., 0]
         return (Y, state) if return_state else Y
 
+    def forecast(self, history, steps, *, covariates=None):
+        """Forecast ``steps`` steps past each history, recursively.
+
+        The network runs over the history; its output at the last step is
+        the forecast of the next step's targets. That forecast (with the
+        next step's known covariates, if any) is the input of the next
+        step, from the states the history left, and so on::
+
+            y_{T+1} = f(x_1 .. x_T),   x_{T+k} = [y_{T+k}, u_{T+k}],
+            y_{T+k+1} = f(x_{T+k} | the state after x_{T+k-1})
+
+        so each step costs one step of the network (the state is carried,
+        the history is not run again). The model's outputs must be the
+        first ``n_outputs`` of its input features: the series itself, or
+        its targets followed by covariates. A model trained on windows
+        (:func:`crnn.preprocessing.make_windows`) to predict the next step
+        forecasts this way; one trained with ``horizon = n_outputs`` steps
+        at once (the direct forecast) is used through :meth:`predict`.
+
+        Parameters
+        ----------
+        history : array-like (T,), (T, n_features) or (n, T, n_features)
+            One history, or ``n`` of the same length.
+        steps : int
+        covariates : array-like (steps, n_features - n_outputs), or with a
+            leading ``n``, optional
+            The known future values of the features that are not forecast;
+            required when the model has more input features than outputs.
+
+        Returns
+        -------
+        ndarray ``(steps, n_outputs)`` for one history (``(steps,)`` when the
+        model predicts 1-D targets), ``(n, steps, n_outputs)`` for several.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from crnn import RNNRegressor
+        >>> from crnn.preprocessing import make_windows
+        >>> series = np.sin(np.arange(300) / 8)
+        >>> X, y = make_windows(series, lookback=24)
+        >>> model = RNNRegressor(16, max_iter=20, random_state=0).fit(X, y)
+        >>> model.forecast(series[-24:], steps=10).shape
+        (10, 1)
+        """
+        self._check_architecture()
+        steps = operator.index(steps)
+        if steps < 1:
+            raise ValueError(f"steps must be at least 1; got {steps}")
+        F, O = self.n_features_in_, self.n_outputs_
+        if O > F:
+            raise ValueError(f"forecast feeds the outputs back as inputs: this model has "
+                             f"{O} outputs and {F} input features")
+        H = v.as_float_array(history, "history", self.params_.dtype)
+        single = H.ndim < 3
+        if H.ndim == 1 and F == 1:
+            H = H[:, None]
+        if H.ndim == 2:
+            H = H[None]
+        if H.ndim != 3 or H.shape[2] != F or H.shape[1] == 0:
+            raise ValueError(f"history must be (T, {F}) or (n, T, {F}) with T >= 1 (or "
+                             f"(T,) for one feature); got shape {np.shape(history)}")
+        n = H.shape[0]
+        U = None
+        if F > O:
+            if covariates is None:
+                raise ValueError(f"this model reads {F - O} covariates besides its {O} "
+                                 f"outputs: give their future values, covariates=")
+            U = v.as_float_array(covariates, "covariates", self.params_.dtype)
+            U = U[None] if U.ndim == 2 else U
+            if U.shape != (n, steps, F - O):
+                raise ValueError(f"covariates must have shape ({steps}, {F - O}) per "
+                                 f"history; got {np.shape(covariates)}")
+            v.check_finite(U, "covariates")
+        elif covariates is not None:
+            raise ValueError("this model forecasts every input feature: it takes no "
+                             "covariates")
+        stream = self.stream(n)
+        y = stream._run(np.ascontiguousarray(np.swapaxes(H, 0, 1)))[0][-1]   # (n, O)
+        out = np.empty((n, steps, O), self.params_.dtype)
+        x = np.empty((n, F), self.params_.dtype)
+        for k in range(steps):
+            out[:, k] = y
+            if k + 1 < steps:
+                x[:, :O] = y
+                if U is not None:
+                    x[:, O:] = U[:, k]
+                y = stream._outputs(x)
+        if self._squeeze:
+            out = out[..., 0]
+        return out[0] if single else out
+
     def score(self, X, y, lengths=None):
         """Coefficient of determination R^2 of the predictions.
 

@@ -94,3 +94,33 @@ def test_what_cannot_be_forecast_is_refused():
     with pytest.raises(ValueError, match="bidirectional"):
         RNNRegressor(4, bidirectional=True, max_iter=2, random_state=0).fit(
             X, X[:, -1]).forecast(X[0], 2)
+
+
+def test_the_sunspot_forecast_beats_the_naive_forecasts_at_every_horizon():
+    """Held-out years 1950-2008, horizons 1 to 10 years: the recursive
+    forecast of an Elman RNN trained on the years before (one-step windows of
+    22 years) against the naive forecast (the last year again) and the
+    seasonal-naive one (11 years before, one solar cycle). RMSE in sunspots,
+    per horizon (seen: 18-34 against 35-40 for the better of the two)."""
+    from crnn import load_sunspots
+    years, spots = load_sunspots()
+    split, horizons = np.searchsorted(years, 1950), 10
+    scale = spots[:split].std()
+    series = spots / scale
+    X, y, index = make_windows(series, 22, return_index=True)
+    train = index[:, 1] < split
+    model = RNNRegressor(16, max_iter=300, learning_rate=3e-3, alpha=1e-3, clip_norm=1.0,
+                         n_iter_no_change=10 ** 6, random_state=0).fit(X[train],
+                                                                      y[train, 0])
+    X_all, Y_all, index = make_windows(series, 22, horizons, return_index=True)
+    test = index[:, 1] >= split
+    X_test, Y_test = X_all[test], Y_all[test]
+    forecasts = model.forecast(X_test, horizons)
+
+    def rmse(f):
+        return np.sqrt(((f - Y_test) ** 2).mean(axis=0)) * scale
+    naive = np.repeat(X_test[:, -1, :], horizons, axis=1)
+    seasonal = np.stack([series[index[test, 1] + h - 11] for h in range(horizons)], axis=1)
+    assert len(Y_test) == 50
+    assert (rmse(forecasts) < np.minimum(rmse(naive), rmse(seasonal))).all(), (
+        rmse(forecasts), rmse(naive), rmse(seasonal))

@@ -434,9 +434,13 @@ class _RNNBase(BaseEstimator):
         values on the training data. If no epoch completed, both leave the
         model as it was.
         """
+        return self._fit(X, y, lengths)
+
+    def _fit(self, X, y, lengths=None, classes=None):
         dtype = self._validate_params()
         continuing = self.warm_start and self._is_fitted()
-        seqs, target, entries = self._check_data(X, y, lengths, dtype, continuing)
+        seqs, target, entries = self._check_data(X, y, lengths, dtype, continuing,
+                                                 classes=classes)
         self._check_training_memory(seqs.item_shape[0], entries["n_outputs_"], dtype)
         if continuing:
             self._check_warm_start(dtype)
@@ -1144,6 +1148,26 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
             return Sequences(self._encode(labels.data, classes), labels.lengths,
                              labels.uniform)
         return self._encode(labels, classes)
+
+    def fit(self, X, y, lengths=None, classes=None):
+        """Train on sequences ``X`` and labels ``y`` for up to ``max_iter`` epochs.
+
+        As :meth:`RNNRegressor.fit`, and:
+
+        Parameters
+        ----------
+        classes : array-like, optional
+            Every class label, also those ``y`` lacks: the columns of
+            :meth:`predict_proba` are then these classes (sorted, as
+            :attr:`classes_`) whatever the training labels hold, so a
+            vocabulary stays fixed. Every label of ``y`` must be among them.
+            By default, the labels found in ``y``.
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, lengths, classes=classes)
 
     def partial_fit(self, X, y, lengths=None, classes=None):
         """Train for one epoch on ``(X, y)``, from the current weights.

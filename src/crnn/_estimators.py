@@ -125,6 +125,7 @@ class _RNNBase(BaseEstimator):
         "n_iter_no_change": [Interval("integer", 1, None)],
         "early_stopping": [Boolean()],
         "validation_fraction": [Interval("real", 0, 1, closed="neither")],
+        "validation_split": [Options("random", "last")],
         "shuffle": [Boolean()],
         "clip_norm": [None, Interval("real", 0, None, closed="neither")],
         "alpha": [Interval("real", 0, None)],
@@ -155,8 +156,8 @@ class _RNNBase(BaseEstimator):
                  solver="adam", learning_rate=1e-3, momentum=0.9, nesterov=False,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, batch_size=32,
                  max_iter=200, tol=1e-4, n_iter_no_change=10,
-                 early_stopping=False, validation_fraction=0.1, shuffle=True,
-                 clip_norm=None, alpha=0.0, dropout=0.0, bptt_steps=None,
+                 early_stopping=False, validation_fraction=0.1, validation_split="random",
+                 shuffle=True, clip_norm=None, alpha=0.0, dropout=0.0, bptt_steps=None,
                  forget_bias=1.0, dtype="float64", random_state=None,
                  verbose=False, warm_start=False, n_jobs=None):
         self.hidden_size = hidden_size
@@ -178,6 +179,7 @@ class _RNNBase(BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
+        self.validation_split = validation_split
         self.shuffle = shuffle
         self.clip_norm = clip_norm
         self.alpha = alpha
@@ -402,7 +404,7 @@ class _RNNBase(BaseEstimator):
 
     # -- training -----------------------------------------------------------
 
-    def fit(self, X, y, lengths=None):
+    def fit(self, X, y, lengths=None, validation_data=None):
         """Train on sequences ``X`` and targets ``y`` for up to ``max_iter`` epochs.
 
         Parameters
@@ -416,6 +418,12 @@ class _RNNBase(BaseEstimator):
             of per-sequence arrays); see the class docstring.
         lengths : array-like of int (n_samples,), optional
             With a padded array ``X``: the length of each sequence.
+        validation_data : (X_val, y_val) or (X_val, y_val, lengths_val), optional
+            Sequences to validate on after every epoch, in any form ``X`` and
+            ``y`` take: their loss goes to ``validation_loss_curve_``. With
+            ``early_stopping``, they are the validation set (instead of a
+            held-out share of ``X``): training stops on their loss and the
+            weights of their best epoch are restored.
 
         Returns
         -------
@@ -434,21 +442,48 @@ class _RNNBase(BaseEstimator):
         values on the training data. If no epoch completed, both leave the
         model as it was.
         """
-        return self._fit(X, y, lengths)
+        return self._fit(X, y, lengths, validation_data=validation_data)
 
-    def _fit(self, X, y, lengths=None, classes=None):
+    def _fit(self, X, y, lengths=None, classes=None, validation_data=None):
         dtype = self._validate_params()
         continuing = self.warm_start and self._is_fitted()
         seqs, target, entries = self._check_data(X, y, lengths, dtype, continuing,
                                                  classes=classes)
+        validation = self._validation_data(validation_data, entries, seqs.item_shape[0],
+                                           dtype)
         self._check_training_memory(seqs.item_shape[0], entries["n_outputs_"], dtype)
         if continuing:
             self._check_warm_start(dtype)
             state = self._get_state(copy_arrays=True)
         else:
             state = self._new_state(seqs.item_shape[0], entries, dtype)
-        self._train(state, seqs, target, self.max_iter, self.early_stopping, warn=True)
+        self._train(state, seqs, target, self.max_iter, self.early_stopping, warn=True,
+                    validation=validation)
         return self
+
+    def _validation_data(self, validation_data, entries, n_features, dtype):
+        """``fit``'s ``validation_data`` as a TrainingData with the targets of
+        the training data's form (None stays None)."""
+        if validation_data is None:
+            return None
+        if not (isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3)):
+            raise TypeError(f"validation_data must be (X_val, y_val) or (X_val, y_val, "
+                            f"lengths_val); got {type(validation_data).__name__}")
+        X, y, lengths = (*validation_data, None)[:3]
+        try:
+            seqs = v.check_sequences(X, dtype, lengths, n_features)
+            found, target = self._check_targets(y, seqs, dtype)
+            self._check_validation_targets(found, entries)
+            target = self._encode_targets(target, entries)
+        except ValueError as exc:
+            raise ValueError(f"validation_data: {exc}") from None
+        return TrainingData(seqs, target, self.return_sequences)
+
+    def _check_validation_targets(self, found, entries):
+        """ValueError unless validation targets fit the training targets."""
+        if found["n_outputs_"] != entries["n_outputs_"]:
+            raise ValueError(f"y has {found['n_outputs_']} outputs, but the training "
+                             f"targets have {entries['n_outputs_']}")
 
     def _partial_fit(self, X, y, lengths=None, classes=None):
         dtype = self._validate_params()
@@ -509,14 +544,14 @@ class _RNNBase(BaseEstimator):
             opt.momentum, opt.nesterov = float(self.momentum), bool(self.nesterov)
         return opt
 
-    def _train(self, state, seqs, target, n_epochs, early_stopping, warn):
+    def _train(self, state, seqs, target, n_epochs, early_stopping, warn, validation=None):
         """Train from ``state`` and commit the result (``crnn._training``)."""
         self._check_state(state)
         network = self._make_network(state["n_features_in_"], state["n_outputs_"],
                                      state["params_"].dtype)
         with one_blas_thread():
             train(self, network, state, TrainingData(seqs, target, self.return_sequences),
-                  n_epochs, early_stopping, warn)
+                  n_epochs, early_stopping, warn, validation)
 
     # -- prediction ---------------------------------------------------------
 
@@ -720,6 +755,12 @@ _SHARED_PARAMETERS = """
         loss, and restore the weights of the best validation epoch at the end.
     validation_fraction : float, default=0.1
         Share of the training data held out when ``early_stopping``.
+    validation_split : {"random", "last"}, default="random"
+        Which sequences are held out: a random draw, or the last
+        ``validation_fraction`` of them in the order given -- for windows of
+        a time series in time order, the most recent ones, so that the
+        validation never sees the past through the future. Not used with
+        ``fit``'s ``validation_data``.
     shuffle : bool, default=True
         Shuffle the samples every epoch.
     clip_norm : float or None, default=None
@@ -856,7 +897,8 @@ class RNNRegressor(RegressorMixin, _RNNBase):
                  momentum=0.9, nesterov=False, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, batch_size=32, max_iter=200, tol=1e-4,
                  n_iter_no_change=10, early_stopping=False,
-                 validation_fraction=0.1, shuffle=True, clip_norm=None, alpha=0.0,
+                 validation_fraction=0.1, validation_split="random", shuffle=True,
+                 clip_norm=None, alpha=0.0,
                  dropout=0.0, bptt_steps=None, forget_bias=1.0, dtype="float64",
                  random_state=None, verbose=False, warm_start=False, n_jobs=None):
         super().__init__(
@@ -867,7 +909,8 @@ class RNNRegressor(RegressorMixin, _RNNBase):
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, batch_size=batch_size,
             max_iter=max_iter, tol=tol, n_iter_no_change=n_iter_no_change,
             early_stopping=early_stopping,
-            validation_fraction=validation_fraction, shuffle=shuffle,
+            validation_fraction=validation_fraction, validation_split=validation_split,
+            shuffle=shuffle,
             clip_norm=clip_norm, alpha=alpha, dropout=dropout,
             bptt_steps=bptt_steps, forget_bias=forget_bias, dtype=dtype,
             random_state=random_state, verbose=verbose, warm_start=warm_start,
@@ -1149,10 +1192,10 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
                              labels.uniform)
         return self._encode(labels, classes)
 
-    def fit(self, X, y, lengths=None, classes=None):
+    def fit(self, X, y, lengths=None, validation_data=None, classes=None):
         """Train on sequences ``X`` and labels ``y`` for up to ``max_iter`` epochs.
 
-        As :meth:`RNNRegressor.fit`, and:
+        As :meth:`RNNRegressor.fit` (``validation_data`` included), and:
 
         Parameters
         ----------
@@ -1167,7 +1210,10 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
         -------
         self
         """
-        return self._fit(X, y, lengths, classes=classes)
+        return self._fit(X, y, lengths, classes=classes, validation_data=validation_data)
+
+    def _check_validation_targets(self, found, entries):
+        """Validation labels are checked when encoded with the classes."""
 
     def partial_fit(self, X, y, lengths=None, classes=None):
         """Train for one epoch on ``(X, y)``, from the current weights.

@@ -49,11 +49,12 @@ __all__ = ["train", "TrainingData", "validation_split", "minibatches", "Divergen
            "NoImprovement", "EarlyStopping", "Reporter"]
 
 
-def validation_split(n, fraction, rng):
+def validation_split(n, fraction, rng, last=False):
     """Sorted indices of the training and the validation sequences.
 
-    ``round(fraction * n)`` sequences (at least one) are held out, drawn by
-    one permutation from ``rng``.
+    ``round(fraction * n)`` sequences (at least one) are held out: drawn by
+    one permutation from ``rng``, or, with ``last``, the last ones (``rng``
+    is then not used).
     """
     n_val = max(1, int(round(fraction * n)))
     if n - n_val < 1:
@@ -61,6 +62,8 @@ def validation_split(n, fraction, rng):
             f"early_stopping needs at least 2 samples to hold out a "
             f"validation set; got {n}"
         )
+    if last:
+        return np.arange(n - n_val), np.arange(n - n_val, n)
     perm = rng.permutation(n)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
@@ -286,7 +289,7 @@ def copy_state(state):
     return out
 
 
-def train(model, network, state, data, n_epochs, early_stopping, warn):
+def train(model, network, state, data, n_epochs, early_stopping, warn, validation=None):
     """Train a working copy of a fitted state and commit it to ``model``.
 
     Parameters
@@ -310,6 +313,10 @@ def train(model, network, state, data, n_epochs, early_stopping, warn):
     warn : bool
         Warn with :class:`~crnn.ConvergenceWarning` if the loss was still
         improving after ``n_epochs``.
+    validation : TrainingData, optional
+        Sequences to validate on every epoch (``fit``'s ``validation_data``);
+        with ``early_stopping``, the validation set instead of a share of
+        ``data``.
 
     Overflow is expected when training diverges and is reported as
     :class:`~crnn.TrainingDivergedError`, so NumPy's floating-point warnings
@@ -319,7 +326,7 @@ def train(model, network, state, data, n_epochs, early_stopping, warn):
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"), (
             ThreadPoolExecutor(n_threads, thread_name_prefix="crnn") if n_threads > 1
             else contextlib.nullcontext()) as executor:
-        run = _Run(model, network, state, data, early_stopping,
+        run = _Run(model, network, state, data, early_stopping, validation,
                    BlockGradients(network, lambda: copy.copy(network), state["params_"],
                                   n_threads, executor))
         try:
@@ -345,21 +352,26 @@ def train(model, network, state, data, n_epochs, early_stopping, warn):
 class _Run:
     """One call's training: the working state, its epochs and its commits."""
 
-    def __init__(self, model, network, state, data, early_stopping, blocks):
+    def __init__(self, model, network, state, data, early_stopping, validation, blocks):
         self.model, self.network, self.state = model, network, state
         self.blocks, self.data = blocks, data
         self.params = state["params_"]
         self.optimizer = model._training_optimizer(state)
         self.rng = state["rng"]
         self.alpha = float(model.alpha)
-        self.stopper = None
-        if early_stopping:
-            train_idx, val_idx = validation_split(data.n, model.validation_fraction,
-                                                  self.rng)
+        # the validation loss of every epoch (stopper); early stopping
+        # stops on it and restores its best epoch
+        self.stopper, self.early_stopping = None, bool(early_stopping)
+        train_idx = np.arange(data.n)
+        if validation is not None:
+            self.stopper = EarlyStopping(validation.validation_loss(
+                network, np.arange(validation.n), self.alpha), self.params)
+        elif early_stopping:
+            train_idx, val_idx = validation_split(
+                data.n, model.validation_fraction, self.rng,
+                last=getattr(model, "validation_split", "random") == "last")
             self.stopper = EarlyStopping(
                 data.validation_loss(network, val_idx, self.alpha), self.params)
-        else:
-            train_idx = np.arange(data.n)
         self.train_idx = train_idx
         # Committed states: the last completed epoch and the best one.
         self.last = self.best = None
@@ -372,7 +384,7 @@ class _Run:
     def finished(self, state):
         """``state`` as a fit leaves it: with early stopping, the weights of
         the best validation epoch."""
-        if self.stopper is not None and self.stopper.best_epoch:
+        if self.early_stopping and self.stopper is not None and self.stopper.best_epoch:
             state["params_"] = self.stopper.best_params.copy()
         return state
 
@@ -431,7 +443,7 @@ class _Run:
                 val_loss = self.stopper.update(params, epoch)
                 state["validation_loss_curve_"].append(val_loss)
             reporter.epoch(epoch, epoch_loss, val_loss, time.perf_counter() - started)
-            score = epoch_loss if val_loss is None else val_loss
+            score = val_loss if val_loss is not None and self.early_stopping else epoch_loss
             converged = no_improvement.update(score)
             state["best_loss_"] = no_improvement.best
             self.commit(score)
@@ -440,7 +452,7 @@ class _Run:
                 break
         else:
             converged = False
-        if self.stopper is not None:
+        if self.early_stopping and self.stopper is not None:
             reporter.restored(self.stopper.best_epoch, self.stopper.best_loss)
         return converged
 

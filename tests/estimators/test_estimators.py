@@ -77,7 +77,8 @@ def test_get_params_returns_init_args_unchanged(cls):
                   solver="sgd", learning_rate=0.05, momentum=0.5, nesterov=True,
                   beta_1=0.8, beta_2=0.99, epsilon=1e-6, batch_size=3, max_iter=9,
                   tol=0.5, n_iter_no_change=4, early_stopping=True,
-                  validation_fraction=0.3, shuffle=False, clip_norm=2.5, alpha=0.01,
+                  validation_fraction=0.3, validation_split="last", shuffle=False,
+                  clip_norm=2.5, alpha=0.01,
                   dtype="float32", random_state=gen, verbose=2, warm_start=True,
                   num_layers=2, bidirectional=True, dropout=0.25, bptt_steps=5,
                   forget_bias=0.5, n_jobs=3)

@@ -15,7 +15,7 @@ missing = [f"crnn/kernels/{k}.pxd" for k in kernels + ["_activation_codes"]
            if f"crnn/kernels/{k}.pxd" not in names]
 missing += [k for k in kernels + ["stack", "optim"]
             if not any(n.startswith(f"crnn/kernels/{k}.") and n.endswith(".so") for n in names)]
-missing += [n for n in ["crnn/data/sunspots.csv", "crnn/__main__.py"] if n not in names]
+missing += [n for n in ["crnn/data/sunspots.csv", "crnn/data/coriolanus.txt", "crnn/__main__.py"] if n not in names]
 generated = sorted(n for n in names if n.endswith((".c", ".cpp", ".html")))
 print(f"wheel {wheel}: {size / 1e6:.2f} MB ({size} bytes), {len(names)} files")
 if missing or generated:

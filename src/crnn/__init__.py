@@ -16,7 +16,7 @@ runtime.
 from crnn._config import config_context, get_config, set_config
 from crnn._estimators import RNNClassifier, RNNRegressor
 from crnn._gradcheck import GradientCheck, check_gradient
-from crnn.datasets import load_sunspots
+from crnn.datasets import load_coriolanus, load_sunspots
 from crnn.interop import (from_keras_weights, from_torch_state_dict,
                           to_torch_state_dict, torch_module_kwargs)
 from crnn.exceptions import (
@@ -37,6 +37,7 @@ __all__ = [
     "check_gradient",
     "GradientCheck",
     "load_sunspots",
+    "load_coriolanus",
     "to_torch_state_dict",
     "torch_module_kwargs",
     "from_torch_state_dict",

@@ -1249,6 +1249,102 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
             labels = self.classes_[np.argmax(P, axis=-1)]
         return (labels, state) if return_state else labels
 
+    def generate(self, prompt, n_steps, *, temperature=1.0, top_k=None,
+                 random_state=None):
+        """Continue ``prompt`` by ``n_steps`` tokens, each drawn from the
+        model's next-token probabilities.
+
+        For a next-token model: a sequence-to-sequence classifier
+        (``return_sequences=True``) whose input at each step is the one-hot
+        vector of a class (:func:`crnn.preprocessing.one_hot` of its index in
+        :attr:`classes_`, so ``n_features_in_ == len(classes_)``) and whose
+        label is the class of the next step. The network runs over the
+        prompt, then, one step at a time on its :meth:`stream` (the
+        recurrent state carried, the prompt not run again)::
+
+            p_t = softmax(z_t / temperature)  over the top_k largest z_t
+            c_t ~ p_t,    x_{t+1} = one_hot(c_t)
+
+        where ``z_t = log P(c | c_1 .. c_{t-1})``. Each draw takes one
+        uniform number per prompt from ``random_state``'s generator (inverse
+        transform sampling), so a fixed ``random_state`` gives the same
+        tokens every time.
+
+        Parameters
+        ----------
+        prompt : str, or array-like (T,) of labels, or (n, T) for n prompts
+            The first tokens (at least one), labels of :attr:`classes_`;
+            a ``str`` is read as its characters. ``n`` prompts of the same
+            length are continued at once, as ``n`` streams.
+        n_steps : int
+            Tokens to generate (>= 1).
+        temperature : float, default=1.0
+            Below 1 sharpens the distribution, above 1 flattens it; 0 takes
+            the most probable token every step (greedy, no draw).
+        top_k : int, optional
+            Draw among the ``top_k`` most probable tokens only.
+        random_state : None, int or numpy Generator, optional
+
+        Returns
+        -------
+        The ``n_steps`` generated tokens after the prompt: a ``str`` for a
+        ``str`` prompt, else an ndarray ``(n_steps,)`` of labels (``(n,
+        n_steps)`` for ``n`` prompts).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from crnn import RNNClassifier
+        >>> from crnn.preprocessing import one_hot
+        >>> text = "abcd" * 50
+        >>> chars, codes = np.unique(list(text), return_inverse=True)
+        >>> X, y = one_hot(codes[:-1], 4)[None], chars[codes[1:]][None]
+        >>> model = RNNClassifier(16, return_sequences=True, max_iter=200,
+        ...                       learning_rate=1e-2, random_state=0).fit(X, y)
+        >>> model.generate("ab", 6, temperature=0)
+        'cdabcd'
+        """
+        self._check_architecture()
+        n_steps = operator.index(n_steps)
+        if n_steps < 1:
+            raise ValueError(f"n_steps must be at least 1; got {n_steps}")
+        if not Interval("real", 0, None).is_satisfied_by(temperature):
+            raise ValueError(f"temperature must be a finite number >= 0; got "
+                             f"{temperature!r}")
+        V = self.classes_.size
+        if top_k is not None:
+            top_k = operator.index(top_k)
+            if not 1 <= top_k <= V:
+                raise ValueError(f"top_k must be between 1 and the number of classes, "
+                                 f"{V}; got {top_k}")
+        if not self.return_sequences or self.n_features_in_ != V:
+            raise ValueError(
+                f"generate needs a next-token model: return_sequences=True and one "
+                f"input feature per class (the one-hot of the previous token); this "
+                f"model has return_sequences={self.return_sequences}, "
+                f"{self.n_features_in_} features and {V} classes")
+        text = isinstance(prompt, str)
+        tokens = np.array(list(prompt)) if text else np.asarray(prompt)
+        single = tokens.ndim == 1
+        tokens = tokens[None] if single else tokens
+        if tokens.ndim != 2 or tokens.shape[1] == 0:
+            raise ValueError(f"prompt must be (T,) or (n, T) labels with T >= 1; got "
+                             f"shape {np.shape(prompt)}")
+        codes = self._encode(tokens.ravel(), self.classes_).reshape(tokens.shape)
+        rng = v.check_random_state(random_state)
+        stream = self.stream(tokens.shape[0])
+        eye = np.eye(V, dtype=self.params_.dtype)
+        P = stream._run(np.ascontiguousarray(eye[codes.T]))[0][-1]
+        out = np.empty((tokens.shape[0], n_steps), np.intp)
+        for k in range(n_steps):
+            out[:, k] = _draw(P, temperature, top_k, rng)
+            if k + 1 < n_steps:
+                P = stream._outputs(eye[out[:, k]])
+        labels = self.classes_[out]
+        if text:
+            return "".join(labels[0])
+        return labels[0] if single else labels
+
     def score(self, X, y, lengths=None):
         """Accuracy over every scored label (every step with return_sequences)."""
         pred = self.predict(X, lengths)
@@ -1257,3 +1353,20 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
         if self.return_sequences:
             return float(np.mean(_scored_rows(pred, seqs) == labels.data.reshape(-1)))
         return float(np.mean(pred == labels))
+
+
+def _draw(P, temperature, top_k, rng):
+    """One class index per row of probabilities ``P`` (n, V): the argmax for
+    ``temperature == 0``, else a draw from ``softmax(log P / temperature)``
+    over each row's ``top_k`` largest, by one uniform number per row."""
+    if temperature == 0:
+        return np.argmax(P, axis=1)
+    with np.errstate(divide="ignore"):
+        z = np.log(P.astype(np.float64)) / temperature
+    if top_k is not None and top_k < P.shape[1]:
+        kth = np.partition(z, -top_k, axis=1)[:, -top_k, None]
+        z = np.where(z >= kth, z, -np.inf)
+    w = np.exp(z - z.max(axis=1, keepdims=True))
+    cdf = np.cumsum(w, axis=1)
+    u = rng.random(P.shape[0]) * cdf[:, -1]
+    return np.minimum((cdf <= u[:, None]).sum(axis=1), P.shape[1] - 1)

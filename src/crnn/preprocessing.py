@@ -1,7 +1,8 @@
 """Preparing sequence data: windows of a series, and per-feature scaling.
 
 :func:`make_windows` cuts one or more time series into the ``(X, y)`` pairs
-of a forecasting problem; :class:`SequenceScaler` standardises (or
+of a forecasting problem; :func:`one_hot` turns integer-coded tokens into
+the inputs of a next-token model; :class:`SequenceScaler` standardises (or
 min-max scales) each feature over every step of every sequence, for 3-D
 arrays, padded arrays with ``lengths`` and ragged lists, and inverts it --
 on the inputs in a ``Pipeline``, and on the targets of a forecast.
@@ -15,7 +16,7 @@ from crnn import _validation as v
 from crnn._compat import BaseEstimator
 from crnn.exceptions import NotFittedError
 
-__all__ = ["make_windows", "SequenceScaler"]
+__all__ = ["make_windows", "SequenceScaler", "one_hot"]
 
 
 def _series_list(series):
@@ -37,6 +38,41 @@ def _series_list(series):
                              f"{out[0].shape[1]}")
         v.check_finite(part, f"series {k}")
         out.append(part)
+    return out
+
+
+def one_hot(codes, n_classes, *, dtype=np.float64):
+    """Integer codes as one-hot vectors: ``out[..., j] = (codes[...] == j)``.
+
+    Parameters
+    ----------
+    codes : array-like of int, any shape, each in ``[0, n_classes)``
+    n_classes : int
+    dtype : float dtype, default=float64
+
+    Returns
+    -------
+    ndarray of shape ``codes.shape + (n_classes,)``
+
+    Examples
+    --------
+    >>> from crnn.preprocessing import one_hot
+    >>> one_hot([2, 0], 3)
+    array([[0., 0., 1.],
+           [1., 0., 0.]])
+    """
+    n_classes = operator.index(n_classes)
+    if n_classes < 1:
+        raise ValueError(f"n_classes must be at least 1; got {n_classes}")
+    codes = np.asarray(codes)
+    if codes.dtype.kind not in "iu" and not (codes.dtype.kind == "b" or codes.size == 0):
+        raise ValueError(f"codes must be integers; got dtype {codes.dtype}")
+    codes = codes.astype(np.intp, copy=False)
+    if codes.size and (codes.min() < 0 or codes.max() >= n_classes):
+        raise ValueError(f"codes must lie in [0, {n_classes}); got values from "
+                         f"{codes.min()} to {codes.max()}")
+    out = np.zeros(codes.shape + (n_classes,), dtype)
+    np.put_along_axis(out, codes[..., None], 1, axis=-1)
     return out
 
 

@@ -10,11 +10,13 @@ import crnn._estimators
 import crnn._gradcheck
 import crnn._params
 import crnn.datasets
+import crnn.preprocessing
 from crnn import ConvergenceWarning
 
 
 @pytest.mark.parametrize("module", [crnn._config, crnn._estimators, crnn._gradcheck,
-                                    crnn._params, crnn.datasets], ids=lambda m: m.__name__)
+                                    crnn._params, crnn.datasets, crnn.preprocessing],
+                         ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

@@ -48,7 +48,8 @@ step on the same batches as PackedSequences and on the padded batch.
 
 Then one step of one stream (``benchmarks/stepper.py``): crnn's
 ``stream.step`` and its compiled step, a PyTorch cell loop, and ONNX
-Runtime one step per run. Then, with no thread limit set anywhere (``benchmarks/scaling.py``), the
+Runtime one step per run; and ``generate``'s cost per token against a
+PyTorch sampling loop. Then, with no thread limit set anywhere (``benchmarks/scaling.py``), the
 scaling section -- crnn's data-parallel training step and ``predict`` with
 ``n_jobs = k`` against PyTorch with ``torch.set_num_threads(k)``, k = 1 ..
 cores, and both libraries out of the box -- and the MPI section: one epoch
@@ -1448,12 +1449,13 @@ def main(argv=None):
                         ragged.append(rg)
                         print(f"  {cell} ragged lengths {np.dtype(dtype).name}: done in "
                               f"{time.perf_counter() - t0:.1f} s", flush=True)
-    scaled = mpi = steps = None
+    scaled = mpi = steps = generated = None
     if not args.no_stepper:
         with threadpool_limits(limits=1):
             if torch is not None:
                 torch.set_num_threads(1)
             steps = stepper.run_stepper(sys.modules[__name__], timing)
+            generated = stepper.run_generate(sys.modules[__name__], timing)
     if not args.no_scaling:
         # outside every threadpool_limits: the "default" rows are out of the box
         scaled = scaling.run_scaling(sys.modules[__name__], timing, args.quick)
@@ -1465,6 +1467,7 @@ def main(argv=None):
     print_memory(memory)
     print_ragged(ragged)
     stepper.print_stepper(steps)
+    stepper.print_generate(generated)
     scaling.print_scaling(scaled)
     scaling.print_mpi(mpi)
     print(f"\nTotal benchmark time {time.perf_counter() - started:.1f} s.")
@@ -1486,7 +1489,7 @@ def main(argv=None):
             "estimator_solver": "adam", "numpy_solver": "plain SGD (--extras epoch)",
             "torch_solver": "torch.optim.Adam", "learning_rate": LEARNING_RATE,
             "cases": results, "fit": fits, "memory": memory, "ragged": ragged,
-            "scaling": scaled, "mpi": mpi, "stepper": steps, "torch_default_threads": scaling.TORCH_DEFAULT_THREADS,
+            "scaling": scaled, "mpi": mpi, "stepper": steps, "generate": generated, "torch_default_threads": scaling.TORCH_DEFAULT_THREADS,
         }
         directory = os.path.dirname(os.path.abspath(args.json))
         os.makedirs(directory, exist_ok=True)

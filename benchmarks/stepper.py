@@ -142,3 +142,89 @@ def print_stepper(results):
         ratios += [f"{us[n] / step:.1f}" if n in us else "-"
                    for n in ("torch cell loop", "ORT step")]
         print(f"| {r['cell']} | {r['H']} | " + " | ".join(cells + ratios) + " |")
+
+
+GEN_H, GEN_TOKENS = (32, 128), 100
+
+
+def _char_model(H):
+    """An LSTM next-character model over the shipped text's 61 characters
+    (one epoch on 64 sequences: the cost per token does not depend on the
+    weights)."""
+    from crnn.preprocessing import one_hot
+    text = crnn.load_coriolanus()
+    chars, codes = np.unique(list(text), return_inverse=True)
+    X = one_hot(codes[:64 * 32].reshape(64, 32), chars.size, dtype=np.float32)
+    y = chars[codes[1:64 * 32 + 1].reshape(64, 32)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", crnn.ConvergenceWarning)
+        return crnn.RNNClassifier(H, cell="lstm", return_sequences=True, dtype="float32",
+                                  max_iter=1, random_state=0).fit(X, y, classes=chars)
+
+
+def _torch_sampler(model, H):
+    """A PyTorch sampling loop on the same weights: LSTMCell, Linear head,
+    softmax of the logits over the temperature, torch.multinomial."""
+    V = model.classes_.size
+    state = crnn.to_torch_state_dict(model)
+    cell, head = torch.nn.LSTMCell(V, H), torch.nn.Linear(H, V)
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(cell, name).copy_(torch.from_numpy(np.asarray(state[name + "_l0"])))
+        head.weight.copy_(torch.from_numpy(np.asarray(state["head.weight"])))
+        head.bias.copy_(torch.from_numpy(np.asarray(state["head.bias"])))
+    eye = torch.eye(V)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        first = torch.softmax(head(cell(eye[:1])[0])[0], dim=0).numpy()
+    error = np.abs(first - model.predict_proba(np.eye(V, dtype=np.float32)[None, :1])[0, -1]).max()
+    if error > 1e-4:
+        raise SystemExit(f"ABORT: the torch sampler's probabilities differ from crnn's by "
+                         f"{error:.2e} (H={H})")
+
+    def sample(n_tokens, temperature=0.8):
+        h = (torch.zeros(1, H), torch.zeros(1, H))
+        token, out = 0, []
+        for _ in range(n_tokens):
+            h = cell(eye[token:token + 1], h)
+            p = torch.softmax(head(h[0])[0] / temperature, dim=0)
+            token = int(torch.multinomial(p, 1, generator=generator))
+            out.append(token)
+        return out
+    return sample
+
+
+def run_generate(bench, timing):
+    """Microseconds per generated token: ``model.generate`` against a
+    PyTorch sampling loop, LSTM, 61 characters, H = 32 and 128."""
+    results = []
+    for H in GEN_H:
+        model = _char_model(H)
+        prompt = model.classes_[:1]
+        contenders = {"crnn generate": lambda: model.generate(
+            prompt, GEN_TOKENS, temperature=0.8, random_state=0)}
+        if torch is not None:
+            sampler = _torch_sampler(model, H)
+            contenders["torch sampling loop"] = lambda: sampler(GEN_TOKENS)
+            with torch.inference_mode():
+                raw = bench.measure(contenders, timing)
+        else:
+            raw = bench.measure(contenders, timing)
+        results.append({"H": H, "V": int(model.classes_.size), "raw": raw})
+        print(f"  generate H={H}: done", flush=True)
+    return results
+
+
+def print_generate(results):
+    if not results:
+        return
+    print(f"\n## Generating text, LSTM, float32, 1 thread (median us per token over "
+          f"{GEN_TOKENS} tokens, temperature 0.8)\n")
+    print("| H | vocabulary | crnn generate | torch sampling loop | torch / crnn |")
+    print("|---|---|---|---|---|")
+    for r in results:
+        us = {n: r["raw"][n]["median_s"] * 1e6 / GEN_TOKENS for n in r["raw"]}
+        crnn_us, torch_us = us["crnn generate"], us.get("torch sampling loop")
+        ratio = f"{torch_us / crnn_us:.1f}" if torch_us else "-"
+        torch_cell = f"{torch_us:.1f}" if torch_us else "-"
+        print(f"| {r['H']} | {r['V']} | {crnn_us:.1f} | {torch_cell} | {ratio} |")

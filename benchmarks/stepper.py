@@ -14,6 +14,7 @@ the same weights everywhere, timed interleaved (microseconds per step):
 
 Before timing, 20 steps of each are checked against crnn's stream (1e-4).
 """
+import contextlib
 import warnings
 
 import numpy as np
@@ -83,6 +84,13 @@ def _ort_step(model, cell, H):
     return step
 
 
+def _measure(bench, contenders, timing):
+    """``bench.measure`` under ``torch.inference_mode`` (entered once, as a
+    serving loop would) when PyTorch is installed."""
+    with torch.inference_mode() if torch is not None else contextlib.nullcontext():
+        return bench.measure(contenders, timing)
+
+
 def run_stepper(bench, timing):
     """Microseconds per step of every contender, per cell and H."""
     results = []
@@ -113,11 +121,7 @@ def run_stepper(bench, timing):
             if error > 1e-4:
                 raise SystemExit(f"ABORT: the {name} step differs from crnn's stream by "
                                  f"{error:.2e} ({cell}, H={H})")
-        if torch is not None:
-            with torch.inference_mode():
-                raw = bench.measure(contenders, timing)
-        else:
-            raw = bench.measure(contenders, timing)
+        raw = _measure(bench, contenders, timing)
         raw["crnn compiled step"] = {k: (v / CHUNK if k.endswith("_s") else v)
                                      for k, v in raw["crnn compiled step"].items()
                                      if k != "samples_s"}
@@ -206,10 +210,7 @@ def run_generate(bench, timing):
         if torch is not None:
             sampler = _torch_sampler(model, H)
             contenders["torch sampling loop"] = lambda: sampler(GEN_TOKENS)
-            with torch.inference_mode():
-                raw = bench.measure(contenders, timing)
-        else:
-            raw = bench.measure(contenders, timing)
+        raw = _measure(bench, contenders, timing)
         results.append({"H": H, "V": int(model.classes_.size), "raw": raw})
         print(f"  generate H={H}: done", flush=True)
     return results

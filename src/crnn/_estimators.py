@@ -1288,8 +1288,8 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
         Returns
         -------
         The ``n_steps`` generated tokens after the prompt: a ``str`` for a
-        ``str`` prompt, else an ndarray ``(n_steps,)`` of labels (``(n,
-        n_steps)`` for ``n`` prompts).
+        ``str`` prompt, else an ndarray ``(n_steps,)`` of labels
+        (``(n, n_steps)`` for ``n`` prompts).
 
         Examples
         --------

@@ -132,6 +132,9 @@ class _RNNBase(BaseEstimator):
         "dropout": [Interval("real", 0, 1)],
         "bptt_steps": [None, Interval("integer", 1, None)],
         "forget_bias": [Interval("real", None, None)],
+        "vocab_size": [None, Interval("integer", 1, None)],
+        "embedding_dim": [None, Interval("integer", 1, None)],
+        "padding_idx": [None, Interval("integer", 0, None)],
         "dtype": [FloatDtype()],
         "random_state": [RandomState()],
         "verbose": [Verbose()],
@@ -149,7 +152,8 @@ class _RNNBase(BaseEstimator):
     #: records them; when one has changed since, it refuses to predict, save,
     #: export its weights or continue training (naming the parameter).
     _ARCHITECTURE = ("cell", "hidden_size", "num_layers", "bidirectional", "activation",
-                     "return_sequences", "dtype")
+                     "return_sequences", "vocab_size", "embedding_dim", "padding_idx",
+                     "dtype")
 
     def __init__(self, hidden_size=32, *, cell="elman", num_layers=1,
                  bidirectional=False, activation="tanh", return_sequences=False,
@@ -158,8 +162,9 @@ class _RNNBase(BaseEstimator):
                  max_iter=200, tol=1e-4, n_iter_no_change=10,
                  early_stopping=False, validation_fraction=0.1, validation_split="random",
                  shuffle=True, clip_norm=None, alpha=0.0, dropout=0.0, bptt_steps=None,
-                 forget_bias=1.0, dtype="float64", random_state=None,
-                 verbose=False, warm_start=False, n_jobs=None):
+                 forget_bias=1.0, vocab_size=None, embedding_dim=None, padding_idx=None,
+                 dtype="float64", random_state=None, verbose=False, warm_start=False,
+                 n_jobs=None):
         self.hidden_size = hidden_size
         self.cell = cell
         self.num_layers = num_layers
@@ -186,6 +191,9 @@ class _RNNBase(BaseEstimator):
         self.dropout = dropout
         self.bptt_steps = bptt_steps
         self.forget_bias = forget_bias
+        self.vocab_size = vocab_size
+        self.embedding_dim = embedding_dim
+        self.padding_idx = padding_idx
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
@@ -204,6 +212,18 @@ class _RNNBase(BaseEstimator):
                 f"sigmoid gates and tanh as PyTorch does. Got activation="
                 f"{self.activation!r} with cell={self.cell!r}"
             )
+        if (self.vocab_size is None) != (self.embedding_dim is None):
+            raise ValueError(
+                f"token input needs both vocab_size (the number of token ids) and "
+                f"embedding_dim (the width of each token's embedding); got "
+                f"vocab_size={self.vocab_size!r}, embedding_dim={self.embedding_dim!r}"
+            )
+        if self.padding_idx is not None and (
+                self.vocab_size is None or self.padding_idx >= self.vocab_size):
+            raise ValueError(
+                f"padding_idx must be a token id in [0, vocab_size); got "
+                f"padding_idx={self.padding_idx!r} with vocab_size={self.vocab_size!r}"
+            )
         if self.bptt_steps is not None and self.bidirectional:
             raise ValueError(
                 "bptt_steps (truncated BPTT) carries states forward in time, "
@@ -215,8 +235,10 @@ class _RNNBase(BaseEstimator):
     # -- model construction -------------------------------------------------
 
     def _make_network(self, n_features, n_outputs, dtype):
+        tokens = self.vocab_size is not None
         return RecurrentNetwork(
-            n_features, operator.index(self.hidden_size), n_outputs,
+            operator.index(self.embedding_dim) if tokens else n_features,
+            operator.index(self.hidden_size), n_outputs,
             cell=self.cell,
             num_layers=operator.index(self.num_layers),
             bidirectional=self.bidirectional,
@@ -227,7 +249,16 @@ class _RNNBase(BaseEstimator):
             dropout=self.dropout,
             forget_bias=self.forget_bias,
             dtype=dtype,
+            vocab_size=self.vocab_size,
+            padding_idx=self.padding_idx,
         )
+
+    def _sequences(self, X, dtype, lengths, n_features):
+        """Validated input sequences: real vectors of ``n_features`` (any if
+        None), or, for a model with ``vocab_size``, token ids."""
+        if self.vocab_size is not None:
+            return v.check_tokens(X, operator.index(self.vocab_size), lengths)
+        return v.check_sequences(X, dtype, lengths, n_features)
 
     def _network(self):
         """The network of the fitted weights. A new one per call: a network
@@ -471,7 +502,7 @@ class _RNNBase(BaseEstimator):
                             f"lengths_val); got {type(validation_data).__name__}")
         X, y, lengths = (*validation_data, None)[:3]
         try:
-            seqs = v.check_sequences(X, dtype, lengths, n_features)
+            seqs = self._sequences(X, dtype, lengths, n_features)
             found, target = self._check_targets(y, seqs, dtype)
             self._check_validation_targets(found, entries)
             target = self._encode_targets(target, entries)
@@ -516,7 +547,7 @@ class _RNNBase(BaseEstimator):
         """Validated sequences and model targets, and the fitted-state entries
         the targets define (``n_outputs_`` and the ``_TARGET_STATE``): those
         of the fitted model when ``fitted``, which the data must match."""
-        seqs = v.check_sequences(X, dtype, lengths, self.n_features_in_ if fitted else None)
+        seqs = self._sequences(X, dtype, lengths, self.n_features_in_ if fitted else None)
         found, target = self._check_targets(y, seqs, dtype)
         entries = self._target_entries(found, fitted, classes, first_partial)
         return seqs, self._encode_targets(target, entries), entries
@@ -566,7 +597,7 @@ class _RNNBase(BaseEstimator):
             Y = self._outputs_of_few(X)
             if Y is not None:
                 return Y, None
-        seqs = v.check_sequences(X, self.params_.dtype, lengths, self.n_features_in_)
+        seqs = self._sequences(X, self.params_.dtype, lengths, self.n_features_in_)
         pool = self._network_pool()         # a network per thread, reused across calls
         network = pool.get()
         pool.put(network)                   # (only its sizes are read here)
@@ -782,6 +813,20 @@ _SHARED_PARAMETERS = """
         Initial bias of the LSTM's forget gate (1 keeps the cell's memory
         open at the start of training, as Jozefowicz et al. 2015 recommend;
         PyTorch initialises it like the other biases).
+    vocab_size : int or None, default=None
+        Token input: ``X`` holds integer token ids in ``[0, vocab_size)``,
+        one per step (``(n_samples, n_timesteps)``, padded with ``lengths``,
+        or a list of 1-D arrays), and the first layer reads each token's row
+        of a trained embedding ``W_emb`` ``(vocab_size, embedding_dim)``:
+        ``x_t = W_emb[k_t]``, PyTorch's ``nn.Embedding``. The same as a
+        one-hot input, at the cost of a row copy instead of a matrix
+        product. Needs ``embedding_dim``.
+    embedding_dim : int or None, default=None
+        Width of each token's embedding (the first layer's input size).
+    padding_idx : int or None, default=None
+        A token id whose embedding row starts at zero and is never trained
+        (no gradient, no penalty): a padding token inside sequences.
+        Steps past a sequence's ``lengths`` are never read at all.
     dtype : {"float64", "float32"}, default="float64"
         Precision of the parameters and of every computation.
     random_state : int, Generator, RandomState or None, default=None
@@ -808,10 +853,11 @@ _SHARED_ATTRIBUTES = """
     params_ : ndarray of shape (n_parameters,)
         All weights and biases in one flat buffer.
     weights_ : dict of str to ndarray
-        Named views into ``params_`` (``W_ih_l0``, ``W_hh_l0``, ``b_l0``,
-        ``b_hn_l0`` for the GRU, ``..._reverse``, ``W_y``, ``b_y``).
+        Named views into ``params_`` (``W_emb`` for token input, ``W_ih_l0``,
+        ``W_hh_l0``, ``b_l0``, ``b_hn_l0`` for the GRU, ``..._reverse``,
+        ``W_y``, ``b_y``).
     n_features_in_ : int
-        Features per time step seen in ``fit``.
+        Features per time step seen in ``fit`` (1 for token ids).
     n_outputs_ : int
         Output units ``O``.
     n_iter_ : int
@@ -899,7 +945,8 @@ class RNNRegressor(RegressorMixin, _RNNBase):
                  n_iter_no_change=10, early_stopping=False,
                  validation_fraction=0.1, validation_split="random", shuffle=True,
                  clip_norm=None, alpha=0.0,
-                 dropout=0.0, bptt_steps=None, forget_bias=1.0, dtype="float64",
+                 dropout=0.0, bptt_steps=None, forget_bias=1.0, vocab_size=None,
+                 embedding_dim=None, padding_idx=None, dtype="float64",
                  random_state=None, verbose=False, warm_start=False, n_jobs=None):
         super().__init__(
             hidden_size, cell=cell, num_layers=num_layers,
@@ -912,7 +959,8 @@ class RNNRegressor(RegressorMixin, _RNNBase):
             validation_fraction=validation_fraction, validation_split=validation_split,
             shuffle=shuffle,
             clip_norm=clip_norm, alpha=alpha, dropout=dropout,
-            bptt_steps=bptt_steps, forget_bias=forget_bias, dtype=dtype,
+            bptt_steps=bptt_steps, forget_bias=forget_bias, vocab_size=vocab_size,
+            embedding_dim=embedding_dim, padding_idx=padding_idx, dtype=dtype,
             random_state=random_state, verbose=verbose, warm_start=warm_start,
             n_jobs=n_jobs,
         )
@@ -1036,6 +1084,10 @@ class RNNRegressor(RegressorMixin, _RNNBase):
         if steps < 1:
             raise ValueError(f"steps must be at least 1; got {steps}")
         F, O = self.n_features_in_, self.n_outputs_
+        if self.vocab_size is not None:
+            raise ValueError("forecast feeds real outputs back as inputs; this model reads "
+                             "token ids (vocab_size): continue token sequences with an "
+                             "RNNClassifier's generate")
         if O > F:
             raise ValueError(f"forecast feeds the outputs back as inputs: this model has "
                              f"{O} outputs and {F} input features")
@@ -1085,7 +1137,7 @@ class RNNRegressor(RegressorMixin, _RNNBase):
         outputs the R^2 of each output is averaged uniformly.
         """
         Y, _ = self._outputs(X, lengths)
-        seqs = v.check_sequences(X, np.float64, lengths, self.n_features_in_)
+        seqs = self._sequences(X, np.float64, lengths, self.n_features_in_)
         _, target = self._check_targets(y, seqs, np.float64)
         pred = _scored_rows(Y, seqs) if self.return_sequences else Y
         target = target.data.reshape(-1, pred.shape[-1]) if self.return_sequences else target
@@ -1317,12 +1369,16 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
             if not 1 <= top_k <= V:
                 raise ValueError(f"top_k must be between 1 and the number of classes, "
                                  f"{V}; got {top_k}")
-        if not self.return_sequences or self.n_features_in_ != V:
+        tokens_in = self.vocab_size is not None
+        if not self.return_sequences or (self.vocab_size if tokens_in
+                                         else self.n_features_in_) != V:
             raise ValueError(
-                f"generate needs a next-token model: return_sequences=True and one "
-                f"input feature per class (the one-hot of the previous token); this "
-                f"model has return_sequences={self.return_sequences}, "
-                f"{self.n_features_in_} features and {V} classes")
+                f"generate needs a next-token model: return_sequences=True and, per "
+                f"step, the one-hot of the previous token (one input feature per "
+                f"class) or its id (vocab_size = the number of classes); this model "
+                f"has return_sequences={self.return_sequences}, "
+                + (f"vocab_size={self.vocab_size}" if tokens_in
+                   else f"{self.n_features_in_} features") + f" and {V} classes")
         text = isinstance(prompt, str)
         tokens = np.array(list(prompt)) if text else np.asarray(prompt)
         single = tokens.ndim == 1
@@ -1333,14 +1389,19 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
         codes = self._encode(tokens.ravel(), self.classes_).reshape(tokens.shape)
         rng = v.check_random_state(random_state)
         stream = self.stream(tokens.shape[0])
-        eye = np.eye(V, dtype=self.params_.dtype)
-        P = stream._run(np.ascontiguousarray(eye[codes.T]))[0][-1]
-        out = np.empty((tokens.shape[0], n_steps), np.intp)
+        # the input of a token: its id, or its one-hot vector (a row of eye)
+        eye = None if tokens_in else np.eye(V, dtype=self.params_.dtype)
+
+        def encode(ids):
+            return ids if eye is None else eye[ids]
+
+        P = stream._run(np.ascontiguousarray(encode(codes.T)))[0][-1]
+        out = np.empty((n_steps, tokens.shape[0]), np.intp)
         for k in range(n_steps):
-            out[:, k] = _draw(P, temperature, top_k, rng)
+            out[k] = _draw(P, temperature, top_k, rng)
             if k + 1 < n_steps:
-                P = stream._outputs(eye[out[:, k]])
-        labels = self.classes_[out]
+                P = stream._outputs(encode(out[k]))
+        labels = self.classes_[out.T]
         if text:
             return "".join(labels[0])
         return labels[0] if single else labels
@@ -1348,7 +1409,7 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
     def score(self, X, y, lengths=None):
         """Accuracy over every scored label (every step with return_sequences)."""
         pred = self.predict(X, lengths)
-        seqs = v.check_sequences(X, np.float64, lengths, self.n_features_in_)
+        seqs = self._sequences(X, np.float64, lengths, self.n_features_in_)
         labels = self._labels(y, seqs)
         if self.return_sequences:
             return float(np.mean(_scored_rows(pred, seqs) == labels.data.reshape(-1)))

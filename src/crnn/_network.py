@@ -23,6 +23,12 @@ class RecurrentNetwork:
     where ``S_n`` is a direction's final state: the forward state at the
     sequence's own last step, and the reverse state after its first step.
 
+    With ``vocab_size`` ``V``, the inputs are token ids ``k_t`` in ``[0, V)``
+    and layer 0 reads their embeddings, ``x_t = W_emb[k_t]`` (``W_emb``
+    ``(V, I)``, PyTorch's ``nn.Embedding``): the product of ``W_emb^T`` with a
+    one-hot vector, done as a row copy, whose gradient is the scatter-add
+    ``dW_emb[k_t] += dE/dx_t`` (none into the row of ``padding_idx``).
+
     All parameters live in one flat buffer laid out by :attr:`layout`; every
     method takes that buffer explicitly, so one network object serves any
     number of parameter vectors. Batches are :class:`~crnn._sequences.PackedBatch`.
@@ -55,14 +61,23 @@ class RecurrentNetwork:
     forget_bias : float
         Initial forget-gate bias of LSTM cells.
     dtype : numpy dtype
+    vocab_size : int, optional
+        ``V``: the inputs are token ids, embedded in ``n_inputs`` dimensions.
+    padding_idx : int, optional
+        A token id whose embedding row starts at zero and gets no gradient.
     """
 
     def __init__(self, n_inputs, hidden_size, n_outputs, *, cell="elman", num_layers=1,
                  bidirectional=False, activation="tanh", output_activation="identity",
                  loss="squared_error", return_sequences=False, dropout=0.0,
-                 forget_bias=1.0, dtype=np.float64):
+                 forget_bias=1.0, dtype=np.float64, vocab_size=None, padding_idx=None):
         if loss == "cross_entropy" and output_activation != "softmax":
             raise ValueError("the cross_entropy loss needs a softmax output")
+        self.V = int(vocab_size or 0)
+        self.padding_idx = -1 if padding_idx is None else int(padding_idx)
+        if padding_idx is not None and not 0 <= self.padding_idx < self.V:
+            raise ValueError(f"padding_idx must be a token id in [0, vocab_size = "
+                             f"{self.V}); got {padding_idx}")
         self.I, self.H, self.O = int(n_inputs), int(hidden_size), int(n_outputs)
         self.cell = make_cell(cell, activation, forget_bias)
         self.L = int(num_layers)
@@ -72,7 +87,7 @@ class RecurrentNetwork:
         self.return_sequences = bool(return_sequences)
         self.dropout = float(dropout)
         self.dtype = np.dtype(dtype)
-        blocks = []
+        blocks = [("W_emb", (self.V, self.I))] if self.V else []
         # One "unit" per layer and direction, with PyTorch's suffixes.
         self.units = []
         for l in range(self.L):
@@ -128,18 +143,34 @@ class RecurrentNetwork:
             self.cell.initialize(self.unit_views(params, k), rng)
         P = self.views(params)[0]
         P["W_y"][...] = glorot_uniform(rng, P["W_y"].shape)
+        if self.V:
+            # N(0, 1), PyTorch's nn.Embedding; the padding row zero
+            P["W_emb"][...] = rng.standard_normal(P["W_emb"].shape)
+            if self.padding_idx >= 0:
+                P["W_emb"][self.padding_idx] = 0
         if random_biases:
             for name in self.layout.names:
                 if not name.startswith("W"):
                     P[name][...] = rng.uniform(-0.5, 0.5, size=P[name].shape)
         return params
 
+    def frozen(self):
+        """Flat indices of the parameters that get no gradient (training
+        never changes them): the embedding row of ``padding_idx``."""
+        if self.padding_idx < 0:
+            return np.empty(0, dtype=np.intp)
+        start = self.layout.slices["W_emb"].start + self.padding_idx * self.I
+        return np.arange(start, start + self.I, dtype=np.intp)
+
     def _penalty_grad(self, params, grad, alpha):
-        """grad += alpha * W for every weight block (the penalty's gradient)."""
+        """grad += alpha * W for every weight block (the penalty's gradient),
+        but for the :meth:`frozen` parameters."""
         if alpha:
             P, G = self.views(params)[0], self.views(grad)[0]
             for name in self.weight_names:
                 G[name] += alpha * P[name]
+            if self.padding_idx >= 0:
+                G["W_emb"][self.padding_idx] = 0
 
     def penalty(self, params, alpha):
         """``(alpha / 2) * sum of squared weights`` (biases excluded)."""
@@ -168,7 +199,8 @@ class RecurrentNetwork:
                 self.cell.name, self.cell.g, self.I, self.H, self.O, self.L, self.D,
                 self.g2, self.loss_name == "cross_entropy", self.return_sequences,
                 np.array(offsets, dtype=np.intp), slices["W_y"].start,
-                slices["b_y"].start, self.layout.size, self.dtype)
+                slices["b_y"].start, self.layout.size, self.dtype, self.V,
+                slices["W_emb"].start if self.V else 0, self.padding_idx)
         return stack
 
     def __getstate__(self):
@@ -185,6 +217,11 @@ class RecurrentNetwork:
         keep = 1.0 - self.dropout
         draws = rng.random((self.L - 1, N, self.D * self.H))
         return (draws < keep).astype(self.dtype) / self.dtype.type(keep)
+
+    def _inputs(self, X):
+        """Packed inputs in the form the compiled passes read: ``(N, I)``
+        reals, or the ``(N,)`` token ids of ``(N, 1)`` packed ids."""
+        return X.reshape(-1) if self.V else X
 
     def _states(self, states):
         """States in the form the compiled passes read (C order), or None."""
@@ -223,14 +260,14 @@ class RecurrentNetwork:
         finals : ndarray (n_states, L*D, B, H)
             The final state of every unit and sequence.
         """
-        return self.stack.forward(params, batch.X, batch.batch_sizes,
+        return self.stack.forward(params, self._inputs(batch.X), batch.batch_sizes,
                                   self._states(initial), self._masks(rng, batch.N))
 
     def output(self, params, batch, initial=None):
         """Outputs ``Y``: ``(N, O)`` packed per step, or ``(B, O)`` per sequence
         in packed order; and the final states ``(n_states, L*D, B, H)``."""
         Y = np.empty((batch.N if self.return_sequences else batch.B, self.O), self.dtype)
-        finals = self.stack.output(params, batch.X, batch.batch_sizes, Y,
+        finals = self.stack.output(params, self._inputs(batch.X), batch.batch_sizes, Y,
                                    self._states(initial))
         return Y, finals
 
@@ -253,8 +290,8 @@ class RecurrentNetwork:
         floats for squared error, ``(N,)`` / ``(B,)`` classes for cross-entropy.
         ``count`` is what the data loss is divided by, as for :meth:`loss_grad`.
         """
-        value = self.stack.loss(params, batch.X, batch.batch_sizes, self._target(target),
-                                0, count or 0)
+        value = self.stack.loss(params, self._inputs(batch.X), batch.batch_sizes,
+                                self._target(target), 0, count or 0)
         return value + self.penalty(params, alpha)
 
     def loss_grad(self, params, batch, target, alpha=0.0, grad=None, rng=None,
@@ -294,7 +331,7 @@ class RecurrentNetwork:
             grad.fill(0)
         if masks is None:
             masks = self._masks(rng, batch.N)
-        value = self.stack.loss_grad(params, batch.X, batch.batch_sizes,
+        value = self.stack.loss_grad(params, self._inputs(batch.X), batch.batch_sizes,
                                      self._target(target), grad, 0, count or 0,
                                      initial=self._states(initial), masks=masks)
         if alpha:
@@ -361,8 +398,8 @@ class RecurrentNetwork:
                            else np.ascontiguousarray(masks[:, row:row + chunk.N]))
             row += chunk.N
             total += self.stack.loss_grad(
-                params, chunk.X, chunk.batch_sizes, scored, grad, self._row0(n_cont),
-                count, self._carry(state, chunk.B), chunk_masks, finals)
+                params, self._inputs(chunk.X), chunk.batch_sizes, scored, grad,
+                self._row0(n_cont), count, self._carry(state, chunk.B), chunk_masks, finals)
             state = finals
         self._penalty_grad(params, grad, alpha)
         return total + self.penalty(params, alpha), grad
@@ -384,8 +421,8 @@ class RecurrentNetwork:
             # the states carried on: this pass's, or a pass at carry_params
             finals = (np.empty(self.state_shape(chunk.B), self.dtype)
                       if carry_params is params else None)
-            total += self.stack.loss(params, chunk.X, chunk.batch_sizes, scored,
-                                     self._row0(n_cont), count, initial, finals)
+            total += self.stack.loss(params, self._inputs(chunk.X), chunk.batch_sizes,
+                                     scored, self._row0(n_cont), count, initial, finals)
             if carry_params is not params:
                 finals = self.forward(carry_params, chunk, initial)
             state = finals

@@ -100,10 +100,10 @@ def to_onnx(model, path=None, *, lengths=True, states=False, opset=OPSET):
     """Export a fitted model as an ONNX graph.
 
     The graph uses standard ONNX operators only (``RNN``, ``LSTM``, ``GRU``,
-    ``Gemm``, ``MatMul``, ``Softmax``, ``ArgMax``, ``Transpose``, ...), so
-    any ONNX runtime runs it; it computes what ``predict`` (and, for a
-    classifier, ``predict_proba``) computes, with dynamic batch and time
-    axes.
+    ``Gemm``, ``MatMul``, ``Softmax``, ``ArgMax``, ``Transpose``,
+    ``Gather``, ...), so any ONNX runtime runs it; it computes what
+    ``predict`` (and, for a classifier, ``predict_proba``) computes, with
+    dynamic batch and time axes.
 
     Parameters
     ----------
@@ -130,8 +130,10 @@ def to_onnx(model, path=None, *, lengths=True, states=False, opset=OPSET):
 
     Notes
     -----
-    Inputs: ``X`` ``(batch, time, n_features)``, the model's float type;
-    ``lengths`` and the initial states as chosen. Outputs:
+    Inputs: ``X`` ``(batch, time, n_features)``, the model's float type
+    (for a model with ``vocab_size``: ``(batch, time)`` int64 token ids,
+    embedded by a ``Gather`` of the embedding's rows); ``lengths`` and the
+    initial states as chosen. Outputs:
 
     * regressor: ``y``, ``(batch[, time], n_outputs)``, or without the last
       axis when the model predicts 1-D targets;
@@ -172,7 +174,11 @@ def to_onnx(model, path=None, *, lengths=True, states=False, opset=OPSET):
     g = _Graph(onnx, params.dtype)
     helper, elem = g.helper, g.elem
 
-    inputs = [helper.make_tensor_value_info("X", elem, ["batch", "time", network.I])]
+    if network.V:           # token ids, embedded by a Gather of W_emb's rows
+        inputs = [helper.make_tensor_value_info("X", onnx.TensorProto.INT64,
+                                                ["batch", "time"])]
+    else:
+        inputs = [helper.make_tensor_value_info("X", elem, ["batch", "time", network.I])]
     seq_lens = ""
     if lengths:
         inputs.append(helper.make_tensor_value_info("lengths", onnx.TensorProto.INT32,
@@ -186,7 +192,12 @@ def to_onnx(model, path=None, *, lengths=True, states=False, opset=OPSET):
                                                         [L * D, "batch", H]))
             initial[s] = f"initial_{s}"
 
-    x = g.node("Transpose", ["X"], perm=[1, 0, 2])               # (T, B, I)
+    x = "X"
+    if network.V:
+        # x(B, T, I) = W_emb[X]
+        W_emb = network.views(params)[0]["W_emb"]
+        x = g.node("Gather", [g.constant("W_emb", W_emb), "X"], axis=0)
+    x = g.node("Transpose", [x], perm=[1, 0, 2])                 # (T, B, I)
     finals = {s: [] for s in state_names}
     for layer in range(L):
         W, R, B = _layer_weights(network, params, layer)

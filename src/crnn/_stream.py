@@ -28,6 +28,10 @@ class Stream:
     later ``fit`` gives the model new weights, not the stream) and serves
     one thread at a time; bidirectional models cannot stream.
 
+    For a model with ``vocab_size``, each step takes one token id per
+    stream instead: ``x_t`` ``(n_streams,)`` (an int for one stream), and
+    :meth:`steps` ``(n_steps, n_streams)`` (``(n_steps,)`` for one stream).
+
     Attributes
     ----------
     n_streams : int
@@ -43,7 +47,8 @@ class Stream:
         network = model._network()
         self._network, self._model = network, model
         self._stepper = network.stack.stepper(model.params_, n_streams)
-        self.n_streams, self.n_features_in_ = n_streams, network.I
+        self.n_streams, self.n_features_in_ = n_streams, model.n_features_in_
+        self._vocab = network.V
         self._dtype = model.params_.dtype
         self._squeeze = bool(getattr(model, "_squeeze", False))
         self.reset(initial_state)
@@ -66,7 +71,9 @@ class Stream:
 
     def _outputs(self, x):
         """The network's outputs for the next inputs ``x``: ``(n_streams, O)``,
-        or ``(O,)`` for a 1-D ``x`` of one stream."""
+        or ``(O,)`` for a 1-D ``x`` of one stream (a token id, for tokens)."""
+        if self._vocab:
+            return self._token_outputs(x)
         try:                    # a C-contiguous array of the right dtype and shape
             return self._stepper.step(x)
         except (ValueError, TypeError):
@@ -79,9 +86,31 @@ class Stream:
                 f"{self.n_features_in_}) (or (n_features,) for one stream); got {x.shape}")
         return self._stepper.step(x)
 
+    def _token_outputs(self, x):
+        """:meth:`_outputs` for token ids: ``(n_streams,)`` ids, or one id."""
+        if type(x) is np.ndarray and x.dtype == np.intp and x.shape == (self.n_streams,):
+            return self._stepper.step(x)        # (the ids are checked there)
+        single = np.ndim(x) == 0 and self.n_streams == 1
+        ids = v.check_tokens(np.reshape(x, (1, -1)) if np.ndim(x) < 2 else x, self._vocab,
+                             name="x").data.reshape(-1)
+        if ids.shape != (self.n_streams,) or np.ndim(x) > 1:
+            raise ValueError(f"x must hold one token id per stream, shape ({self.n_streams},)"
+                             f" (or an int for one stream); got shape {np.shape(x)}")
+        Y = self._stepper.step(ids)
+        return Y[0] if single else Y
+
     def _run(self, X):
         """The outputs ``(T, n_streams, O)`` of ``T`` steps ``X``; and
         whether ``X`` came without the stream axis."""
+        if self._vocab:
+            single = np.ndim(X) == 1 and self.n_streams == 1
+            ids = v.check_tokens(np.reshape(X, (-1, 1)) if single else X, self._vocab,
+                                 name="X").data.reshape(np.shape(X)[0], -1)
+            if ids.shape[1] != self.n_streams:
+                raise ValueError(f"X must be (n_steps, n_streams) = (n_steps, "
+                                 f"{self.n_streams}) token ids (or (n_steps,) for one "
+                                 f"stream); got shape {np.shape(X)}")
+            return self._stepper.run(ids), single
         X = v.as_float_array(X, "X", self._dtype)
         single = X.ndim == 2 and self.n_streams == 1
         if single:

@@ -281,6 +281,70 @@ def check_sequences(X, dtype, lengths=None, n_features=None, name="X"):
     return Sequences(np.ascontiguousarray(rows), lengths, False)
 
 
+def check_tokens(X, vocab_size, lengths=None, name="X"):
+    """Validate token-id sequences and return them as a :class:`Sequences`
+    of ``intp`` ids, one per step (items of shape ``(1,)``).
+
+    Accepted forms, the token ids being whole numbers in ``[0, vocab_size)``:
+
+    * a 2-D array ``(n_samples, n_timesteps)``;
+    * the same with ``lengths``: sequence ``i`` is ``X[i, :lengths[i]]`` and
+      the rest is padding, never read (nor checked);
+    * a list of 1-D arrays ``(n_timesteps_i,)`` of any lengths.
+    """
+    if X is None:
+        raise TypeError(f"{name} must hold sequences of token ids; got None")
+    ragged = _as_sequence_list(X) if lengths is None else None
+    if ragged is not None:
+        arrays = [_token_array(x, f"{name}[{i}]", 1) for i, x in enumerate(ragged)]
+        for i, a in enumerate(arrays):
+            if a.size == 0:
+                raise ValueError(f"{name}[{i}] is empty: every sequence needs at least "
+                                 f"one step")
+        seqs = Sequences(np.concatenate(arrays)[:, None], [a.size for a in arrays], False,
+                         as_list=True)
+    else:
+        arr = _token_array(X, name, 2)
+        if 0 in arr.shape:
+            raise ValueError(f"{name} is empty: shape {arr.shape} (n_samples, "
+                             f"n_timesteps); at least one sample and one step are needed")
+        n, T = arr.shape
+        lengths = None if lengths is None else check_lengths(lengths, n, T)
+        if lengths is None or (lengths == T).all():
+            every = np.full(n, T, dtype=np.intp)
+            seqs = Sequences(arr[:, :, None], every, True,
+                             as_list=isinstance(X, (list, tuple)))
+        else:
+            rows = np.concatenate([arr[i, :L] for i, L in enumerate(lengths)])
+            seqs = Sequences(rows[:, None], lengths, False)
+    ids = seqs.data.reshape(-1)
+    bad = (ids < 0) | (ids >= vocab_size)
+    if bad.any():
+        first = ids[np.argmax(bad)]
+        raise ValueError(f"{name} holds the token id {first}, outside the vocabulary "
+                         f"[0, {vocab_size}) (vocab_size={vocab_size})")
+    return seqs
+
+
+def _token_array(x, name, ndim):
+    """``x`` as a C-contiguous ``intp`` array of ``ndim`` dimensions."""
+    arr = real_array(x, name, allow_bool=False)
+    if arr.dtype.kind == "f":
+        check_finite(arr, name, "token ids must be whole numbers")
+        if not (arr == np.round(arr)).all():
+            raise TypeError(f"{name} must hold whole token ids; got fractional values "
+                            f"of dtype {arr.dtype}")
+    if arr.ndim != ndim:
+        shape = "(n_samples, n_timesteps)" if ndim == 2 else "(n_timesteps,)"
+        raise ValueError(f"{name} must be {ndim}-D {shape} token ids (a model with "
+                         f"vocab_size reads one id per step); got shape {arr.shape}")
+    with np.errstate(invalid="ignore"):
+        ids = np.ascontiguousarray(arr, dtype=np.intp)
+    if arr.dtype.kind in "uf" and (ids != arr).any():
+        raise ValueError(f"{name} holds a token id too large for an index")
+    return ids
+
+
 def check_lengths(lengths, n, T):
     """``lengths`` as an int array of ``n`` values in ``[1, T]``."""
     arr = np.asarray(lengths)

@@ -17,8 +17,10 @@ separately. Per layer ``l`` and direction (suffix ``_reverse``),
     b_hn_l{l}   (H,)        =    b_hn = bias_hh_l{l}[2H:]                  GRU
     W_y         (O, D*H)    =    head.weight   (an nn.Linear on the last layer)
     b_y         (O,)        =    head.bias
+    W_emb       (V, I_0)    =    embedding.weight  (an nn.Embedding, token input)
 
-with ``I_0 = n_features`` and ``I_l = D * H`` above the first layer.
+with ``I_0 = n_features`` (``embedding_dim`` for a model with
+``vocab_size``) and ``I_l = D * H`` above the first layer.
 Exporting puts the whole bias in ``bias_ih`` and zeros in ``bias_hh``
 (``[0, 0, b_hn]`` for the GRU), which PyTorch's forward pass turns into
 exactly crnn's sums.
@@ -41,6 +43,7 @@ __all__ = ["to_torch_state_dict", "torch_module_kwargs", "from_torch_state_dict"
 
 HEAD_WEIGHT = "head.weight"
 HEAD_BIAS = "head.bias"
+EMBEDDING = "embedding.weight"
 
 # The cells of Keras layers that from_keras_weights maps (crnn._cells).
 _KERAS_CELLS = tuple(name for name, cell in CELL_TYPES.items() if cell.keras_layer)
@@ -63,8 +66,8 @@ def _suffixes(num_layers, bidirectional):
             for l in range(num_layers) for d in range(2 if bidirectional else 1)]
 
 
-def _torch_keys(num_layers, bidirectional):
-    keys = []
+def _torch_keys(num_layers, bidirectional, tokens=False):
+    keys = [EMBEDDING] if tokens else []
     for sfx in _suffixes(num_layers, bidirectional):
         keys += ["weight_ih" + sfx, "weight_hh" + sfx, "bias_ih" + sfx, "bias_hh" + sfx]
     return keys + [HEAD_WEIGHT, HEAD_BIAS]
@@ -130,6 +133,12 @@ def _key_error(model, state_dict, missing, unexpected):
     if prefixed:
         hints.append(f"the recurrent keys carry the prefix {prefixed[0]!r}: strip "
                      f"it (the keys are those of the nn.RNN/LSTM/GRU module itself)")
+    if EMBEDDING in missing:
+        hints.append(f"a model with vocab_size reads its token embeddings from an "
+                     f"nn.Embedding stored as {EMBEDDING!r}")
+    if EMBEDDING in unexpected:
+        hints.append("the state dict has an embedding: set the model's vocab_size and "
+                     "embedding_dim to read token ids through it")
     if HEAD_WEIGHT in missing:
         heads = [k for k in unexpected if isinstance(k, str) and k.endswith(".weight")
                  and not k.startswith(tuple(p for p in prefixed))]
@@ -166,7 +175,9 @@ def _shape_hint(model, arrays):
 
 
 def _check_shapes(model, arrays):
-    """Check every array's shape; return ``(n_features, n_outputs)``."""
+    """Check every array's shape; return ``(n_features, n_outputs)``
+    (``n_features`` the width of layer 0's input: ``embedding_dim`` for
+    token input)."""
     H = int(model.hidden_size)
     D = 2 if model.bidirectional else 1
     G = cell_type(model.cell).n_gates * H
@@ -176,6 +187,14 @@ def _check_shapes(model, arrays):
     n_features = w0.shape[1] if w0.ndim == 2 and w0.shape[1] >= 1 else None
     n_outputs = head.shape[0] if head.ndim == 2 and head.shape[0] >= 1 else None
     for key, arr in arrays.items():
+        if key == EMBEDDING:
+            V, E = model.vocab_size, model.embedding_dim
+            if arr.shape != (V, E) or n_features != E:
+                raise ValueError(
+                    f"state_dict[{key!r}] has shape {arr.shape} and weight_ih_l0 "
+                    f"{w0.shape}; a model with vocab_size={V} and embedding_dim={E} "
+                    f"needs ({V}, {E}) and (n_gates * hidden_size, {E})")
+            continue
         if key == HEAD_WEIGHT:
             expected, text = (n_outputs, D * H), "(n_outputs, D * hidden_size)"
         elif key == HEAD_BIAS:
@@ -239,7 +258,9 @@ def to_torch_state_dict(model):
     The keys and shapes are exactly those of
     ``torch.nn.RNN/LSTM/GRU(**torch_module_kwargs(model)).state_dict()``
     (any ``batch_first``), followed by ``head.weight`` and ``head.bias`` for
-    the output layer, an ``nn.Linear(D * hidden_size, n_outputs)``.
+    the output layer, an ``nn.Linear(D * hidden_size, n_outputs)``; for a
+    model with ``vocab_size``, preceded by ``embedding.weight``, that of
+    ``nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)``.
 
     Parameters
     ----------
@@ -324,7 +345,7 @@ def to_torch_state_dict(model):
     _check_elman_activation(model)
     P = network.layout.views(model.params_)
     H = network.H
-    state = {}
+    state = {EMBEDDING: P["W_emb"].copy()} if network.V else {}
     for sfx in _suffixes(network.L, network.D == 2):
         b = P["b" + sfx]
         bias_hh = np.zeros_like(b)
@@ -356,7 +377,9 @@ def torch_module_kwargs(model):
         or ``torch.nn.GRU`` (``"gru"``). Add ``batch_first`` as you like,
         and call ``.double()`` on the module for a float64 model. The output
         layer is ``nn.Linear(D * hidden_size, n_outputs_)`` with ``D = 2``
-        when bidirectional.
+        when bidirectional. For a model with ``vocab_size``, ``input_size``
+        is ``embedding_dim``, and the module reads the output of
+        ``nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)``.
 
     Raises
     ------
@@ -378,7 +401,7 @@ def torch_module_kwargs(model):
     """
     network = _fitted_network(model)
     _check_elman_activation(model)
-    kwargs = {"input_size": int(model.n_features_in_), "hidden_size": network.H,
+    kwargs = {"input_size": network.I, "hidden_size": network.H,
               "num_layers": network.L, "bidirectional": network.D == 2}
     if model.cell == "elman":
         kwargs["nonlinearity"] = model.activation
@@ -390,8 +413,9 @@ def from_torch_state_dict(model, state_dict, *, classes=None):
 
     The state dict is that of ``torch.nn.RNN/LSTM/GRU`` (``weight_ih_l0``,
     ``weight_hh_l0``, ``bias_ih_l0``, ``bias_hh_l0``, ... ``_reverse``) plus
-    ``head.weight`` and ``head.bias`` of an ``nn.Linear`` output layer,
-    as :func:`to_torch_state_dict` makes. Values may be NumPy arrays, torch
+    ``head.weight`` and ``head.bias`` of an ``nn.Linear`` output layer (and,
+    for a model with ``vocab_size``, ``embedding.weight`` of an
+    ``nn.Embedding``), as :func:`to_torch_state_dict` makes. Values may be NumPy arrays, torch
     tensors (anything with ``.detach().cpu().numpy()``; on any device, with
     or without ``requires_grad``) or anything with ``__array__``; torch is
     never imported.
@@ -457,6 +481,9 @@ def from_torch_state_dict(model, state_dict, *, classes=None):
     two ways of adding the biases differ by rounding (about 1e-16 in
     float64).
 
+    For token input, ``W_emb = embedding.weight`` (its ``padding_idx`` row
+    as stored, zeros in a new ``nn.Embedding``).
+
     The head computes ``W_y S + b_y`` and crnn applies its output
     activation on top: a classifier's softmax (so the head gives logits),
     a regressor's ``output_activation``. An :class:`RNNRegressor` then
@@ -500,7 +527,8 @@ def from_torch_state_dict(model, state_dict, *, classes=None):
     if not isinstance(state_dict, Mapping):
         raise TypeError(f"state_dict must be a mapping of names to arrays (a dict "
                         f"or a torch state_dict); got {type(state_dict).__name__}")
-    expected = _torch_keys(model.num_layers, model.bidirectional)
+    tokens = model.vocab_size is not None
+    expected = _torch_keys(model.num_layers, model.bidirectional, tokens)
     missing = [k for k in expected if k not in state_dict]
     known = set(expected)
     unexpected = [k for k in state_dict if k not in known]
@@ -508,6 +536,8 @@ def from_torch_state_dict(model, state_dict, *, classes=None):
         raise _key_error(model, state_dict, missing, unexpected)
     arrays = {k: _to_numpy(state_dict[k], f"state_dict[{k!r}]") for k in expected}
     n_features, n_outputs = _check_shapes(model, arrays)
+    if tokens:
+        n_features = 1                      # one token id per step
     arrays = {k: v.cast_finite(a, f"state_dict[{k!r}]", dtype) for k, a in arrays.items()}
 
     is_classifier = isinstance(model, RNNClassifier)
@@ -541,6 +571,8 @@ def from_torch_state_dict(model, state_dict, *, classes=None):
                 P["b" + sfx][...] = b_ih + b_hh
     P["W_y"][...] = arrays[HEAD_WEIGHT]
     P["b_y"][...] = arrays[HEAD_BIAS]
+    if tokens:
+        P["W_emb"][...] = arrays[EMBEDDING]
     if not np.isfinite(params).all():
         raise ValueError("the sums bias_ih + bias_hh overflow the model's dtype "
                          f"{np.dtype(dtype).name}")
@@ -661,6 +693,10 @@ def from_keras_weights(model, layer_weights, *, kind, head=None, classes=None):
         raise TypeError(f"layer_weights must be the list of arrays of Keras' "
                         f"layer.get_weights(); got {type(layer_weights).__name__}")
     dtype = model._validate_params()
+    if model.vocab_size is not None:
+        raise ValueError("from_keras_weights sets one recurrent layer and a head; a model "
+                         "with vocab_size also has an embedding: use "
+                         "from_torch_state_dict, or set weights_['W_emb'] after loading")
     H = int(model.hidden_size)
     cell = cell_type(kind)
     G = cell.n_gates * H

@@ -81,7 +81,8 @@ def test_get_params_returns_init_args_unchanged(cls):
                   clip_norm=2.5, alpha=0.01,
                   dtype="float32", random_state=gen, verbose=2, warm_start=True,
                   num_layers=2, bidirectional=True, dropout=0.25, bptt_steps=5,
-                  forget_bias=0.5, n_jobs=3)
+                  forget_bias=0.5, vocab_size=11, embedding_dim=6, padding_idx=2,
+                  n_jobs=3)
     if cls is RNNRegressor:
         params["output_activation"] = "tanh"
     model = cls(**params)

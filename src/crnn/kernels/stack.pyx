@@ -117,6 +117,9 @@ cdef struct Config:
     bint cross_entropy, return_sequences
     Py_ssize_t I, H, O, L, D, G, n_states
     Py_ssize_t off_W_y, off_b_y
+    # token input: V ids (0: real-valued input), the embedding W_emb (V, I)
+    # at off_E, and the id whose row gets no gradient (-1: none)
+    Py_ssize_t V, off_E, padding_idx
 
 
 cdef struct Unit:
@@ -127,8 +130,8 @@ cdef struct Unit:
 cdef struct Shape:
     # The batch, and where each block of the workspace starts (in elements).
     Py_ssize_t T, N, B, R
-    Py_ssize_t Hs, gates, aux, finals, zeros, inputs, S, Z, dZ, dS
-    Py_ssize_t dHs, dstate, bptt, dX, dgates_h, work, total
+    Py_ssize_t Hs, gates, aux, finals, zeros, embedded, inputs, S, Z, dZ, dS
+    Py_ssize_t dHs, dstate, bptt, dX, dX0, dgates_h, work, total
 
 
 cdef inline Py_ssize_t take(Py_ssize_t* end, Py_ssize_t size) noexcept nogil:
@@ -183,6 +186,7 @@ cdef Shape plan(const Config* c, Py_ssize_t T, Py_ssize_t N, Py_ssize_t B) noexc
     s.aux = take(&end, U * u.aux)                      # LSTM c_t, GRU W_hn h + b_hn
     s.finals = take(&end, c.n_states * U * B * H)      # (n_states, U, B, H)
     s.zeros = take(&end, B * H)                        # the default initial state
+    s.embedded = take(&end, N * c.I if c.V else 0)     # W_emb[tokens], layer 0's input
     s.inputs = take(&end, (c.L - 1) * N * Hd)          # inputs of layers 1 .. L-1
     s.S = take(&end, s.R * Hd)
     s.Z = take(&end, s.R * c.O)                        # Z, then Y = g2(Z)
@@ -192,6 +196,7 @@ cdef Shape plan(const Config* c, Py_ssize_t T, Py_ssize_t N, Py_ssize_t B) noexc
     s.dstate = take(&end, c.n_states * B * H)          # dh (and dc) of one unit
     s.bptt = take(&end, u.backward)                    # one unit's BPTT workspace
     s.dX = take(&end, c.D * N * Hd if c.L > 1 else 0)  # dE/d(layer input), per direction
+    s.dX0 = take(&end, c.D * N * c.I if c.V else 0)    # dE/d(embedded rows), per direction
     s.dgates_h = take(&end, u.dgates_h)
     s.work = take(&end, u.forward)                     # one unit's forward workspace
     s.total = take(&end, 0)
@@ -231,6 +236,33 @@ cdef void multiply(Py_ssize_t n, floating* A, const floating* M) noexcept nogil:
     cdef Py_ssize_t i
     for i in range(n):
         A[i] *= M[i]
+
+
+# --- the embedding -------------------------------------------------------------
+
+cdef void gather_rows(Py_ssize_t n, Py_ssize_t I, const floating* W_emb,
+                      const Py_ssize_t* tokens, floating* X) noexcept nogil:
+    """X(n, I)[r] = W_emb(V, I)[tokens[r]]: the input product with a one-hot
+    vector, as a row copy."""
+    cdef Py_ssize_t r
+    for r in range(n):
+        memcpy(X + r * I, W_emb + tokens[r] * I, I * sizeof(floating))
+
+
+cdef void scatter_add_rows(Py_ssize_t n, Py_ssize_t I, const floating* dX,
+                           const Py_ssize_t* tokens, Py_ssize_t padding_idx,
+                           floating* dW_emb) noexcept nogil:
+    """dW_emb(V, I)[tokens[r]] += dX(n, I)[r] for every row whose token is not
+    ``padding_idx``: the gradient of :func:`gather_rows`, rows of one token
+    summed in row order."""
+    cdef Py_ssize_t r, i
+    cdef floating* row
+    for r in range(n):
+        if tokens[r] == padding_idx:
+            continue
+        row = dW_emb + tokens[r] * I
+        for i in range(I):
+            row[i] += dX[r * I + i]
 
 
 # --- the passes ----------------------------------------------------------------
@@ -444,10 +476,11 @@ cdef void unit_backward(const Config* c, const Shape* s, const Py_ssize_t* bs,
 
 cdef void stack_backward(const Config* c, const Shape* s, const Py_ssize_t* unit_off,
                          const floating* params, const floating* X,
-                         const Py_ssize_t* bs, const floating* initial,
-                         const floating* masks, floating* grad,
+                         const Py_ssize_t* tokens, const Py_ssize_t* bs,
+                         const floating* initial, const floating* masks, floating* grad,
                          floating* ws) noexcept nogil:
     """BPTT from dE/dS down through every layer; accumulates into ``grad``.
+    With ``tokens`` (``X`` their embedded rows), down into the embedding too.
 
     Consumes the forward pass: LSTM and GRU gate gradients overwrite the
     stored gate activations.
@@ -458,6 +491,7 @@ cdef void stack_backward(const Config* c, const Shape* s, const Py_ssize_t* unit
     cdef floating* dHs
     cdef floating* dh = ws + s.dstate
     cdef floating* d_above = ws + s.dX      # dE/d(input of layer l + 1), (N, D*H)
+    cdef floating* dX
     for l in range(c.L - 1, -1, -1):
         I_l = c.I if l == 0 else Hd
         layer_in = X if l == 0 else ws + s.inputs + (l - 1) * N * Hd
@@ -476,9 +510,17 @@ cdef void stack_backward(const Config* c, const Shape* s, const Py_ssize_t* unit
                 split(B, H, c.D, d, ws + s.dS, dh)      # dE/dh_n of the scored states
             else:
                 memset(dh, 0, B * H * sizeof(floating))
+            dX = NULL                           # layer 0's input needs none
+            if l > 0:
+                dX = ws + s.dX + d * N * Hd
+            elif tokens != NULL:
+                dX = ws + s.dX0 + d * N * I_l
             unit_backward(c, s, bs, k, I_l, layer_in, params, unit_off + N_BLOCKS * k,
-                          initial, ws + s.dHs + d * N * H,
-                          ws + s.dX + d * N * Hd if l > 0 else NULL, grad, ws)
+                          initial, ws + s.dHs + d * N * H, dX, grad, ws)
+        if l == 0 and tokens != NULL:
+            if c.D == 2:
+                multiply_add(N * I_l, ws + s.dX0, ws + s.dX0 + N * I_l)
+            scatter_add_rows(N, I_l, ws + s.dX0, tokens, c.padding_idx, grad + c.off_E)
         if l > 0:
             # Both directions read the same input: their dX add up; then the mask.
             if c.D == 2:
@@ -561,6 +603,20 @@ cdef object optional_buffer(obj, str what, tuple shape, dtype, bint writable):
     return None if obj is None else buffer(obj, what, shape, dtype, writable)
 
 
+cdef object check_tokens(obj, shape, Py_ssize_t V):
+    """The buffer of token ids ``obj`` (intp, of ``shape``, or ``(any,)`` for
+    None), each checked to lie in ``[0, V)``."""
+    cdef Py_ssize_t i
+    cdef const Py_ssize_t[::1] k
+    view = buffer(obj, "token ids", (None,) if shape is None else shape, INTP, False)
+    k = np.asarray(view).reshape(-1)
+    for i in range(k.shape[0]):
+        if not 0 <= k[i] < V:
+            raise ValueError(f"token ids must lie in [0, {V}) (the vocabulary); got "
+                             f"{k[i]} at position {i}")
+    return view
+
+
 cdef list block_extents(const Config* c, const Py_ssize_t[:, ::1] unit_off,
                         tuple used):
     """(start, size, name) of every block the network reads."""
@@ -574,6 +630,8 @@ cdef list block_extents(const Config* c, const Py_ssize_t[:, ::1] unit_off,
                 extents.append((unit_off[k, j], sizes[name], f"unit {k}'s {name}"))
     extents.append((c.off_W_y, c.O * Hd, "W_y"))
     extents.append((c.off_b_y, c.O, "b_y"))
+    if c.V:
+        extents.append((c.off_E, c.V * c.I, "W_emb"))
     return extents
 
 
@@ -615,14 +673,26 @@ cdef class Stack:
     n_params : int
         Size of the flat parameter buffer. Every block the network reads
         (``W_ih`` ``(G, I_l)``, ``W_hh`` ``(G, H)``, ``b`` ``(G,)``, the GRU's
-        ``b_hn`` ``(H,)``, ``W_y`` ``(O, D*H)``, ``b_y`` ``(O,)``) must lie
-        inside it, and no two may overlap: ValueError otherwise.
+        ``b_hn`` ``(H,)``, ``W_y`` ``(O, D*H)``, ``b_y`` ``(O,)``, ``W_emb``
+        ``(V, I)``) must lie inside it, and no two may overlap: ValueError
+        otherwise.
     dtype : numpy.float32 or numpy.float64
+    vocab_size : int, default=0
+        ``V`` > 0: the input is token ids ``(N,)`` intp in ``[0, V)``, and
+        layer 0 reads their rows of the embedding ``W_emb`` ``(V, I)``
+        (``x_t = W_emb[token_t]``, a one-hot input product done as a row
+        copy; its gradient a scatter-add of ``dE/dx_t`` into those rows).
+        0: the input is real vectors ``X`` ``(N, I)``.
+    off_E : int, default=0
+        Offset of ``W_emb`` in the parameter buffer.
+    padding_idx : int, default=-1
+        A token id in ``[0, V)`` whose row of ``W_emb`` gets no gradient
+        (PyTorch's ``nn.Embedding(padding_idx=)``); -1 for none.
 
     Notes
     -----
-    Every method is a whole pass over one packed batch (``X`` (N, I),
-    ``batch_sizes`` (T,) intp, non-increasing) and returns its results;
+    Every method is a whole pass over one packed batch (``X`` (N, I), or
+    token ids (N,) intp, ``batch_sizes`` (T,) intp, non-increasing) and returns its results;
     ``initial`` states are ``(n_states, L*D, B, H)`` (:meth:`state_shape`) or
     None for zeros. With ``finals`` (the same shape), the pass also writes
     the final states there. ``masks`` are the dropout masks ``(L-1, N, D*H)``
@@ -648,7 +718,8 @@ cdef class Stack:
     def __init__(self, str cell not None, int activation, Py_ssize_t I, Py_ssize_t H,
                  Py_ssize_t O, Py_ssize_t L, Py_ssize_t D, str output_activation not None,
                  bint cross_entropy, bint return_sequences, unit_offsets,
-                 Py_ssize_t off_W_y, Py_ssize_t off_b_y, Py_ssize_t n_params, dtype):
+                 Py_ssize_t off_W_y, Py_ssize_t off_b_y, Py_ssize_t n_params, dtype,
+                 Py_ssize_t vocab_size=0, Py_ssize_t off_E=0, Py_ssize_t padding_idx=-1):
         if cell not in CELLS or output_activation not in OUTPUTS:
             raise ValueError(f"unknown cell {cell!r} or output activation "
                              f"{output_activation!r}")
@@ -656,6 +727,10 @@ cdef class Stack:
             raise ValueError(f"bad sizes I={I}, H={H}, O={O}, L={L}, D={D}")
         if activation not in CODES.values():
             raise ValueError(f"unknown hidden activation code {activation}")
+        if vocab_size < 0 or not (-1 <= padding_idx < vocab_size) or (
+                padding_idx != -1 and vocab_size == 0):
+            raise ValueError(f"bad vocab_size={vocab_size} or padding_idx={padding_idx}: "
+                             f"padding_idx must be -1 or a token id in [0, vocab_size)")
         kernel = CELLS[cell]
         check_blas_sizes(inputs=max(I, D * H) + H, gates=kernel.n_gates * H, outputs=O)
         self.c.cell = kernel.code
@@ -667,6 +742,7 @@ cdef class Stack:
         self.c.return_sequences = return_sequences
         self.c.I, self.c.H, self.c.O, self.c.L, self.c.D = I, H, O, L, D
         self.c.off_W_y, self.c.off_b_y = off_W_y, off_b_y
+        self.c.V, self.c.off_E, self.c.padding_idx = vocab_size, off_E, padding_idx
         # a copy: a caller's array changed later cannot move the blocks
         offsets = np.array(unit_offsets, dtype=np.intp, copy=True, order="C")
         if offsets.shape != (L * D, N_BLOCKS):
@@ -686,6 +762,11 @@ cdef class Stack:
         """``(n_states, L*D, B, H)``: the initial and final states of ``B``
         sequences (state 0 is h, state 1 the LSTM's c)."""
         return (self.c.n_states, self.c.L * self.c.D, B, self.c.H)
+
+    @property
+    def vocab_size(self):
+        """``V``: the input is token ids in ``[0, V)``; 0 for real vectors."""
+        return self.c.V
 
     @property
     def workspace_nbytes(self):
@@ -759,9 +840,15 @@ cdef class Stack:
         try:
             dtype = self.dtype
             params = buffer(params, "params", (self.n_params,), dtype, False)
-            X = buffer(X, "X", (None, self.c.I), dtype, False)
+            tokens = None
+            if self.c.V:
+                tokens = check_tokens(X, None, self.c.V)
+                X = None
+                N = tokens.shape[0]
+            else:
+                X = buffer(X, "X", (None, self.c.I), dtype, False)
+                N = X.shape[0]
             batch_sizes = buffer(batch_sizes, "batch_sizes", (None,), INTP, False)
-            N = X.shape[0]
             if N > INT_MAX:
                 check_blas_sizes(rows=N)
             bs = batch_sizes
@@ -792,11 +879,11 @@ cdef class Stack:
                 # assigned only once allocated: a MemoryError keeps the old one
                 self.workspace = aligned_empty(s.total, dtype)
             if self.is_double:
-                value = _run[double](self, &s, params, X, batch_sizes, initial, masks,
-                                     finals, Y, target, row0, count, grad)
+                value = _run[double](self, &s, params, X, tokens, batch_sizes, initial,
+                                     masks, finals, Y, target, row0, count, grad)
             else:
-                value = _run[float](self, &s, params, X, batch_sizes, initial, masks,
-                                    finals, Y, target, row0, count, grad)
+                value = _run[float](self, &s, params, X, tokens, batch_sizes, initial,
+                                    masks, finals, Y, target, row0, count, grad)
             return value, result
         finally:
             release_threads()
@@ -841,13 +928,15 @@ cdef bint state_view(const floating[:, :, :, ::1] a, Py_ssize_t n_states, Py_ssi
 
 
 cdef double _run(Stack self, const Shape* s, const floating[::1] params,
-                 const floating[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
+                 const floating[:, ::1] X, const Py_ssize_t[::1] tokens,
+                 const Py_ssize_t[::1] batch_sizes,
                  const floating[:, :, :, ::1] initial, const floating[:, :, ::1] masks,
                  floating[:, :, :, ::1] finals, floating[:, ::1] Y, target,
                  Py_ssize_t row0, double count, floating[::1] grad) except? -1:
     """Forward; then the output ``Y``, or the loss of ``target`` (and, with
-    ``grad``, BPTT), all in one block without the GIL. Every buffer has been
-    checked by :meth:`Stack.run`."""
+    ``grad``, BPTT), all in one block without the GIL. The input is ``X``, or
+    ``tokens`` (X None) embedded first. Every buffer has been checked by
+    :meth:`Stack.run`."""
     cdef floating[::1] ws = self.workspace
     cdef const floating* init_ptr = &initial[0, 0, 0, 0] if initial is not None else NULL
     cdef const floating* mask_ptr = &masks[0, 0, 0] if masks is not None else NULL
@@ -863,9 +952,13 @@ cdef double _run(Stack self, const Shape* s, const floating[::1] params,
     cdef double value = 0
     cdef unsigned long fp_state
     cdef Py_ssize_t L_D = self.c.L * self.c.D, n_st = self.c.n_states
+    cdef const floating* X_ptr
+    cdef const Py_ssize_t* tok_ptr = NULL
     # The views are the buffers checked by Stack.run; their sizes once more,
     # in case another thread reshaped an array in between.
-    if (params.shape[0] != self.n_params or X.shape[0] != s.N or X.shape[1] != self.c.I
+    if (params.shape[0] != self.n_params
+            or (tokens is None and (X.shape[0] != s.N or X.shape[1] != self.c.I))
+            or (tokens is not None and tokens.shape[0] != s.N)
             or batch_sizes.shape[0] != s.T
             or (grad is not None and grad.shape[0] != self.n_params)
             or (Y is not None and (Y.shape[0] != s.R or Y.shape[1] != self.c.O))
@@ -885,9 +978,16 @@ cdef double _run(Stack self, const Shape* s, const floating[::1] params,
             if D.shape[0] != s.R - row0 or D.shape[1] != self.c.O:
                 raise ValueError("the targets changed shape while they were checked")
             D_ptr = &D[0, 0]
+    if tokens is not None:
+        tok_ptr, X_ptr = &tokens[0], &ws[s.embedded]
+    else:
+        X_ptr = &X[0, 0]
     with nogil:
         fp_state = crnn_subnormals_off()
-        stack_forward(&self.c, s, &self.unit_off[0, 0], &params[0], &X[0, 0],
+        if tok_ptr != NULL:
+            # X(N, I) = W_emb[tokens]
+            gather_rows(s.N, self.c.I, &params[self.c.off_E], tok_ptr, &ws[s.embedded])
+        stack_forward(&self.c, s, &self.unit_off[0, 0], &params[0], X_ptr,
                       &batch_sizes[0], init_ptr, mask_ptr, fin_ptr, &ws[0])
         if Y_ptr != NULL:
             # Y(R, O) = S(R, D*H) @ W_y^T, then g2(Y + b_y)
@@ -898,7 +998,7 @@ cdef double _run(Stack self, const Shape* s, const floating[::1] params,
             value = output_loss(&self.c, s, &params[0], D_ptr, k_ptr, row0, count,
                                 grad_ptr, &ws[0])
         if grad_ptr != NULL:
-            stack_backward(&self.c, s, &self.unit_off[0, 0], &params[0], &X[0, 0],
+            stack_backward(&self.c, s, &self.unit_off[0, 0], &params[0], X_ptr, tok_ptr,
                            &batch_sizes[0], init_ptr, mask_ptr, grad_ptr, &ws[0])
         crnn_subnormals_restore(fp_state)
     return value
@@ -923,6 +1023,9 @@ cdef class Stepper:
     """One step at a time of a one-directional network over ``B`` streams,
     its states kept inside: for each step ``x`` ``(B, I)``, every layer's
     cell step, then the outputs ``Y = g2(h_L W_y^T + b_y)`` ``(B, O)``.
+
+    With token input (``vocab_size``), each step takes ``B`` token ids
+    ``(B,)`` intp instead, embedded as the Stack embeds them.
 
     Made by :meth:`Stack.stepper`; it runs the parameter buffer it was given
     (checked then, and kept). The states are two buffers of ``(n_states, L,
@@ -956,8 +1059,10 @@ cdef class Stepper:
         self.params = np.asarray(buffer(params, "params", (stack.n_params,), stack.dtype,
                                         False))
         cdef Py_ssize_t state_size = self.c.n_states * self.c.L * B * self.c.H
+        # the cells' step workspace, then the embedded rows of a step (B, I)
         cdef Py_ssize_t step_work = max(lstm_step_work_size(B, self.c.H),
                                         gru_step_work_size(B, self.c.H))
+        step_work = align_up(step_work) + (B * self.c.I if self.c.V else 0)
         check_memory((2 * state_size + step_work) * self.dtype.itemsize,
                      "the states of these streams")
         self.states = aligned_empty(2 * state_size, self.dtype)
@@ -1015,7 +1120,10 @@ cdef class Stepper:
         """One step: ``x`` ``(B, I)`` (or ``(I,)`` when ``B`` is 1) in; the
         outputs ``(B, O)`` (``(O,)``) out, a new array; the states move on.
         ``x`` must be a C-contiguous array of the Stepper's dtype, and finite
-        (ValueError otherwise, and the states stay as they were)."""
+        (ValueError otherwise, and the states stay as they were). With token
+        input: ``x`` the ``B`` token ids ``(B,)`` intp, the outputs ``(B, O)``."""
+        if self.c.V:
+            return self.run_steps(x, None, (self.B,), (self.B, self.c.O), 1, "token ids")
         self.enter()
         try:
             if self.is_double:
@@ -1027,8 +1135,12 @@ cdef class Stepper:
     def run(self, X, Y=None):
         """``T`` steps in one call: ``X`` ``(T, B, I)`` in, the outputs of
         every step ``(T, B, O)`` into ``Y`` (a new array if None), returned.
-        The same as ``T`` calls of :meth:`step`, without Python in between."""
+        The same as ``T`` calls of :meth:`step`, without Python in between.
+        With token input, ``X`` is ``(T, B)`` intp token ids."""
         cdef Py_ssize_t T
+        if self.c.V:
+            T = np.shape(X)[0] if np.ndim(X) == 2 else -1
+            return self.run_steps(X, Y, (T, self.B), (T, self.B, self.c.O), T, "token ids")
         if type(X) is not np.ndarray or X.ndim != 3:
             X = buffer(X, "X", (None, self.B, self.c.I), self.dtype, False)
         T = X.shape[0]
@@ -1038,14 +1150,31 @@ cdef class Stepper:
                           str what):
         """Check ``x`` and ``Y`` (of ``x_shape``, ``y_shape``) and run ``T``
         steps; ``Y``."""
+        cdef const Py_ssize_t[::1] tokens
         self.enter()
         try:
-            x = buffer(x, what, x_shape, self.dtype, False)
+            if self.c.V:
+                if T < 0:
+                    raise ValueError(f"{what} must have shape (n_steps, {self.B}); got "
+                                     f"{np.shape(x)}")
+                x = check_tokens(x, x_shape, self.c.V)
+            else:
+                x = buffer(x, what, x_shape, self.dtype, False)
             if Y is None:
                 Y = np.empty(y_shape, self.dtype)
             out = buffer(Y, "Y", y_shape, self.dtype, True)
             # flat views of the checked buffers (C-contiguous: no copies)
             xs, ys = np.asarray(x).reshape(-1), np.asarray(out).reshape(-1)
+            if self.c.V:
+                if xs.shape[0] != T * self.B or ys.shape[0] != T * self.B * self.c.O:
+                    raise ValueError("an array of this step changed shape while it was "
+                                     "checked")
+                tokens = xs
+                if self.is_double:
+                    _token_steps(self, &tokens[0], <double*> data_pointer(ys, True), T)
+                else:
+                    _token_steps(self, &tokens[0], <float*> data_pointer(ys, False), T)
+                return Y
             if xs.shape[0] != T * self.B * self.c.I or ys.shape[0] != T * self.B * self.c.O:
                 raise ValueError("an array of this step changed shape while it was checked")
             if self.is_double:
@@ -1109,6 +1238,26 @@ cdef int _steps(Stepper self, const floating* x, floating* Y, Py_ssize_t T) exce
         fp_state = crnn_subnormals_off()
         for t in range(T):
             step_once(self, x + t * BI, Y + t * BO)
+        crnn_subnormals_restore(fp_state)
+    return 0
+
+
+cdef int _token_steps(Stepper self, const Py_ssize_t* tokens, floating* Y,
+                      Py_ssize_t T) except -1:
+    """``T`` steps from the checked token ids ``(T, B)`` into ``Y`` ``(T, B, O)``:
+    each step's ids embedded, then :func:`step_once`."""
+    cdef Py_ssize_t t, B = self.B, I = self.c.I, BO = self.B * self.c.O
+    cdef const floating* W_emb = <const floating*> self.params_ptr + self.c.off_E
+    cdef floating* x = (<floating*> self.work_ptr
+                        + align_up(max(lstm_step_work_size(B, self.c.H),
+                                       gru_step_work_size(B, self.c.H))))
+    cdef unsigned long fp_state
+    with nogil:
+        fp_state = crnn_subnormals_off()
+        for t in range(T):
+            # x(B, I) = W_emb[tokens_t]
+            gather_rows(B, I, W_emb, tokens + t * B, x)
+            step_once(self, x, Y + t * BO)
         crnn_subnormals_restore(fp_state)
     return 0
 

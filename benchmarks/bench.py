@@ -7,6 +7,7 @@ Usage::
                                [--threads 1|1,2] [--json out.json] [--budget S]
                                [--no-ragged] [--no-fit] [--no-memory] [--extras]
                                [--no-scaling] [--no-mpi] [--no-stepper]
+                               [--no-tokens]
 
 Sections, each interleaving its contenders:
 
@@ -49,7 +50,10 @@ step on the same batches as PackedSequences and on the padded batch.
 Then one step of one stream (``benchmarks/stepper.py``): crnn's
 ``stream.step`` and its compiled step, a PyTorch cell loop, and ONNX
 Runtime one step per run; and ``generate``'s cost per token against a
-PyTorch sampling loop. Then, with no thread limit set anywhere (``benchmarks/scaling.py``), the
+PyTorch sampling loop. Then a training step on token ids
+(``benchmarks/tokens.py``): crnn's embedding (a row gather, a scatter-add)
+against the same network fed one-hot vectors, and PyTorch's
+``nn.Embedding`` + ``nn.LSTM``. Then, with no thread limit set anywhere (``benchmarks/scaling.py``), the
 scaling section -- crnn's data-parallel training step and ``predict`` with
 ``n_jobs = k`` against PyTorch with ``torch.set_num_threads(k)``, k = 1 ..
 cores, and both libraries out of the box -- and the MPI section: one epoch
@@ -96,6 +100,7 @@ import crnn
 from crnn._cells import CELLS, cell_type
 import scaling                  # before any thread setting: torch's default count
 import stepper
+import tokens
 from crnn._network import RecurrentNetwork
 from crnn.kernels import blas as kernels_blas
 from crnn._validation import check_sequences
@@ -1343,6 +1348,8 @@ def main(argv=None):
                         help="skip the MPI section (one epoch on 1 and 2 ranks)")
     parser.add_argument("--no-stepper", action="store_true",
                         help="skip the stepper section (one step of one stream)")
+    parser.add_argument("--no-tokens", action="store_true",
+                        help="skip the token section (embedding vs one-hot training step)")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
@@ -1449,13 +1456,15 @@ def main(argv=None):
                         ragged.append(rg)
                         print(f"  {cell} ragged lengths {np.dtype(dtype).name}: done in "
                               f"{time.perf_counter() - t0:.1f} s", flush=True)
-    scaled = mpi = steps = generated = None
-    if not args.no_stepper:
-        with threadpool_limits(limits=1):
-            if torch is not None:
-                torch.set_num_threads(1)
+    scaled = mpi = steps = generated = token_steps = None
+    with threadpool_limits(limits=1):
+        if torch is not None:
+            torch.set_num_threads(1)
+        if not args.no_stepper:
             steps = stepper.run_stepper(sys.modules[__name__], timing)
             generated = stepper.run_generate(sys.modules[__name__], timing)
+        if not args.no_tokens:
+            token_steps = tokens.run_tokens(sys.modules[__name__], timing)
     if not args.no_scaling:
         # outside every threadpool_limits: the "default" rows are out of the box
         scaled = scaling.run_scaling(sys.modules[__name__], timing, args.quick)
@@ -1468,6 +1477,7 @@ def main(argv=None):
     print_ragged(ragged)
     stepper.print_stepper(steps)
     stepper.print_generate(generated)
+    tokens.print_tokens(token_steps)
     scaling.print_scaling(scaled)
     scaling.print_mpi(mpi)
     print(f"\nTotal benchmark time {time.perf_counter() - started:.1f} s.")
@@ -1489,7 +1499,8 @@ def main(argv=None):
             "estimator_solver": "adam", "numpy_solver": "plain SGD (--extras epoch)",
             "torch_solver": "torch.optim.Adam", "learning_rate": LEARNING_RATE,
             "cases": results, "fit": fits, "memory": memory, "ragged": ragged,
-            "scaling": scaled, "mpi": mpi, "stepper": steps, "generate": generated, "torch_default_threads": scaling.TORCH_DEFAULT_THREADS,
+            "scaling": scaled, "mpi": mpi, "stepper": steps, "generate": generated, "tokens": token_steps,
+            "torch_default_threads": scaling.TORCH_DEFAULT_THREADS,
         }
         directory = os.path.dirname(os.path.abspath(args.json))
         os.makedirs(directory, exist_ok=True)

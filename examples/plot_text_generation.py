@@ -8,6 +8,10 @@ a prompt with :meth:`~crnn.RNNClassifier.generate` at several temperatures.
 The temperature divides the log-probabilities before each draw: low values
 pick the likeliest characters (fluent, repetitive), high values flatten the
 distribution (inventive, then garbled).
+
+The model reads character ids through a trained embedding
+(``vocab_size``, ``embedding_dim``): each step's input is the character's
+row of ``W_emb``, learnt with the rest of the network.
 """
 import warnings
 
@@ -15,7 +19,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import crnn
-from crnn.preprocessing import one_hot
 
 text = crnn.load_coriolanus()
 chars, codes = np.unique(list(text), return_inverse=True)
@@ -23,16 +26,17 @@ V, L = chars.size, 64
 
 # %%
 # Cut the text into sequences of 64 characters; the input at each step is
-# the one-hot vector of a character, the label the character after it.
-# ``classes=chars`` keeps every character a column of the probabilities.
+# the id of a character (its index in ``chars``), the label the character
+# after it. ``classes=chars`` keeps every character a column of the
+# probabilities, in the order of the ids.
 
 n = (codes.size - 1) // L
-X = one_hot(codes[:n * L].reshape(n, L), V, dtype=np.float32)
+X = codes[:n * L].reshape(n, L)
 y = chars[codes[1:n * L + 1].reshape(n, L)]
 
 model = crnn.RNNClassifier(128, cell="lstm", return_sequences=True, dtype="float32",
-                           max_iter=15, learning_rate=1e-2, batch_size=32,
-                           random_state=0)
+                           vocab_size=V, embedding_dim=32, max_iter=15,
+                           learning_rate=1e-2, batch_size=32, random_state=0)
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", crnn.ConvergenceWarning)
     model.fit(X, y, classes=chars)
@@ -53,8 +57,7 @@ for temperature in (0.2, 0.6, 1.0, 1.5):
 # reaches).
 
 context = "CORIOLANUS:\nI"
-p = model.predict_proba(one_hot(np.searchsorted(chars, list(context)), V,
-                                dtype=np.float32)[None])[0, -1].astype(float)
+p = model.predict_proba(np.searchsorted(chars, list(context))[None])[0, -1].astype(float)
 top = np.argsort(p)[::-1][:12]
 freq = np.bincount(codes, minlength=V) / codes.size
 unigram = -np.sum(freq * np.log(freq))

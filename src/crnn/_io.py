@@ -60,7 +60,7 @@ versions); the estimator class is known; every hyper-parameter name is known
 (a missing one takes its default) and the estimator's own validation accepts
 the values; the fitted attributes have the right types and ranges; the layout
 recomputed from the hyper-parameters, ``n_features_in_`` and ``n_outputs_``
-equals the stored one (at most 1024 layers and 8194 blocks, no more blocks
+equals the stored one (at most 1024 layers and 8195 blocks, no more blocks
 than stored parameters: checked before the network is described); every
 array has exactly the dtype and shape expected (checked from its ``.npy``
 header before its data is read); every float is
@@ -122,8 +122,8 @@ _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 # layers a crafted 58 MB file declared took ~20 s and ~1.7 GB to load.
 _MAX_LAYERS = 1024
 # At most 4 blocks per layer and direction (GRU: W_ih, W_hh, b, b_hn), two
-# directions, and the output layer's W_y and b_y.
-_MAX_LAYOUT_BLOCKS = 8 * _MAX_LAYERS + 2
+# directions, the output layer's W_y and b_y, and the embedding W_emb.
+_MAX_LAYOUT_BLOCKS = 8 * _MAX_LAYERS + 3
 # The JSON header's size, checked before it is read: parsing costs up to
 # ~20 bytes of memory per byte of JSON (a list of empty lists). A real header
 # holds the hyper-parameters and notes (~2 KiB), the layout (~30 bytes per

@@ -548,6 +548,24 @@ def gemm_reference(M, K, N, dtype, timing):
     return 2.0 * M * K * N / r["gemm"]["median_s"] / 1e9, r["gemm"]
 
 
+PEAK_N = 2048
+
+
+def gemm_peak(dtype, timing):
+    """The machine's matrix-product peak as the libraries reach it: GFLOP/s
+    of one ``PEAK_N``-cubed product through scipy's ?gemm (crnn's BLAS) and
+    through ``torch.mm`` (MKL), on the current thread setting."""
+    rate, _ = gemm_reference(PEAK_N, PEAK_N, PEAK_N, dtype, timing)
+    out = {"n": PEAK_N, "scipy_gflops": rate}
+    if torch is not None:
+        rng = np.random.default_rng(3)
+        a = torch.from_numpy(rng.standard_normal((PEAK_N, PEAK_N)).astype(dtype))
+        b, c = a.clone(), torch.empty_like(a)
+        r = measure({"mm": lambda: torch.mm(a, b, out=c)}, timing)
+        out["torch_gflops"] = 2.0 * PEAK_N ** 3 / r["mm"]["median_s"] / 1e9
+    return out
+
+
 def _gemm_variants(M, K, N, dtype, rng):
     """Every way scipy's ?gemm can compute one product P(M, N) = A(M, K) B(K, N):
     either operand stored as is or transposed, the result as P or as P^T.
@@ -1318,6 +1336,49 @@ def _parse_threads(text):
     return list(dict.fromkeys(items))
 
 
+OVERHEAD_CASE = (1, 100, 8, 32)            # (B, T, I, H)
+
+
+def predict_overhead(cell, dtype, timing):
+    """``RNNRegressor.predict`` against its compiled forward pass alone
+    (``Stack.output`` on preallocated, already packed buffers) at
+    :data:`OVERHEAD_CASE`: what validation, packing and Python cost a call."""
+    B, T, I, H = OVERHEAD_CASE
+    rng = np.random.default_rng(0)
+    X_fit = rng.normal(size=(8, T, I)).astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", crnn.ConvergenceWarning)
+        model = crnn.RNNRegressor(H, cell=cell, dtype=np.dtype(dtype).name, max_iter=1,
+                                  random_state=0).fit(X_fit, X_fit[:, -1, 0])
+    X = np.ascontiguousarray(X_fit[:B])
+    stack, params = model._network().stack, model.params_
+    X_tm = np.ascontiguousarray(X.swapaxes(0, 1)).reshape(T * B, I)
+    batch_sizes = np.full(T, B, dtype=np.intp)
+    Y = np.empty((B, 1), dtype)
+    model.predict(X)                                 # the network pool, warmed
+    raw = measure({"predict": lambda: model.predict(X),
+                   "kernel": lambda: stack.output(params, X_tm, batch_sizes, Y)}, timing)
+    return {"cell": cell, "dtype": np.dtype(dtype).name, "case": list(OVERHEAD_CASE),
+            "raw": raw,
+            "overhead_s": raw["predict"]["median_s"] - raw["kernel"]["median_s"]}
+
+
+def print_predict_overhead(rows):
+    if not rows:
+        return
+    B, T, I, H = OVERHEAD_CASE
+    print(f"\npredict overhead at (B,T,I,H) = ({B},{T},{I},{H}): model.predict against "
+          f"its compiled forward pass alone (median, us)")
+    header = f"{'cell':<6} {'dtype':<8} {'thr':>3} {'predict':>9} {'kernel':>9} {'overhead':>9}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        raw = r["raw"]
+        print(f"{r['cell']:<6} {r['dtype']:<8} {r['threads']:>3} "
+              f"{raw['predict']['median_s'] * 1e6:9.1f} {raw['kernel']['median_s'] * 1e6:9.1f} "
+              f"{r['overhead_s'] * 1e6:9.1f}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
@@ -1403,7 +1464,19 @@ def main(argv=None):
 
     timing = Timing(args.quick, args.budget)
     cases = QUICK_CASES if args.quick else CASES
-    floors, results, ragged, fits = [], [], [], []
+    peaks = []
+    with threadpool_limits(limits=1):
+        if torch is not None:
+            torch.set_num_threads(1)
+        for dtype in dtypes:
+            peak = gemm_peak(dtype, Timing(True, timing.budget))
+            peak.update(dtype=np.dtype(dtype).name, threads=1)
+            peaks.append(peak)
+            print(f"GEMM peak, {peak['dtype']} {PEAK_N}^3, 1 thread: scipy "
+                  f"{peak['scipy_gflops']:.1f} GFLOP/s"
+                  + (f", torch.mm {peak['torch_gflops']:.1f}" if "torch_gflops" in peak
+                     else ""), flush=True)
+    floors, results, ragged, fits, overheads = [], [], [], [], []
     started = time.perf_counter()
     for threads in args.threads:
         # threadpoolctl limits every BLAS/OpenMP pool it finds (scipy's BLAS
@@ -1421,6 +1494,9 @@ def main(argv=None):
                     print(f"Overhead floor, {cell} {dname} (B = T = I = H = 1): "
                           + ", ".join(f"{name} {floor[name]['median_s'] * 1e6:.1f} us"
                                       for name in floor), flush=True)
+                    overhead = predict_overhead(cell, dtype, timing)
+                    overhead["threads"] = threads
+                    overheads.append(overhead)
                     for (B, T, I, H) in cases:
                         t0 = time.perf_counter()
                         r = run_case(cell, B, T, I, H, dtype, timing, torch is not None,
@@ -1472,6 +1548,7 @@ def main(argv=None):
         mpi = scaling.run_mpi(args.quick)
     print_tables(results)
     print_floors(floors)
+    print_predict_overhead(overheads)
     print_fit(fits)
     print_memory(memory)
     print_ragged(ragged)
@@ -1495,7 +1572,7 @@ def main(argv=None):
                         "loadavg_after": os.getloadavg() if load is not None else None},
             "threadpool_info": libs, "torch": torch_info, "source": state,
             "packed_kernel": {0: None, 1: "avx2", 2: "avx512"}[kernels_blas.packed_isa()],
-            "per_call_floor": floors,
+            "per_call_floor": floors, "predict_overhead": overheads, "gemm_peak": peaks,
             "estimator_solver": "adam", "numpy_solver": "plain SGD (--extras epoch)",
             "torch_solver": "torch.optim.Adam", "learning_rate": LEARNING_RATE,
             "cases": results, "fit": fits, "memory": memory, "ragged": ragged,

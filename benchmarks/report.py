@@ -5,14 +5,22 @@ Usage::
     python benchmarks/report.py benchmarks/results/full.json > tables.md
 
 Prints, for the thread counts and dtypes of the run: the summary of the
-training step (PyTorch time / crnn time per case and cell), the GEMM floor
-table of the cases where it bounds the step, the full grid (train and
-infer, with the NumPy and PyTorch ratios and GFLOP/s), the overhead floor,
-the end-to-end fit, peak memory and the ragged-lengths table. These are the
-tables of ``docs/performance.md``; the prose around them is written by hand.
+training step (PyTorch time / crnn time per case and cell), the inference
+summary against PyTorch and ONNX Runtime with the GFLOP/s a 1.2x lead would
+take next to the machine's GEMM peak, the GEMM floor table of the cases
+where it bounds the step, the full grid (train and infer, with the NumPy,
+PyTorch and ONNX Runtime ratios and GFLOP/s), the overhead floor and
+``predict``'s overhead, the end-to-end fit, peak memory, the ragged-lengths
+table, and the stepper, generation and token sections. These are the tables
+of ``docs/performance.md``; the prose around them is written by hand.
 """
 import json
+import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import stepper  # noqa: E402  (the stepper, generation and token tables)
+import tokens  # noqa: E402
 
 CELLS = ("elman", "lstm", "gru")
 FLOOR_CASES = ((32, 50, 32, 128), (64, 50, 64, 256), (64, 50, 128, 512))
@@ -81,12 +89,48 @@ def grid(data, threads):
                          threads, what, fmt(m["crnn"] * 1e3, 3),
                          fmt(m.get("numpy") and m["numpy"] * 1e3, 3),
                          fmt(m.get("torch") and m["torch"] * 1e3, 3),
+                         fmt(m.get("ort") and m["ort"] * 1e3, 3),
                          fmt(ratio(m.get("numpy"), m["crnn"])),
                          fmt(ratio(m.get("torch"), m["crnn"])),
+                         fmt(ratio(m.get("ort"), m["crnn"])),
                          fmt(c[f"{what}_gflops"]["crnn"], 1),
                          fmt(c[f"{what}_gflops"].get("torch"), 1)])
     return table(["cell", "(B,T,I,H)", "dtype", "thr", "what", "crnn ms", "numpy ms",
-                  "torch ms", "numpy/crnn", "torch/crnn", "crnn GF/s", "torch GF/s"], rows)
+                  "torch ms", "ort ms", "numpy/crnn", "torch/crnn", "ort/crnn",
+                  "crnn GF/s", "torch GF/s"], rows)
+
+
+def inference(data, threads, dtype="float32", lead=1.2):
+    """Forward pass: PyTorch's and ONNX Runtime's time over crnn's, and the
+    GFLOP/s crnn would need to lead the faster of them by ``lead``, against
+    the machine's GEMM peak (a ``PEAK_N``-cubed product, scipy and MKL)."""
+    peak = next((p for p in data.get("gemm_peak") or [] if p["dtype"] == dtype), None)
+    top = max(peak["scipy_gflops"], peak.get("torch_gflops") or 0) if peak else None
+    rows = []
+    for c in data["cases"]:
+        if c["threads"] != threads or c["dtype"] != dtype:
+            continue
+        m = {who: median(e) for who, e in c["infer"].items()}
+        others = [m[k] for k in ("torch", "ort") if m.get(k)]
+        flops = c["infer_gflops"]["crnn"] * m["crnn"]          # GFLOP of one pass
+        needed = flops / (min(others) / lead) if others else None
+        rows.append([c["cell"], f"({c['B']},{c['T']},{c['I']},{c['H']})",
+                     fmt(m["crnn"] * 1e3, 3), fmt(ratio(m.get("torch"), m["crnn"])),
+                     fmt(ratio(m.get("ort"), m["crnn"])),
+                     fmt(c["infer_gflops"]["crnn"], 1), fmt(needed, 1),
+                     f"{needed / top * 100:.0f} %" if needed and top else "-"])
+    return table(["cell", "(B,T,I,H)", "crnn ms", "torch/crnn", "ort/crnn", "crnn GF/s",
+                  f"GF/s for {lead}x", "of peak"], rows)
+
+
+def predict_overhead(data):
+    rows = []
+    for r in data.get("predict_overhead") or []:
+        raw = r["raw"]
+        rows.append([r["cell"], r["dtype"], r["threads"],
+                     fmt(raw["predict"]["median_s"] * 1e6, 1),
+                     fmt(raw["kernel"]["median_s"] * 1e6, 1), fmt(r["overhead_s"] * 1e6, 1)])
+    return table(["cell", "dtype", "thr", "predict us", "kernel us", "overhead us"], rows)
 
 
 def floor(data, threads, only_large=True):
@@ -176,6 +220,13 @@ def main(path):
     for threads in data["threads"]:
         print(f"## Summary, {threads} thread(s): training step, torch/crnn\n")
         print(summary(data, threads) + "\n")
+    for p in data.get("gemm_peak") or []:
+        print(f"GEMM peak, {p['dtype']} {p['n']}^3, {p['threads']} thread: scipy "
+              f"{p['scipy_gflops']:.1f} GFLOP/s"
+              + (f", torch.mm {p['torch_gflops']:.1f}" if p.get("torch_gflops") else "")
+              + "\n")
+    print(f"## Inference, float32, {data['threads'][0]} thread(s)\n")
+    print(inference(data, data["threads"][0]) + "\n")
     print(f"## GEMM floor of the medium and large cases, {data['threads'][0]} thread(s)\n")
     print(floor(data, data["threads"][0]) + "\n")
     print("## Grid\n")
@@ -184,6 +235,9 @@ def main(path):
     print(join_tables([floor(data, t, only_large=False) for t in data["threads"]]) + "\n")
     print("## Overhead floor\n")
     print(overhead(data) + "\n")
+    if data.get("predict_overhead"):
+        print("## predict overhead\n")
+        print(predict_overhead(data) + "\n")
     if data.get("fit"):
         print("## Fit\n")
         print(fit(data) + "\n")
@@ -193,6 +247,9 @@ def main(path):
     if data.get("ragged"):
         print("## Ragged\n")
         print(ragged(data))
+    stepper.print_stepper(data.get("stepper"))
+    stepper.print_generate(data.get("generate"))
+    tokens.print_tokens(data.get("tokens"))
 
 
 def join_tables(tables):

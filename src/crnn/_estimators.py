@@ -148,6 +148,14 @@ class _RNNBase(BaseEstimator):
     _FITTED_ATTRIBUTES = ("n_features_in_", "n_outputs_", "n_iter_", "t_", "loss_",
                           "best_loss_", "loss_curve_", "validation_loss_curve_")
     _TARGET_STATE = ()
+    # scikit-learn's metadata routing (sklearn.set_config(enable_metadata_routing=
+    # True)): ``lengths`` is requested by default wherever a method takes it, so
+    # that cross_val_score(..., params={"lengths": L}) and GridSearchCV.fit(...,
+    # lengths=L) give each fold's lengths to fit, predict and score alike.
+    __metadata_request__fit = {"lengths": True}
+    __metadata_request__partial_fit = {"lengths": True}
+    __metadata_request__predict = {"lengths": True}
+    __metadata_request__score = {"lengths": True}
     #: The hyper-parameters that define the fitted network. A fitted model
     #: records them; when one has changed since, it refuses to predict, save,
     #: export its weights or continue training (naming the parameter).
@@ -302,6 +310,23 @@ class _RNNBase(BaseEstimator):
 
     def __sklearn_is_fitted__(self):
         return self._is_fitted()
+
+    if hasattr(BaseEstimator, "__sklearn_tags__"):      # scikit-learn >= 1.6
+        def __sklearn_tags__(self):
+            """scikit-learn's tags: sequences come as 3-D arrays ``(n_samples,
+            n_timesteps, n_features)``, 2-D arrays ``(n_samples, n_timesteps)``
+            (one feature per step) or lists of arrays; NaN is refused; ``y``
+            is required, with several outputs (or one label per step) allowed."""
+            tags = super().__sklearn_tags__()
+            tags.input_tags.two_d_array = True
+            tags.input_tags.three_d_array = True
+            tags.input_tags.allow_nan = False
+            tags.target_tags.required = True
+            tags.target_tags.multi_output = self._multi_output_tag()
+            return tags
+
+    def _multi_output_tag(self):
+        return bool(self.return_sequences)
 
     def _architecture(self):
         """The current values of the :attr:`_ARCHITECTURE` hyper-parameters."""
@@ -973,6 +998,9 @@ class RNNRegressor(RegressorMixin, _RNNBase):
     _TARGET_STATE = ("_squeeze",)
     _STREAM = Stream
 
+    def _multi_output_tag(self):
+        return True         # y (n_samples, n_outputs)
+
     def _output_activation(self):
         return self.output_activation
 
@@ -1191,6 +1219,7 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
     """
 
     _loss = "cross_entropy"
+    __metadata_request__predict_proba = {"lengths": True}
     _TARGET_STATE = ("classes_",)
     _STREAM = ClassifierStream
 

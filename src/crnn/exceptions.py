@@ -1,19 +1,40 @@
-"""Exceptions and warnings raised by crnn."""
+"""Exceptions and warnings raised by crnn.
+
+When scikit-learn is installed, :class:`NotFittedError` and
+:class:`ConvergenceWarning` derive from scikit-learn's classes of the same
+names, so that ``except sklearn.exceptions.NotFittedError``, scikit-learn's
+own checks and ``warnings.filterwarnings("ignore",
+category=sklearn.exceptions.ConvergenceWarning)`` (in joblib workers too)
+treat crnn's like scikit-learn's. Without it they derive from the same
+built-in classes scikit-learn's do.
+"""
 
 __all__ = ["NotFittedError", "ConvergenceWarning", "TrainingDivergedError", "ModelFileError"]
 
+try:  # pragma: no cover - exercised whichever way the environment is
+    from sklearn import exceptions as _sklearn_exceptions
 
-class NotFittedError(ValueError, AttributeError):
+    _NOT_FITTED_BASES = (_sklearn_exceptions.NotFittedError,)
+    _CONVERGENCE_BASE = _sklearn_exceptions.ConvergenceWarning
+except ImportError:  # pragma: no cover
+    _NOT_FITTED_BASES, _CONVERGENCE_BASE = (ValueError, AttributeError), UserWarning
+
+
+class NotFittedError(*_NOT_FITTED_BASES):
     """An estimator was used before ``fit``.
 
-    Inherits from both ``ValueError`` and ``AttributeError``, as
-    scikit-learn's exception of the same name does, so that code written for
-    either catches it.
+    A ``ValueError`` and an ``AttributeError``, as scikit-learn's exception
+    of the same name is (and, with scikit-learn installed, a subclass of
+    it), so that code written for either catches it.
     """
 
 
-class ConvergenceWarning(UserWarning):
-    """Training stopped at ``max_iter`` before the loss stopped improving."""
+class ConvergenceWarning(_CONVERGENCE_BASE):
+    """Training stopped at ``max_iter`` before the loss stopped improving.
+
+    A ``UserWarning`` (with scikit-learn installed, a subclass of
+    ``sklearn.exceptions.ConvergenceWarning``).
+    """
 
 
 class TrainingDivergedError(FloatingPointError):

@@ -268,3 +268,26 @@ def test_dropout_gradient_with_fixed_masks():
         numeric[i] = (up - loss(w)) / (2 * e)
         w[i] = params[i]
     assert np.max(np.abs(grad - numeric)) / np.max(np.abs(numeric)) < 1e-7
+
+
+# Token input: the embedding's row gather and scatter-add, in every layout
+# (the bounds-checked and sanitized builds run this file).
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("lengths", [[1], [3], [4, 4, 2, 1]])
+def test_token_embedding(cell, bidirectional, lengths):
+    V, E = 6, 3
+    rng = np.random.default_rng(11)
+    X = [rng.integers(0, V, size=n) for n in lengths]
+    X[0][0] = 4                                     # the padding id, in a sequence
+    y = rng.normal(size=(len(X), 2))
+    model = RNNRegressor(4, cell=cell, num_layers=2, bidirectional=bidirectional,
+                         vocab_size=V, embedding_dim=E, padding_idx=4)
+    check = check_gradient(model, X, y)
+    assert check.max_error <= GRAD_RTOL, check
+    assert np.all(check.analytic["W_emb"][4] == 0)
+    used = np.unique(np.concatenate(X))
+    unused = np.setdiff1d(np.arange(V), used)
+    assert np.all(check.analytic["W_emb"][unused] == 0)
+    trained = np.setdiff1d(used, [4])
+    assert (np.abs(check.analytic["W_emb"][trained]).max(axis=1) > 0).all()

@@ -1261,7 +1261,7 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
         labels = v.unique_labels(found if classes is None else classes)
         if labels.size < 2:
             raise ValueError(
-                f"a classifier needs at least 2 classes; got {labels.size} "
+                f"a classifier needs at least 2 classes; got {labels.size} class "
                 f"({labels.tolist()})"
             )
         return {"n_outputs_": labels.size, "classes_": labels}

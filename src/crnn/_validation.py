@@ -6,10 +6,21 @@ numeric dtypes are converted, not refused. The estimators, the weight
 interchange (``crnn.interop``) and persistence all validate arrays here.
 """
 import numbers
+import warnings
 
 import numpy as np
 
 from crnn._sequences import Sequences
+
+try:  # pragma: no cover - exercised whichever way the environment is
+    from sklearn.exceptions import DataConversionWarning
+except ImportError:  # pragma: no cover
+    DataConversionWarning = UserWarning
+
+
+class DataTypeError(TypeError, ValueError):
+    """Data of a kind crnn cannot take -- complex numbers, a missing ``y`` --
+    as a TypeError, and also the ValueError scikit-learn raises for it."""
 
 
 def real_array(a, name, allow_bool=True):
@@ -19,10 +30,15 @@ def real_array(a, name, allow_bool=True):
     Raises
     ------
     TypeError
-        If ``a`` cannot be made into an array, or does not hold real numbers.
+        If ``a`` cannot be made into an array, does not hold real numbers
+        (complex ones: :class:`DataTypeError`, also a ValueError), or is
+        a sparse matrix.
     ValueError
         For ragged nested sequences.
     """
+    if hasattr(a, "tocsr") and hasattr(a, "nnz"):          # scipy.sparse
+        raise TypeError(f"{name} is a sparse matrix ({type(a).__name__}); sparse input "
+                        f"is not supported: sequences are dense arrays (call .toarray())")
     try:
         arr = np.asarray(a)
     except ValueError as exc:  # ragged nested sequences
@@ -39,12 +55,13 @@ def real_array(a, name, allow_bool=True):
     if arr.dtype.kind == "O":
         try:
             return np.asarray(arr, dtype=np.float64)
-        except (TypeError, ValueError):
-            pass
-    raise TypeError(
-        f"{name} must hold real numbers; got an array of dtype {arr.dtype}"
-        + (" (complex numbers are not supported)" if arr.dtype.kind == "c" else "")
-    )
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must hold real numbers; got an array of dtype "
+                            f"object whose values are not all numbers ({exc})") from None
+    if arr.dtype.kind == "c":
+        raise DataTypeError(f"{name} must hold real numbers; got an array of dtype "
+                               f"{arr.dtype}: Complex data not supported")
+    raise TypeError(f"{name} must hold real numbers; got an array of dtype {arr.dtype}")
 
 
 def as_float_array(a, name, dtype):
@@ -165,6 +182,8 @@ def check_X(X, dtype, n_features=None):
         raise ValueError(
             f"X must be 3-D (n_samples, n_timesteps, n_features) or 2-D "
             f"(n_samples, n_timesteps); got an array of shape {X.shape}"
+            + (". Reshape your data: one sequence of single values is "
+               "X.reshape(1, -1), one of vectors X[None]" if X.ndim < 2 else "")
         )
     if 0 in X.shape:
         raise ValueError(
@@ -190,7 +209,8 @@ def check_regression_targets(y, n, dtype):
         Whether ``y`` had no output axis (predictions will drop it too).
     """
     if y is None:
-        raise TypeError("y must be an array of targets; got None")
+        raise DataTypeError("y must be an array of targets; got None (the estimator "
+                            "requires y to be passed, but the target y is None)")
     y = as_float_array(y, "y", dtype)
     if y.ndim not in (1, 2):
         raise ValueError(
@@ -217,8 +237,14 @@ def _check_count(n_X, n_y):
 def check_class_labels(y, n):
     """One class label per sequence, as an array ``(n,)``."""
     if y is None:
-        raise TypeError("y must be an array of class labels; got None")
+        raise DataTypeError("y must be an array of class labels; got None (the "
+                            "estimator requires y to be passed, but the target y is None)")
     y = class_labels(y, "y")
+    if y.ndim == 2 and y.shape[1] == 1:
+        warnings.warn(f"A column-vector y was passed when a 1d array was expected: one "
+                      f"label per sequence is (n_samples,); y {y.shape} is read as "
+                      f"y.ravel()", DataConversionWarning, stacklevel=4)
+        y = y.ravel()
     if y.ndim != 1:
         raise ValueError(
             f"y must hold one label per sequence, shape (n_samples,) = ({n},); got "
@@ -406,7 +432,8 @@ def check_step_targets(y, seqs, what, dtype=None):
         Whether the values had no output axis.
     """
     if y is None:
-        raise TypeError("y must hold targets; got None")
+        raise DataTypeError("y must hold targets; got None (the estimator requires y to "
+                            "be passed, but the target y is None)")
     n, lengths = seqs.n, seqs.lengths
     item_ndim = 1 if what == "values" else 0
     ragged = _as_sequence_list(y)

@@ -88,3 +88,38 @@ def test_lengths_reach_fit_and_predict_in_a_pipeline():
             predicted = pipe.predict_proba(padded, lengths=lengths)
         alone = RNNClassifier(8, max_iter=3, random_state=0).fit(seqs, y)
     np.testing.assert_array_equal(predicted, alone.predict_proba(seqs))
+
+
+#: The checks of scikit-learn's ``check_estimator`` that cannot apply to
+#: sequence models, and why. Every other check passes.
+SEQUENCE_LENGTH = ("scikit-learn reads the columns of a 2-D X as features; crnn reads "
+                   "a 2-D X as (n_samples, n_timesteps), one feature per step, so "
+                   "n_features_in_ is 1 and another number of columns is sequences of "
+                   "another length, which is valid input")
+EXPECTED_FAILURES = {
+    "check_n_features_in": SEQUENCE_LENGTH,
+    "check_n_features_in_after_fitting": SEQUENCE_LENGTH,
+    "check_estimators_partial_fit_n_features": SEQUENCE_LENGTH,
+    "check_classifiers_train": SEQUENCE_LENGTH + " (its predict with fewer columns)",
+    "check_estimators_empty_data_messages": (
+        "X of shape (n, 0) is n sequences of no time steps: crnn's message says so, "
+        "where scikit-learn's expected wording speaks of 0 features"),
+}
+
+
+@pytest.mark.skipif(sklearn.__version__ < "1.6", reason="check_estimator(on_fail=None) "
+                    "is scikit-learn >= 1.6")
+@pytest.mark.parametrize("model", [RNNRegressor(max_iter=5, random_state=0),
+                                   RNNClassifier(max_iter=5, random_state=0)],
+                         ids=["regressor", "classifier"])
+def test_check_estimator(model):
+    from sklearn.utils.estimator_checks import check_estimator
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = check_estimator(model, on_fail=None)
+    failed = {r["check_name"] for r in results if r["status"] == "failed"}
+    passed = {r["check_name"] for r in results if r["status"] == "passed"}
+    assert failed <= set(EXPECTED_FAILURES), {
+        r["check_name"]: str(r["exception"])[:300] for r in results
+        if r["check_name"] in failed - set(EXPECTED_FAILURES)}
+    assert len(passed) >= 44

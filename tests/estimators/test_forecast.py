@@ -96,12 +96,26 @@ def test_what_cannot_be_forecast_is_refused():
             X, X[:, -1]).forecast(X[0], 2)
 
 
-def test_the_sunspot_forecast_beats_the_naive_forecasts_at_every_horizon():
-    """Held-out years 1950-2008, horizons 1 to 10 years: the recursive
-    forecast of an Elman RNN trained on the years before (one-step windows of
-    22 years) against the naive forecast (the last year again) and the
-    seasonal-naive one (11 years before, one solar cycle). RMSE in sunspots,
-    per horizon (seen: 18-34 against 35-40 for the better of the two)."""
+SUNSPOT_MODEL = dict(hidden_size=8, cell="gru", max_iter=200, learning_rate=3e-3,
+                     alpha=1e-3, clip_norm=1.0, n_iter_no_change=10 ** 6)
+
+
+def test_the_sunspot_forecasts_against_the_naive_forecasts():
+    """Held-out years 1950-2008 (50 forecast origins), horizons 1 to 10
+    years, RMSE in sunspots per horizon, against the naive forecast (the
+    last year again) and the seasonal-naive one (11 years before, one solar
+    cycle), for GRUs (H = 8) trained on the years before with seeds 0-4:
+
+    * recursive (one-step windows of 22 years, ``forecast``): each seed's
+      forecast beats both at every horizon for at least 4 of the 5 seeds,
+      and their mean forecast does (seen: 4 of 5 seeds, mean 19-39 against
+      35-40 for the better of the two);
+    * direct (``n_outputs = 10``, windows whose 10 targets all precede
+      1950): the mean forecast beats both at horizons 1 and 2 only (seen:
+      26 and 36 against 35 and 40, then 42-47 against 34-40): with 219
+      overlapping windows of one series to learn 10 outputs from, the
+      seasonal-naive forecast stays ahead of it at the longer horizons.
+    """
     from crnn import load_sunspots
     years, spots = load_sunspots()
     split, horizons = np.searchsorted(years, 1950), 10
@@ -109,18 +123,25 @@ def test_the_sunspot_forecast_beats_the_naive_forecasts_at_every_horizon():
     series = spots / scale
     X, y, index = make_windows(series, 22, return_index=True)
     train = index[:, 1] < split
-    model = RNNRegressor(16, max_iter=300, learning_rate=3e-3, alpha=1e-3, clip_norm=1.0,
-                         n_iter_no_change=10 ** 6, random_state=0).fit(X[train],
-                                                                      y[train, 0])
     X_all, Y_all, index = make_windows(series, 22, horizons, return_index=True)
-    test = index[:, 1] >= split
+    test, direct_train = index[:, 1] >= split, index[:, 1] + horizons - 1 < split
     X_test, Y_test = X_all[test], Y_all[test]
-    forecasts = model.forecast(X_test, horizons)
+    assert len(Y_test) == 50
 
     def rmse(f):
         return np.sqrt(((f - Y_test) ** 2).mean(axis=0)) * scale
-    naive = np.repeat(X_test[:, -1, :], horizons, axis=1)
-    seasonal = np.stack([series[index[test, 1] + h - 11] for h in range(horizons)], axis=1)
-    assert len(Y_test) == 50
-    assert (rmse(forecasts) < np.minimum(rmse(naive), rmse(seasonal))).all(), (
-        rmse(forecasts), rmse(naive), rmse(seasonal))
+    naive = rmse(np.repeat(X_test[:, -1, :], horizons, axis=1))
+    seasonal = rmse(np.stack([series[index[test, 1] + h - 11] for h in range(horizons)],
+                             axis=1))
+    baseline = np.minimum(naive, seasonal)
+    recursive, direct = [], []
+    for seed in range(5):
+        model = RNNRegressor(random_state=seed, **SUNSPOT_MODEL)
+        recursive.append(model.fit(X[train], y[train, 0]).forecast(X_test, horizons))
+        model = RNNRegressor(random_state=seed, **SUNSPOT_MODEL)
+        direct.append(model.fit(X_all[direct_train], Y_all[direct_train]).predict(X_test))
+    wins = [bool((rmse(f) < baseline).all()) for f in recursive]
+    assert sum(wins) >= 4, [rmse(f) for f in recursive]
+    mean_recursive, mean_direct = rmse(np.mean(recursive, 0)), rmse(np.mean(direct, 0))
+    assert (mean_recursive < baseline).all(), (mean_recursive, naive, seasonal)
+    assert (mean_direct[:2] < baseline[:2]).all(), (mean_direct, naive, seasonal)

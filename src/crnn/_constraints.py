@@ -162,6 +162,19 @@ class RandomState(Constraint):
         return "None, an int >= 0, a numpy Generator or a RandomState"
 
 
+class Callbacks(Constraint):
+    """A list or tuple of callbacks: objects with an ``on_epoch_end(model,
+    record)`` method, or callables ``f(model, record)``."""
+
+    def is_satisfied_by(self, value):
+        return isinstance(value, (list, tuple)) and all(
+            callable(getattr(c, "on_epoch_end", c)) for c in value)
+
+    def __str__(self):
+        return ("a list of callbacks (objects with on_epoch_end(model, record), or "
+                "callables f(model, record))")
+
+
 def _make(constraint):
     return _NoneConstraint() if constraint is None else constraint
 

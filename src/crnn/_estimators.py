@@ -12,8 +12,8 @@ from crnn._compat import BaseEstimator, ClassifierMixin, RegressorMixin
 from crnn._config import check_memory
 from crnn._cells import CELLS
 from crnn._gradcheck import check_gradient
-from crnn._constraints import (Boolean, FloatDtype, Interval, Options, RandomState,
-                               Verbose, validate_params)
+from crnn._constraints import (Boolean, Callbacks, FloatDtype, Interval, Options,
+                               RandomState, Verbose, validate_params)
 from crnn._network import Chunk, RecurrentNetwork
 from crnn._optim import OPTIMIZERS, check_optimizer_state
 from crnn._sequences import Sequences
@@ -114,6 +114,11 @@ class _RNNBase(BaseEstimator):
         "return_sequences": [Boolean()],
         "solver": [Options(*OPTIMIZERS)],
         "learning_rate": [Interval("real", 0, None, closed="neither")],
+        "lr_schedule": [Options("constant", "adaptive", "step", "exponential", "cosine")],
+        "lr_decay": [None, Interval("real", 0, 1, closed="right")],
+        "lr_step": [None, Interval("integer", 1, None)],
+        "warmup_epochs": [Interval("integer", 0, None)],
+        "callbacks": [None, Callbacks()],
         "momentum": [Interval("real", 0, 1)],
         "nesterov": [Boolean()],
         "beta_1": [Interval("real", 0, 1)],
@@ -146,7 +151,8 @@ class _RNNBase(BaseEstimator):
     #: optimizer state, the random generator and the subclass's
     #: ``_TARGET_STATE`` they are the whole fitted state.
     _FITTED_ATTRIBUTES = ("n_features_in_", "n_outputs_", "n_iter_", "t_", "loss_",
-                          "best_loss_", "loss_curve_", "validation_loss_curve_")
+                          "best_loss_", "loss_curve_", "validation_loss_curve_",
+                          "history_", "learning_rate_")
     _TARGET_STATE = ()
     # scikit-learn's metadata routing (sklearn.set_config(enable_metadata_routing=
     # True)): ``lengths`` is requested by default wherever a method takes it, so
@@ -165,14 +171,15 @@ class _RNNBase(BaseEstimator):
 
     def __init__(self, hidden_size=32, *, cell="elman", num_layers=1,
                  bidirectional=False, activation="tanh", return_sequences=False,
-                 solver="adam", learning_rate=1e-3, momentum=0.9, nesterov=False,
+                 solver="adam", learning_rate=1e-3, lr_schedule="constant", lr_decay=None,
+                 lr_step=None, warmup_epochs=0, momentum=0.9, nesterov=False,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, batch_size=32,
                  max_iter=200, tol=1e-4, n_iter_no_change=10,
                  early_stopping=False, validation_fraction=0.1, validation_split="random",
                  shuffle=True, clip_norm=None, alpha=0.0, dropout=0.0, bptt_steps=None,
                  forget_bias=1.0, vocab_size=None, embedding_dim=None, padding_idx=None,
                  dtype="float64", random_state=None, verbose=False, warm_start=False,
-                 n_jobs=None):
+                 n_jobs=None, callbacks=None):
         self.hidden_size = hidden_size
         self.cell = cell
         self.num_layers = num_layers
@@ -181,6 +188,10 @@ class _RNNBase(BaseEstimator):
         self.return_sequences = return_sequences
         self.solver = solver
         self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
+        self.lr_decay = lr_decay
+        self.lr_step = lr_step
+        self.warmup_epochs = warmup_epochs
         self.momentum = momentum
         self.nesterov = nesterov
         self.beta_1 = beta_1
@@ -207,6 +218,7 @@ class _RNNBase(BaseEstimator):
         self.verbose = verbose
         self.warm_start = warm_start
         self.n_jobs = n_jobs
+        self.callbacks = callbacks
 
     # -- hyper-parameters ---------------------------------------------------
 
@@ -393,6 +405,7 @@ class _RNNBase(BaseEstimator):
         state["rng"] = self._rng
         state["loss_curve_"] = list(state["loss_curve_"])
         state["validation_loss_curve_"] = list(state["validation_loss_curve_"])
+        state["history_"] = [dict(record) for record in state["history_"]]
         return copy_state(state) if copy_arrays else state
 
     def _set_state(self, state):
@@ -455,7 +468,8 @@ class _RNNBase(BaseEstimator):
         params = drawn if params is None else params
         return dict(entries, n_features_in_=n_features, params_=params, optimizer=None,
                     rng=rng, n_iter_=0, t_=0, loss_=None, best_loss_=np.inf,
-                    loss_curve_=[], validation_loss_curve_=[],
+                    loss_curve_=[], validation_loss_curve_=[], history_=[],
+                    learning_rate_=float(self.learning_rate),
                     architecture=self._architecture())
 
     # -- training -----------------------------------------------------------
@@ -965,6 +979,7 @@ class RNNRegressor(RegressorMixin, _RNNBase):
     def __init__(self, hidden_size=32, *, cell="elman", num_layers=1,
                  bidirectional=False, activation="tanh", output_activation="identity",
                  return_sequences=False, solver="adam", learning_rate=1e-3,
+                 lr_schedule="constant", lr_decay=None, lr_step=None, warmup_epochs=0,
                  momentum=0.9, nesterov=False, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, batch_size=32, max_iter=200, tol=1e-4,
                  n_iter_no_change=10, early_stopping=False,
@@ -972,12 +987,15 @@ class RNNRegressor(RegressorMixin, _RNNBase):
                  clip_norm=None, alpha=0.0,
                  dropout=0.0, bptt_steps=None, forget_bias=1.0, vocab_size=None,
                  embedding_dim=None, padding_idx=None, dtype="float64",
-                 random_state=None, verbose=False, warm_start=False, n_jobs=None):
+                 random_state=None, verbose=False, warm_start=False, n_jobs=None,
+                 callbacks=None):
         super().__init__(
             hidden_size, cell=cell, num_layers=num_layers,
             bidirectional=bidirectional, activation=activation,
             return_sequences=return_sequences, solver=solver,
-            learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
+            learning_rate=learning_rate, lr_schedule=lr_schedule, lr_decay=lr_decay,
+            lr_step=lr_step, warmup_epochs=warmup_epochs, momentum=momentum,
+            nesterov=nesterov,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, batch_size=batch_size,
             max_iter=max_iter, tol=tol, n_iter_no_change=n_iter_no_change,
             early_stopping=early_stopping,
@@ -987,7 +1005,7 @@ class RNNRegressor(RegressorMixin, _RNNBase):
             bptt_steps=bptt_steps, forget_bias=forget_bias, vocab_size=vocab_size,
             embedding_dim=embedding_dim, padding_idx=padding_idx, dtype=dtype,
             random_state=random_state, verbose=verbose, warm_start=warm_start,
-            n_jobs=n_jobs,
+            n_jobs=n_jobs, callbacks=callbacks,
         )
         self.output_activation = output_activation
 

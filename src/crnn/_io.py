@@ -91,13 +91,14 @@ import zipfile
 import numpy as np
 
 from crnn import _validation as v
+from crnn._training import HISTORY_KEYS
 from crnn._version import __version__
 from crnn.exceptions import ModelFileError
 
 __all__ = ["save", "load", "register_estimator", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "crnn-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 #: The estimator classes a model file may name, by class name. Each class
 #: registers itself (``crnn._estimators``); this module reads and writes
@@ -221,7 +222,7 @@ def save(estimator, path):
              f"and {len(header['fitted']['validation_loss_curve_'])} epochs")
     _check(json.loads(raw), {k: (a.dtype, a.shape) for k, a in arrays.items()}, fail)
     for name, array in arrays.items():
-        _check_values(name, array, fail)
+        _check_values(name, array, fail, header["fitted"]["n_iter_"])
     arrays = dict(arrays, header=np.frombuffer(raw, dtype=np.uint8))
     write_atomic(path, lambda fh: np.savez(fh, **arrays))
 
@@ -304,6 +305,7 @@ def _encode(estimator):
             )
         arrays["classes"] = classes
     squeeze = bool(state["_squeeze"]) if "_squeeze" in cls._TARGET_STATE else None
+    arrays["history"] = _history_array(state["history_"])
 
     params_ = state["params_"]
     if not isinstance(params_, np.ndarray) or params_.dtype.name not in _FLOAT_DTYPES:
@@ -352,6 +354,8 @@ def _encode(estimator):
         "best_loss_": number(state["best_loss_"]),
         "loss_curve_": [float(x) for x in state["loss_curve_"]],
         "validation_loss_curve_": [float(x) for x in state["validation_loss_curve_"]],
+        "history_": len(state["history_"]),           # rows of the array 'history'
+        "learning_rate_": float(state["learning_rate_"]),
     }
     if fitted.keys() != _fitted_keys(cls):  # pragma: no cover - one list of names
         raise RuntimeError("the fitted attributes and the model file disagree")
@@ -693,7 +697,7 @@ def _load(npz, size, fail):
         if array.dtype != dtype or array.shape != shape:  # pragma: no cover - defensive
             fail(f"array {name!r} read as {array.dtype} {array.shape}, expected "
                  f"{dtype} {shape}")
-        _check_values(name, array, fail)
+        _check_values(name, array, fail, spec["fitted"]["n_iter_"])
         arrays[name] = array.astype(array.dtype.newbyteorder("="), copy=False)
     return _build(spec, arrays, fail)
 
@@ -725,6 +729,27 @@ def _parse_json(text, fail):
 
 def _is_int(x):
     return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _history_array(history):
+    """``history_`` as the file stores it: one float64 row of the values of
+    ``HISTORY_KEYS`` per epoch, the rows one after another (a 1-D array, as
+    every member is), a validation loss of None as NaN."""
+    rows = [[np.nan if record[key] is None else float(record[key]) for key in HISTORY_KEYS]
+            for record in history]
+    return np.array(rows, dtype="<f8").reshape(-1)
+
+
+def _history_records(array):
+    """The inverse of :func:`_history_array`."""
+    records = []
+    for row in array.reshape(-1, len(HISTORY_KEYS)):
+        record = dict(zip(HISTORY_KEYS, (float(x) for x in row)))
+        record["epoch"] = int(record["epoch"])
+        if math.isnan(record["validation_loss"]):
+            record["validation_loss"] = None
+        records.append(record)
+    return records
 
 
 def _is_number(x):
@@ -787,6 +812,9 @@ def _check(header, declared, fail):
     fitted = header["fitted"]
     if not isinstance(fitted, dict):
         fail("fitted must be a JSON object")
+    if version == 1 and isinstance(fitted, dict):
+        # format 1 has no per-epoch history: none, and the rate of the hyper-parameters
+        fitted = dict(fitted, history_=None, learning_rate_=estimator.learning_rate)
     if fitted.keys() != _fitted_keys(cls):
         fail(f"fitted must have exactly the entries {sorted(_fitted_keys(cls))}; got "
              f"{sorted(fitted)}")
@@ -805,6 +833,13 @@ def _check(header, declared, fail):
         curve = fitted[key]
         if not (isinstance(curve, list) and all(_is_number(x) for x in curve)):
             fail(f"{key} must be a list of finite numbers")
+    if version > 1 and not (_is_int(fitted["history_"])
+                            and 0 <= fitted["history_"] <= fitted["n_iter_"]):
+        fail(f"history_ (the epochs recorded) must be an integer in [0, n_iter_ = "
+             f"{fitted['n_iter_']}]; got {fitted['history_']!r}")
+    if not (_is_number(fitted["learning_rate_"]) and fitted["learning_rate_"] > 0):
+        fail(f"learning_rate_ must be a finite number > 0; got "
+             f"{fitted['learning_rate_']!r}")
     if "_squeeze" in cls._TARGET_STATE:
         if not isinstance(fitted["squeeze"], bool):
             fail(f"squeeze must be true or false for a regressor; got "
@@ -857,6 +892,8 @@ def _check(header, declared, fail):
     # Optimizer and random generator.
     optimizer = header["optimizer"]
     arrays = {"params": (_FLOAT_DTYPES[dtype], (n_params,))}
+    if version > 1:
+        arrays["history"] = ("<f8", (fitted["history_"] * len(HISTORY_KEYS),))
     if "classes_" in cls._TARGET_STATE:
         arrays["classes"] = (None, (fitted["n_outputs_"],))
     if optimizer is not None:
@@ -935,8 +972,12 @@ def _check_rng(info, fail):
     return np.random.Generator(bit_generator)
 
 
-def _check_values(name, array, fail):
-    """Values of a loaded (or about to be saved) array."""
+def _check_values(name, array, fail, n_iter=None):
+    """Values of a loaded (or about to be saved) array (``n_iter``: the
+    fitted ``n_iter_``, which bounds the epochs of ``history``)."""
+    if name == "history":
+        _check_history(array, n_iter, fail)
+        return
     if name == "classes":
         if array.dtype.kind == "f" and v.nonfinite_index(array) is not None:
             fail("the class labels contain NaN or infinity")
@@ -947,6 +988,28 @@ def _check_values(name, array, fail):
         fail(f"array {name!r} contains NaN or infinite values")
     if name == "adam_v" and (array < 0).any():
         fail("array 'adam_v' (Adam's second moments) contains negative values")
+
+
+def _check_history(array, n_iter, fail):
+    """The rows of ``history``: epochs increasing in [1, n_iter], every entry
+    finite but a validation loss (NaN: none), rates > 0, norms >= 0, the
+    clipped share in [0, 1], times >= 0."""
+    if array.size == 0:
+        return
+    array = array.reshape(-1, len(HISTORY_KEYS))
+    column = {key: array[:, j] for j, key in enumerate(HISTORY_KEYS)}
+    values = np.delete(array, HISTORY_KEYS.index("validation_loss"), axis=1)
+    epochs = column["epoch"]
+    if (not np.isfinite(values).all() or np.isinf(column["validation_loss"]).any()
+            or (epochs != np.round(epochs)).any() or epochs[0] < 1
+            or (n_iter is not None and epochs[-1] > n_iter)
+            or (np.diff(epochs) <= 0).any() or (column["learning_rate"] <= 0).any()
+            or (column["grad_norm"] < 0).any() or (column["grad_norm_max"] < 0).any()
+            or (column["clipped"] < 0).any() or (column["clipped"] > 1).any()
+            or (column["time"] < 0).any()):
+        fail("array 'history' is not a valid per-epoch history (epochs increasing in "
+             "[1, n_iter_], finite values but a validation loss of NaN, learning rates "
+             "> 0, gradient norms and times >= 0, clipped shares in [0, 1])")
 
 
 def _build(spec, arrays, fail):
@@ -960,6 +1023,8 @@ def _build(spec, arrays, fail):
                            else float(fitted["best_loss_"]))
     state["loss_curve_"] = [float(x) for x in fitted["loss_curve_"]]
     state["validation_loss_curve_"] = [float(x) for x in fitted["validation_loss_curve_"]]
+    state["history_"] = _history_records(arrays["history"]) if "history" in arrays else []
+    state["learning_rate_"] = float(fitted["learning_rate_"])
     if "_squeeze" in cls._TARGET_STATE:
         state["_squeeze"] = fitted[_SQUEEZE]
     if "classes_" in cls._TARGET_STATE:

@@ -13,7 +13,10 @@ loop, each concern is one named step:
   ``tol``; ``n_iter_no_change`` of them in a row end the fit;
 * :class:`EarlyStopping` -- the validation loss of each epoch, and the
   weights of the best one, restored at the end;
-* :class:`Reporter` -- the ``verbose`` lines.
+* :class:`LearningRate` -- the rate of every epoch (``lr_schedule``);
+* :class:`Reporter` -- the ``verbose`` lines;
+* the ``callbacks``, called with the model and the epoch's record of
+  ``history_`` after every epoch.
 
 A fit is a transaction. :func:`train` trains a working copy of the fitted
 state (weights, optimizer state, random generator, counters and curves
@@ -29,10 +32,14 @@ together) and commits it to the estimator only when the call ends:
 
 and in every other case, or when no epoch of the call completed (or none
 predicts finite values), nothing: the estimator stays exactly as it was
-before the call -- unfitted, if it was.
+before the call -- unfitted, if it was. With ``callbacks``, the estimator
+holds each completed epoch's state while they run (so that they can
+predict, score or save it), and a fit that then fails -- a callback that
+raises included -- leaves it there: at its last completed epoch.
 """
 import contextlib
 import copy
+import math
 import operator
 import sys
 import time
@@ -46,7 +53,11 @@ from crnn._threads import effective_n_jobs, map_blocks
 from crnn.exceptions import ConvergenceWarning, TrainingDivergedError
 
 __all__ = ["train", "TrainingData", "validation_split", "minibatches", "DivergenceGuard",
-           "NoImprovement", "EarlyStopping", "Reporter"]
+           "NoImprovement", "EarlyStopping", "LearningRate", "Reporter", "HISTORY_KEYS"]
+
+#: The entries of each epoch's record in ``history_``.
+HISTORY_KEYS = ("epoch", "loss", "validation_loss", "learning_rate", "grad_norm",
+                "grad_norm_max", "clipped", "time")
 
 
 def validation_split(n, fraction, rng, last=False):
@@ -246,6 +257,78 @@ class EarlyStopping:
         params[...] = self.best_params
 
 
+class LearningRate:
+    """The learning rate of epoch ``e`` (counted over every fit of the
+    model, from 1), from ``learning_rate`` ``r0`` and ``lr_schedule``::
+
+        "constant"      r0
+        "step"          r0 * lr_decay ** ((e - 1) // lr_step)     (default 0.5, 10)
+        "exponential"   r0 * lr_decay ** (e - 1)                  (default 0.95)
+        "cosine"        r0 * (d + (1 - d) * (1 + cos(pi * min(e - 1, P) / P)) / 2),
+                        d = lr_decay (default 0), P = lr_step (default max_iter)
+        "adaptive"      the current rate, times lr_decay (default 0.2, scikit-
+                        learn MLP's division by 5) whenever ``n_iter_no_change``
+                        epochs in a row did not improve the score by ``tol``;
+                        training stops once it would fall below 1e-6
+
+    times ``e / (warmup_epochs + 1)`` during the first ``warmup_epochs``.
+    Every schedule but ``"adaptive"`` is a function of ``e`` alone, so a fit
+    resumed from a saved epoch takes the same rates as one never stopped.
+    """
+
+    DECAY = {"adaptive": 0.2, "step": 0.5, "exponential": 0.95, "cosine": 0.0}
+    #: The smallest rate the adaptive schedule goes on with (scikit-learn's).
+    SMALLEST = 1e-6
+
+    def __init__(self, model, current):
+        self.kind = model.lr_schedule
+        self.base = float(model.learning_rate)
+        self.decay = (self.DECAY.get(self.kind, 1.0) if model.lr_decay is None
+                      else float(model.lr_decay))
+        period = model.lr_step
+        if period is None:
+            period = 10 if self.kind == "step" else model.max_iter
+        self.period = operator.index(period)
+        self.warmup = operator.index(model.warmup_epochs)
+        self.current = float(current)       # the adaptive schedule's rate
+
+    def at(self, epoch):
+        """The rate of ``epoch``."""
+        kind, r0, d = self.kind, self.base, self.decay
+        if kind == "adaptive":
+            rate = self.current
+        elif kind == "step":
+            rate = r0 * d ** ((epoch - 1) // self.period)
+        elif kind == "exponential":
+            rate = r0 * d ** (epoch - 1)
+        elif kind == "cosine":
+            phase = min(epoch - 1, self.period) / self.period
+            rate = r0 * (d + (1 - d) * (1 + math.cos(math.pi * phase)) / 2)
+        else:
+            rate = r0
+        if epoch <= self.warmup:
+            rate *= epoch / (self.warmup + 1)
+        return rate
+
+    def plateau(self):
+        """``n_iter_no_change`` epochs without improvement: True if training
+        goes on (the adaptive rate reduced), False if it stops."""
+        if self.kind != "adaptive" or self.current * self.decay < self.SMALLEST:
+            return False
+        self.current *= self.decay
+        return True
+
+
+def call_callbacks(callbacks, model, record):
+    """Call every callback with ``(model, record)`` (an object's
+    ``on_epoch_end``, or the callable itself); True if one asks to stop."""
+    stop = False
+    for callback in callbacks:
+        hook = getattr(callback, "on_epoch_end", callback)
+        stop = bool(hook(model, dict(record))) or stop
+    return stop
+
+
 class Reporter:
     """What ``verbose`` prints: every ``verbose``-th epoch, and why a fit ends."""
 
@@ -340,6 +423,8 @@ def train(model, network, state, data, n_epochs, early_stopping, warn, validatio
             if kept is not None:
                 model._set_state(kept)
             raise
+        # (any other exception: with callbacks, the model holds the last
+        # completed epoch, installed before they ran; without, its old state)
         model._set_state(run.finished(run.snapshot()))
     if warn and not converged:
         warnings.warn(
@@ -373,6 +458,8 @@ class _Run:
             self.stopper = EarlyStopping(
                 data.validation_loss(network, val_idx, self.alpha), self.params)
         self.train_idx = train_idx
+        self.schedule = LearningRate(model, state["learning_rate_"])
+        self.callbacks = list(model.callbacks or ())
         # Committed states: the last completed epoch and the best one.
         self.last = self.best = None
         self.best_score = np.inf
@@ -419,19 +506,22 @@ class _Run:
         no_improvement = NoImprovement(state["best_loss_"], model.tol,
                                        model.n_iter_no_change)
         reporter = Reporter(model.verbose)
+        clip_norm = model.clip_norm
         for _ in range(n_epochs):
             started = time.perf_counter()
             epoch = state["n_iter_"] + 1
+            rate = self.optimizer.learning_rate = self.schedule.at(epoch)
             order = rng.permutation(self.train_idx) if model.shuffle else self.train_idx
-            total = 0.0
+            total, norms = 0.0, []
             for idx in minibatches(order, batch_size):
                 loss = self.data.loss_and_gradient(self.blocks, params, idx, bptt_steps,
                                                    self.alpha, grad, dropout_rng)
-                norm = clip_by_global_norm(grad, model.clip_norm)
+                norm = clip_by_global_norm(grad, clip_norm)
                 guard.check("loss", loss, epoch)
                 guard.check("gradient norm", norm, epoch)
                 self.optimizer.step(params, grad)
                 total += loss * idx.size
+                norms.append(norm)
             guard.check_weights(epoch)
             epoch_loss = total / n_train
             state["n_iter_"] = epoch
@@ -442,11 +532,29 @@ class _Run:
             if self.stopper is not None:
                 val_loss = self.stopper.update(params, epoch)
                 state["validation_loss_curve_"].append(val_loss)
-            reporter.epoch(epoch, epoch_loss, val_loss, time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            reporter.epoch(epoch, epoch_loss, val_loss, elapsed)
             score = val_loss if val_loss is not None and self.early_stopping else epoch_loss
             converged = no_improvement.update(score)
+            if converged and self.schedule.plateau():
+                no_improvement.count, converged = 0, False
             state["best_loss_"] = no_improvement.best
+            state["learning_rate_"] = (self.schedule.current
+                                       if self.schedule.kind == "adaptive" else rate)
+            record = {"epoch": epoch, "loss": epoch_loss, "validation_loss": val_loss,
+                      "learning_rate": rate, "grad_norm": float(np.mean(norms)),
+                      "grad_norm_max": float(np.max(norms)),
+                      "clipped": (0.0 if clip_norm is None else
+                                  float(np.mean(np.array(norms) > clip_norm))),
+                      "time": elapsed}
+            state["history_"].append(record)
             self.commit(score)
+            if self.callbacks:
+                # the model holds this epoch while its callbacks run
+                model._set_state(copy_state(self.last))
+                if call_callbacks(self.callbacks, model, record):
+                    converged = True
+                    break
             if converged:
                 reporter.converged(model.tol, model.n_iter_no_change)
                 break

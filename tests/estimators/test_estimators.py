@@ -82,7 +82,8 @@ def test_get_params_returns_init_args_unchanged(cls):
                   dtype="float32", random_state=gen, verbose=2, warm_start=True,
                   num_layers=2, bidirectional=True, dropout=0.25, bptt_steps=5,
                   forget_bias=0.5, vocab_size=11, embedding_dim=6, padding_idx=2,
-                  n_jobs=3)
+                  lr_schedule="cosine", lr_decay=0.1, lr_step=7, warmup_epochs=2,
+                  callbacks=[print], n_jobs=3)
     if cls is RNNRegressor:
         params["output_activation"] = "tanh"
     model = cls(**params)

@@ -279,6 +279,13 @@ def _encode(estimator):
                 f"state is saved in 'rng'."
             )
             value = None
+        elif name == "callbacks" and value is not None:
+            notes.append(
+                f"callbacks ({len(value)} of them) are code, which a model file does not "
+                f"store; they are saved as null: set them again after loading to use "
+                f"them in a continued fit."
+            )
+            value = None
         elif name == "dtype":
             try:
                 value = np.dtype(value).name

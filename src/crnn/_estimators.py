@@ -803,7 +803,25 @@ _SHARED_PARAMETERS = """
     solver : {"adam", "sgd"}, default="adam"
         Optimizer over the flat parameter buffer.
     learning_rate : float, default=1e-3
-        Step size.
+        Step size (of the first epoch after any warm-up; see ``lr_schedule``).
+    lr_schedule : {"constant", "adaptive", "step", "exponential", "cosine"}, default="constant"
+        The learning rate of epoch ``e`` (counted over every fit of the
+        model): ``"step"`` multiplies it by ``lr_decay`` every ``lr_step``
+        epochs, ``"exponential"`` every epoch, ``"cosine"`` anneals it to
+        ``lr_decay * learning_rate`` over ``lr_step`` epochs (default
+        ``max_iter``), ``"adaptive"`` multiplies it by ``lr_decay`` whenever
+        ``n_iter_no_change`` epochs did not improve by ``tol`` (instead of
+        stopping; it stops below 1e-6), as scikit-learn's MLP does. The
+        rate of each epoch is in ``history_``.
+    lr_decay : float in (0, 1] or None, default=None
+        The schedule's factor: None for 0.2 (adaptive), 0.5 (step), 0.95
+        (exponential), 0 (cosine's floor).
+    lr_step : int or None, default=None
+        Epochs between steps (``"step"``, default 10), or the cosine's period
+        (default ``max_iter``).
+    warmup_epochs : int, default=0
+        Scale the rate of the first ``warmup_epochs`` epochs by
+        ``e / (warmup_epochs + 1)``.
     momentum : float, default=0.9
         Momentum of ``solver="sgd"``.
     nesterov : bool, default=False
@@ -875,6 +893,12 @@ _SHARED_PARAMETERS = """
         ``verbose``-th epoch (an int greater than 1).
     warm_start : bool, default=False
         Continue from the current weights (and optimizer state) on ``fit``.
+    callbacks : list or None, default=None
+        Called after every epoch with ``(model, record)`` -- an object's
+        ``on_epoch_end``, or the callable itself -- while the model holds
+        that epoch's fitted state; one that returns True ends the fit (see
+        :mod:`crnn.callbacks`, e.g. ``Checkpoint``). If one raises, the
+        model stays at that epoch. Not stored by ``save``.
     n_jobs : int or None, default=None
         Threads for ``fit``, ``partial_fit``, ``predict``, ``predict_proba``
         and ``score``, which run blocks of sequences at the same time (a
@@ -911,6 +935,15 @@ _SHARED_ATTRIBUTES = """
         Lowest loss (validation loss with early stopping) seen.
     validation_loss_curve_ : list of float
         Validation loss of every epoch when ``early_stopping``.
+    history_ : list of dict
+        One record per epoch: ``epoch``, ``loss``, ``validation_loss`` (or
+        None), ``learning_rate``, ``grad_norm`` and ``grad_norm_max`` (the
+        mean and largest gradient norm before clipping over its batches),
+        ``clipped`` (the share of batches ``clip_norm`` rescaled) and
+        ``time`` (seconds).
+    learning_rate_ : float
+        The learning rate now: the last epoch's, or the adaptive schedule's
+        next.
 """
 
 _SHARED_NOTES = """

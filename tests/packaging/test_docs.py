@@ -9,13 +9,15 @@ import crnn._config
 import crnn._estimators
 import crnn._gradcheck
 import crnn._params
+import crnn.callbacks
 import crnn.datasets
 import crnn.preprocessing
 from crnn import ConvergenceWarning
 
 
 @pytest.mark.parametrize("module", [crnn._config, crnn._estimators, crnn._gradcheck,
-                                    crnn._params, crnn.datasets, crnn.preprocessing],
+                                    crnn._params, crnn.callbacks, crnn.datasets,
+                                    crnn.preprocessing],
                          ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     with warnings.catch_warnings():

@@ -162,6 +162,16 @@ class RandomState(Constraint):
         return "None, an int >= 0, a numpy Generator or a RandomState"
 
 
+class Dict(Constraint):
+    """A dict (its entries are checked where they are used)."""
+
+    def is_satisfied_by(self, value):
+        return isinstance(value, dict)
+
+    def __str__(self):
+        return "a dict"
+
+
 class Callbacks(Constraint):
     """A list or tuple of callbacks: objects with an ``on_epoch_end(model,
     record)`` method, or callables ``f(model, record)``."""

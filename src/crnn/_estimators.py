@@ -1,4 +1,5 @@
 """scikit-learn-style estimators: ``RNNRegressor`` and ``RNNClassifier``."""
+import numbers
 import operator
 import queue
 import threading
@@ -12,7 +13,7 @@ from crnn._compat import BaseEstimator, ClassifierMixin, RegressorMixin
 from crnn._config import check_memory
 from crnn._cells import CELLS
 from crnn._gradcheck import check_gradient
-from crnn._constraints import (Boolean, Callbacks, FloatDtype, Interval, Options,
+from crnn._constraints import (Boolean, Callbacks, Dict, FloatDtype, Interval, Options,
                                RandomState, Verbose, validate_params)
 from crnn._network import Chunk, RecurrentNetwork
 from crnn._optim import OPTIMIZERS, check_optimizer_state
@@ -474,7 +475,7 @@ class _RNNBase(BaseEstimator):
 
     # -- training -----------------------------------------------------------
 
-    def fit(self, X, y, lengths=None, validation_data=None):
+    def fit(self, X, y, lengths=None, validation_data=None, sample_weight=None):
         """Train on sequences ``X`` and targets ``y`` for up to ``max_iter`` epochs.
 
         Parameters
@@ -494,6 +495,12 @@ class _RNNBase(BaseEstimator):
             ``early_stopping``, they are the validation set (instead of a
             held-out share of ``X``): training stops on their loss and the
             weights of their best epoch are restored.
+        sample_weight : array-like, optional
+            A weight >= 0 per sequence ``(n_samples,)`` or, with
+            ``return_sequences``, per time step (padded like ``y``, or a list):
+            the loss is the weighted mean ``sum_r w_r e_r / sum_r w_r`` over
+            the scored rows (each sequence's last step, or every step), so an
+            integer weight counts a sequence that many times.
 
         Returns
         -------
@@ -512,13 +519,16 @@ class _RNNBase(BaseEstimator):
         values on the training data. If no epoch completed, both leave the
         model as it was.
         """
-        return self._fit(X, y, lengths, validation_data=validation_data)
+        return self._fit(X, y, lengths, validation_data=validation_data,
+                         sample_weight=sample_weight)
 
-    def _fit(self, X, y, lengths=None, classes=None, validation_data=None):
+    def _fit(self, X, y, lengths=None, classes=None, validation_data=None,
+             sample_weight=None):
         dtype = self._validate_params()
         continuing = self.warm_start and self._is_fitted()
         seqs, target, entries = self._check_data(X, y, lengths, dtype, continuing,
                                                  classes=classes)
+        weights = self._row_weights(sample_weight, seqs, target, entries, dtype)
         validation = self._validation_data(validation_data, entries, seqs.item_shape[0],
                                            dtype)
         self._check_training_memory(seqs.item_shape[0], entries["n_outputs_"], dtype)
@@ -528,7 +538,7 @@ class _RNNBase(BaseEstimator):
         else:
             state = self._new_state(seqs.item_shape[0], entries, dtype)
         self._train(state, seqs, target, self.max_iter, self.early_stopping, warn=True,
-                    validation=validation)
+                    validation=validation, weights=weights)
         return self
 
     def _validation_data(self, validation_data, entries, n_features, dtype):
@@ -555,19 +565,20 @@ class _RNNBase(BaseEstimator):
             raise ValueError(f"y has {found['n_outputs_']} outputs, but the training "
                              f"targets have {entries['n_outputs_']}")
 
-    def _partial_fit(self, X, y, lengths=None, classes=None):
+    def _partial_fit(self, X, y, lengths=None, classes=None, sample_weight=None):
         dtype = self._validate_params()
         first = not self._is_fitted()
         if not first:
             self._check_warm_start(dtype)
         seqs, target, entries = self._check_data(X, y, lengths, dtype, not first,
                                                  classes=classes, first_partial=first)
+        weights = self._row_weights(sample_weight, seqs, target, entries, dtype)
         self._check_training_memory(seqs.item_shape[0], entries["n_outputs_"], dtype)
         if first:
             state = self._new_state(seqs.item_shape[0], entries, dtype)
         else:
             state = self._get_state(copy_arrays=True)
-        self._train(state, seqs, target, 1, False, warn=False)
+        self._train(state, seqs, target, 1, False, warn=False, weights=weights)
         return self
 
     def _check_training_memory(self, n_features, n_outputs, dtype):
@@ -614,13 +625,20 @@ class _RNNBase(BaseEstimator):
             opt.momentum, opt.nesterov = float(self.momentum), bool(self.nesterov)
         return opt
 
-    def _train(self, state, seqs, target, n_epochs, early_stopping, warn, validation=None):
+    def _row_weights(self, sample_weight, seqs, target, entries, dtype):
+        """The loss weights of the scored rows: ``sample_weight`` (checked),
+        times the classifier's class weights; None when both are absent."""
+        return v.check_sample_weight(sample_weight, seqs, self.return_sequences, dtype)
+
+    def _train(self, state, seqs, target, n_epochs, early_stopping, warn, validation=None,
+               weights=None):
         """Train from ``state`` and commit the result (``crnn._training``)."""
         self._check_state(state)
         network = self._make_network(state["n_features_in_"], state["n_outputs_"],
                                      state["params_"].dtype)
         with one_blas_thread():
-            train(self, network, state, TrainingData(seqs, target, self.return_sequences),
+            train(self, network, state,
+                  TrainingData(seqs, target, self.return_sequences, weights),
                   n_epochs, early_stopping, warn, validation)
 
     # -- prediction ---------------------------------------------------------
@@ -764,13 +782,14 @@ class _RNNBase(BaseEstimator):
             checked.append(arr)
         return checked
 
-    def check_gradient(self, X, y, lengths=None, *, epsilon=1e-4, random_state=0):
+    def check_gradient(self, X, y, lengths=None, *, sample_weight=None, epsilon=1e-4,
+                       random_state=0):
         """Compare the BPTT gradient with finite differences on ``(X, y)``.
 
         See :func:`crnn.check_gradient`.
         """
-        return check_gradient(self, X, y, lengths, epsilon=epsilon,
-                              random_state=random_state)
+        return check_gradient(self, X, y, lengths, sample_weight=sample_weight,
+                              epsilon=epsilon, random_state=random_state)
 
     def save(self, path):
         """Save this fitted estimator to ``path`` (one ``.npz`` file, no pickle,
@@ -1074,14 +1093,15 @@ class RNNRegressor(RegressorMixin, _RNNBase):
             )
         return {"n_outputs_": self.n_outputs_, "_squeeze": self._squeeze}
 
-    def partial_fit(self, X, y, lengths=None):
-        """Train for one epoch on ``(X, y)``, from the current weights.
+    def partial_fit(self, X, y, lengths=None, sample_weight=None):
+        """Train for one epoch on ``(X, y)``, from the current weights
+        (``sample_weight`` as for :meth:`fit`).
 
         Returns
         -------
         self
         """
-        return self._partial_fit(X, y, lengths)
+        return self._partial_fit(X, y, lengths, sample_weight=sample_weight)
 
     def predict(self, X, lengths=None, *, initial_state=None, return_state=False):
         """Predict targets for sequences ``X``.
@@ -1209,22 +1229,34 @@ class RNNRegressor(RegressorMixin, _RNNBase):
             out = out[..., 0]
         return out[0] if single else out
 
-    def score(self, X, y, lengths=None):
+    def score(self, X, y, lengths=None, sample_weight=None):
         """Coefficient of determination R^2 of the predictions.
 
-        Every scored step of every sequence is one observation; with several
-        outputs the R^2 of each output is averaged uniformly.
+        Every scored step of every sequence is one observation (weighted by
+        ``sample_weight``, as for :meth:`fit`); with several outputs the R^2
+        of each output is averaged uniformly.
         """
         Y, _ = self._outputs(X, lengths)
         seqs = self._sequences(X, np.float64, lengths, self.n_features_in_)
         _, target = self._check_targets(y, seqs, np.float64)
         pred = _scored_rows(Y, seqs) if self.return_sequences else Y
         target = target.data.reshape(-1, pred.shape[-1]) if self.return_sequences else target
-        ss_res = np.sum((target - pred) ** 2, axis=0)
-        ss_tot = np.sum((target - target.mean(axis=0)) ** 2, axis=0)
+        w = _score_weights(sample_weight, seqs, self.return_sequences, len(target))
+        ss_res = np.sum(w * (target - pred) ** 2, axis=0)
+        ss_tot = np.sum(w * (target - np.average(target, axis=0, weights=w[:, 0])) ** 2,
+                        axis=0)
         r2 = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1),
                       np.where(ss_res > 0, 0.0, 1.0))
         return float(np.mean(r2))
+
+
+def _score_weights(sample_weight, seqs, per_step, n_rows):
+    """The weights of the scored rows as a column ``(n_rows, 1)`` (ones
+    without ``sample_weight``)."""
+    weights = v.check_sample_weight(sample_weight, seqs, per_step, np.float64)
+    if weights is None:
+        return np.ones((n_rows, 1))
+    return (weights.data if per_step else weights).reshape(-1, 1)
 
 
 def _scored_rows(Y, seqs):
@@ -1271,6 +1303,68 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
 
     _loss = "cross_entropy"
     __metadata_request__predict_proba = {"lengths": True}
+
+    def __init__(self, hidden_size=32, *, cell="elman", num_layers=1, bidirectional=False,
+                 activation="tanh", return_sequences=False, solver="adam",
+                 learning_rate=1e-3, lr_schedule="constant", lr_decay=None, lr_step=None,
+                 warmup_epochs=0, momentum=0.9, nesterov=False, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-8, batch_size=32, max_iter=200, tol=1e-4, n_iter_no_change=10,
+                 early_stopping=False, validation_fraction=0.1, validation_split="random",
+                 shuffle=True, clip_norm=None, alpha=0.0, dropout=0.0, bptt_steps=None,
+                 forget_bias=1.0, vocab_size=None, embedding_dim=None, padding_idx=None,
+                 dtype="float64", random_state=None, verbose=False, warm_start=False,
+                 n_jobs=None, callbacks=None, class_weight=None):
+        super().__init__(
+            hidden_size, cell=cell, num_layers=num_layers, bidirectional=bidirectional, activation=activation,
+            return_sequences=return_sequences, solver=solver,
+            learning_rate=learning_rate, lr_schedule=lr_schedule, lr_decay=lr_decay,
+            lr_step=lr_step, warmup_epochs=warmup_epochs, momentum=momentum,
+            nesterov=nesterov, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+            batch_size=batch_size, max_iter=max_iter, tol=tol,
+            n_iter_no_change=n_iter_no_change, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, validation_split=validation_split,
+            shuffle=shuffle, clip_norm=clip_norm, alpha=alpha, dropout=dropout,
+            bptt_steps=bptt_steps, forget_bias=forget_bias, vocab_size=vocab_size,
+            embedding_dim=embedding_dim, padding_idx=padding_idx, dtype=dtype,
+            random_state=random_state, verbose=verbose, warm_start=warm_start,
+            n_jobs=n_jobs, callbacks=callbacks,
+        )
+        self.class_weight = class_weight
+
+    _parameter_constraints = {**_RNNBase._parameter_constraints,
+                              "class_weight": [None, Options("balanced"), Dict()]}
+
+    def _row_weights(self, sample_weight, seqs, target, entries, dtype):
+        """``sample_weight`` times the weight of each scored row's class:
+        ``class_weight[label]`` (1 for a label it does not name), or, for
+        ``"balanced"``, ``n_rows / (n_classes * n_rows_of_that_class)`` over
+        this call's scored rows (scikit-learn's rule)."""
+        weights = super()._row_weights(sample_weight, seqs, target, entries, dtype)
+        if self.class_weight is None:
+            return weights
+        classes = entries["classes_"]
+        codes = target.data.reshape(-1) if self.return_sequences else target
+        if isinstance(self.class_weight, str):
+            counts = np.bincount(codes, minlength=classes.size)
+            per_class = codes.size / (classes.size * np.maximum(counts, 1))
+        else:
+            per_class = np.ones(classes.size)
+            for label, w in self.class_weight.items():
+                where = np.flatnonzero(classes == label)
+                if where.size == 0:
+                    raise ValueError(f"class_weight names the label {label!r}, which is "
+                                     f"not a class of y ({classes.tolist()})")
+                if not (isinstance(w, numbers.Real) and np.isfinite(w) and w >= 0):
+                    raise ValueError(f"class_weight[{label!r}] must be a finite number "
+                                     f">= 0; got {w!r}")
+                per_class[where[0]] = w
+        rows = per_class[codes].astype(dtype)
+        if weights is not None:
+            rows *= weights.data if self.return_sequences else weights
+        if not rows.sum() > 0:
+            raise ValueError("the class weights of y's labels sum to zero: there would "
+                             "be nothing to train on")
+        return Sequences(rows, seqs.lengths, False) if self.return_sequences else rows
     _TARGET_STATE = ("classes_",)
     _STREAM = ClassifierStream
 
@@ -1324,7 +1418,8 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
                              labels.uniform)
         return self._encode(labels, classes)
 
-    def fit(self, X, y, lengths=None, validation_data=None, classes=None):
+    def fit(self, X, y, lengths=None, validation_data=None, classes=None,
+            sample_weight=None):
         """Train on sequences ``X`` and labels ``y`` for up to ``max_iter`` epochs.
 
         As :meth:`RNNRegressor.fit` (``validation_data`` included), and:
@@ -1342,24 +1437,28 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
         -------
         self
         """
-        return self._fit(X, y, lengths, classes=classes, validation_data=validation_data)
+        return self._fit(X, y, lengths, classes=classes, validation_data=validation_data,
+                         sample_weight=sample_weight)
 
     def _check_validation_targets(self, found, entries):
         """Validation labels are checked when encoded with the classes."""
 
-    def partial_fit(self, X, y, lengths=None, classes=None):
+    def partial_fit(self, X, y, lengths=None, classes=None, sample_weight=None):
         """Train for one epoch on ``(X, y)``, from the current weights.
 
         Parameters
         ----------
         classes : array-like, optional
             Every class label; required on the first call.
+        sample_weight : array-like, optional
+            As for :meth:`fit`.
 
         Returns
         -------
         self
         """
-        return self._partial_fit(X, y, lengths, classes=classes)
+        return self._partial_fit(X, y, lengths, classes=classes,
+                                 sample_weight=sample_weight)
 
     def predict_proba(self, X, lengths=None, *, initial_state=None, return_state=False):
         """Class probabilities, ``(n_samples[, n_timesteps], n_classes)`` (a list
@@ -1486,14 +1585,16 @@ class RNNClassifier(ClassifierMixin, _RNNBase):
             return "".join(labels[0])
         return labels[0] if single else labels
 
-    def score(self, X, y, lengths=None):
-        """Accuracy over every scored label (every step with return_sequences)."""
+    def score(self, X, y, lengths=None, sample_weight=None):
+        """Accuracy over every scored label (every step with
+        return_sequences), weighted by ``sample_weight`` (as for :meth:`fit`)."""
         pred = self.predict(X, lengths)
         seqs = self._sequences(X, np.float64, lengths, self.n_features_in_)
         labels = self._labels(y, seqs)
         if self.return_sequences:
-            return float(np.mean(_scored_rows(pred, seqs) == labels.data.reshape(-1)))
-        return float(np.mean(pred == labels))
+            pred, labels = _scored_rows(pred, seqs), labels.data.reshape(-1)
+        w = _score_weights(sample_weight, seqs, self.return_sequences, len(labels))
+        return float(np.average(pred == labels, weights=w[:, 0]))
 
 
 def _draw(P, temperature, top_k, rng):

@@ -43,7 +43,8 @@ def _block_error(a, n, floor):
     return float(np.max(np.abs(a - n)) / scale)
 
 
-def check_gradient(estimator, X, y, lengths=None, *, epsilon=1e-4, random_state=0):
+def check_gradient(estimator, X, y, lengths=None, *, sample_weight=None, epsilon=1e-4,
+                   random_state=0):
     """Compare the analytic BPTT gradient with central finite differences.
 
     Every parameter ``w`` is perturbed in turn and the derivative of the
@@ -68,6 +69,9 @@ def check_gradient(estimator, X, y, lengths=None, *, epsilon=1e-4, random_state=
         perturbed: their numeric gradient is 0 too. Dropout is not applied; with
         ``bptt_steps`` the check is of the truncated gradient against the
         loss it truncates (each chunk's gradient stops at its first step).
+    sample_weight : array-like, optional
+        As for ``fit``: the check is of the weighted loss (with a
+        classifier's ``class_weight`` too).
     epsilon : float, default=1e-4
         Finite-difference step.
     random_state : int, Generator or None, default=0
@@ -92,6 +96,7 @@ def check_gradient(estimator, X, y, lengths=None, *, epsilon=1e-4, random_state=
     if fitted:
         estimator._check_architecture()
     seqs, target, entries = estimator._check_data(X, y, lengths, np.float64, fitted)
+    weights = estimator._row_weights(sample_weight, seqs, target, entries, np.float64)
     network = estimator._make_network(seqs.item_shape[0], entries["n_outputs_"],
                                       np.float64)
     if fitted:
@@ -100,18 +105,22 @@ def check_gradient(estimator, X, y, lengths=None, *, epsilon=1e-4, random_state=
         params = network.init_params(check_random_state(random_state), random_biases=True)
     batch = seqs.pack()
     target = batch.targets(target, estimator.return_sequences)
+    if weights is not None:
+        weights = batch.targets(weights, estimator.return_sequences)
     alpha = float(estimator.alpha)
     bptt = None if estimator.bptt_steps is None else operator.index(estimator.bptt_steps)
 
     def loss_grad(w):
         if bptt is not None:
-            return network.loss_grad_truncated(w, batch, target, bptt, alpha)
-        return network.loss_grad(w, batch, target, alpha)
+            return network.loss_grad_truncated(w, batch, target, bptt, alpha,
+                                               weights=weights)
+        return network.loss_grad(w, batch, target, alpha, weights=weights)
 
     def loss(w):
         if bptt is not None:
-            return network.loss_truncated(w, batch, target, bptt, alpha, params)
-        return network.loss(w, batch, target, alpha)
+            return network.loss_truncated(w, batch, target, bptt, alpha, params,
+                                          weights=weights)
+        return network.loss(w, batch, target, alpha, weights=weights)
 
     _, grad = loss_grad(params)
     numeric = np.zeros_like(grad)

@@ -227,6 +227,10 @@ class RecurrentNetwork:
         """States in the form the compiled passes read (C order), or None."""
         return None if states is None else np.ascontiguousarray(states, self.dtype)
 
+    def _weights(self, weights):
+        """Per-row loss weights in the form the compiled loss reads, or None."""
+        return None if weights is None else np.ascontiguousarray(weights, self.dtype)
+
     def _target(self, target):
         """Targets in the form the compiled loss reads."""
         if self.loss_name == "cross_entropy":
@@ -273,29 +277,29 @@ class RecurrentNetwork:
 
     # -- loss and gradient --------------------------------------------------
 
-    def _batch_count(self, batch):
-        """How many terms the mean loss of a whole batch averages over."""
-        return self._count(batch.N, batch.B)
-
-    def _count(self, N, B):
+    def _count(self, N, B, weights=None):
         """How many terms the mean loss of ``N`` packed rows of ``B``
-        sequences averages over."""
+        sequences averages over: with per-row ``weights``, their total
+        weight (times ``O`` for squared error)."""
         rows = N if self.return_sequences else B
+        if weights is not None:
+            rows = float(np.sum(weights))
         return rows if self.loss_name == "cross_entropy" else rows * self.O
 
-    def loss(self, params, batch, target, alpha=0.0, count=None):
+    def loss(self, params, batch, target, alpha=0.0, count=None, weights=None):
         """The training objective: mean data loss plus the L2 penalty.
 
         ``target`` is packed like the scored states: ``(N, O)`` / ``(B, O)``
         floats for squared error, ``(N,)`` / ``(B,)`` classes for cross-entropy.
-        ``count`` is what the data loss is divided by, as for :meth:`loss_grad`.
+        ``count`` and ``weights`` are as for :meth:`loss_grad`.
         """
         value = self.stack.loss(params, self._inputs(batch.X), batch.batch_sizes,
-                                self._target(target), 0, count or 0)
+                                self._target(target), 0, count or 0,
+                                weights=self._weights(weights))
         return value + self.penalty(params, alpha)
 
     def loss_grad(self, params, batch, target, alpha=0.0, grad=None, rng=None,
-                  initial=None, count=None, masks=None):
+                  initial=None, count=None, masks=None, weights=None):
         """Loss and its gradient with respect to every parameter, by BPTT.
 
         Parameters
@@ -319,6 +323,10 @@ class RecurrentNetwork:
             add up to the batch's.
         masks : ndarray (L-1, N, D*H), optional
             Dropout masks drawn beforehand (instead of from ``rng``).
+        weights : ndarray, optional
+            A weight >= 0 per scored row (packed like ``target``): the data
+            loss is ``sum_r w_r e_r / count``, and the default ``count`` the
+            total weight (times ``O`` for squared error): a weighted mean.
 
         Returns
         -------
@@ -333,7 +341,8 @@ class RecurrentNetwork:
             masks = self._masks(rng, batch.N)
         value = self.stack.loss_grad(params, self._inputs(batch.X), batch.batch_sizes,
                                      self._target(target), grad, 0, count or 0,
-                                     initial=self._states(initial), masks=masks)
+                                     initial=self._states(initial), masks=masks,
+                                     weights=self._weights(weights))
         if alpha:
             self._penalty_grad(params, grad, alpha)
             value += self.penalty(params, alpha)
@@ -341,14 +350,15 @@ class RecurrentNetwork:
 
     # -- truncated BPTT -----------------------------------------------------
 
-    def _chunks(self, batch, k, target):
+    def _chunks(self, batch, k, target, weights=None):
         """Consecutive time chunks of at most ``k`` steps of a packed batch.
 
-        Yields ``(chunk, n_cont, scored)``: the chunk as a packed batch, how
-        many of its sequences continue into the next chunk (those are a
-        prefix of the rows), and the targets of its scored rows. Per step,
-        every row of the chunk is scored; per sequence, the rows ``n_cont ..``
-        whose sequence ends in this chunk (the rest are scored later).
+        Yields ``(chunk, n_cont, scored, scored_weights)``: the chunk as a
+        packed batch, how many of its sequences continue into the next chunk
+        (those are a prefix of the rows), and the targets (and weights, or
+        None) of its scored rows. Per step, every row of the chunk is scored;
+        per sequence, the rows ``n_cont ..`` whose sequence ends in this
+        chunk (the rest are scored later).
         """
         bs = batch.batch_sizes
         T = bs.size
@@ -357,11 +367,9 @@ class RecurrentNetwork:
             t1 = min(t0 + k, T)
             chunk = Chunk(batch.X[offsets[t0]:offsets[t1]], bs[t0:t1])
             n_cont = bs[t1] if t1 < T else 0
-            if self.return_sequences:
-                scored = target[offsets[t0]:offsets[t1]]
-            else:
-                scored = target[n_cont:chunk.B]
-            yield chunk, n_cont, scored
+            rows = (slice(offsets[t0], offsets[t1]) if self.return_sequences
+                    else slice(n_cont, chunk.B))
+            yield chunk, n_cont, target[rows], None if weights is None else weights[rows]
 
     @staticmethod
     def _carry(state, B):
@@ -373,7 +381,7 @@ class RecurrentNetwork:
         return 0 if self.return_sequences else int(n_cont)
 
     def loss_grad_truncated(self, params, batch, target, k, alpha=0.0, grad=None,
-                            rng=None, count=None, masks=None):
+                            rng=None, count=None, masks=None, weights=None):
         """Loss and gradient by truncated BPTT over chunks of ``k`` steps.
 
         The batch is run forward chunk by chunk, each chunk starting from the
@@ -382,29 +390,34 @@ class RecurrentNetwork:
         treated as constants). The loss is the same mean over the whole batch
         as :meth:`loss_grad`'s, which this equals exactly when ``k >= T``.
 
-        ``count`` and ``masks`` are as for :meth:`loss_grad` (``masks`` for
-        every packed row of the batch; each chunk takes its own rows); by
-        default, each chunk's masks are drawn from ``rng`` in turn.
+        ``count``, ``masks`` and ``weights`` are as for :meth:`loss_grad`
+        (``masks`` for every packed row of the batch; each chunk takes its
+        own rows); by default, each chunk's masks are drawn from ``rng`` in
+        turn.
         """
         if grad is None:
             grad = self.layout.zeros(self.dtype)
         else:
             grad.fill(0)
-        count = count or self._batch_count(batch)
+        weights = self._weights(weights)
+        count = count or self._count(batch.N, batch.B, weights)
         total, state, row = 0.0, None, 0
-        for chunk, n_cont, scored in self._chunks(batch, k, self._target(target)):
+        for chunk, n_cont, scored, w in self._chunks(batch, k, self._target(target),
+                                                      weights):
             finals = np.empty(self.state_shape(chunk.B), self.dtype)
             chunk_masks = (self._masks(rng, chunk.N) if masks is None
                            else np.ascontiguousarray(masks[:, row:row + chunk.N]))
             row += chunk.N
             total += self.stack.loss_grad(
                 params, self._inputs(chunk.X), chunk.batch_sizes, scored, grad,
-                self._row0(n_cont), count, self._carry(state, chunk.B), chunk_masks, finals)
+                self._row0(n_cont), count, self._carry(state, chunk.B), chunk_masks, finals,
+                weights=w)
             state = finals
         self._penalty_grad(params, grad, alpha)
         return total + self.penalty(params, alpha), grad
 
-    def loss_truncated(self, params, batch, target, k, alpha=0.0, carry_params=None):
+    def loss_truncated(self, params, batch, target, k, alpha=0.0, carry_params=None,
+                       weights=None):
         """The objective whose gradient truncated BPTT computes.
 
         Each chunk's loss is evaluated at ``params`` from initial states
@@ -414,15 +427,18 @@ class RecurrentNetwork:
         :meth:`loss_grad_truncated`'s gradient.
         """
         carry_params = params if carry_params is None else carry_params
-        count = self._batch_count(batch)
+        weights = self._weights(weights)
+        count = self._count(batch.N, batch.B, weights)
         total, state = 0.0, None
-        for chunk, n_cont, scored in self._chunks(batch, k, self._target(target)):
+        for chunk, n_cont, scored, w in self._chunks(batch, k, self._target(target),
+                                                      weights):
             initial = self._carry(state, chunk.B)
             # the states carried on: this pass's, or a pass at carry_params
             finals = (np.empty(self.state_shape(chunk.B), self.dtype)
                       if carry_params is params else None)
             total += self.stack.loss(params, self._inputs(chunk.X), chunk.batch_sizes,
-                                     scored, self._row0(n_cont), count, initial, finals)
+                                     scored, self._row0(n_cont), count, initial, finals,
+                                     weights=w)
             if carry_params is not params:
                 finals = self.forward(carry_params, chunk, initial)
             state = finals

@@ -117,25 +117,29 @@ class BlockGradients:
         self.n_threads, self.executor = n_threads, executor
         self.networks, self.grads = [network], [np.empty_like(params)]
 
-    def __call__(self, params, seqs, idx, target, return_sequences, alpha, grad, rng):
+    def __call__(self, params, seqs, idx, target, return_sequences, alpha, grad, rng,
+                 weights=None):
         network = self.network
         blocks = training_blocks(idx)
         # what every block needs from the others, first, in block order: the
-        # batch's count of scored terms and the dropout masks (packed rows N)
+        # batch's count of scored terms (their total weight, with weights)
+        # and the dropout masks (packed rows N)
         rows = [int(seqs.lengths[block].sum()) for block in blocks]
-        count = sum(network._count(N, block.size) for N, block in zip(rows, blocks))
+        count = sum(network._count(N, block.size, _block_weights(weights, seqs, block))
+                    for N, block in zip(rows, blocks))
         masks = [network._masks(rng, N) for N in rows]
         loss = self.data_loss(params, seqs, blocks, target, return_sequences, grad, count,
-                              lambda k, batch: masks[k])
+                              lambda k, batch: masks[k], weights)
         network._penalty_grad(params, grad, alpha)
         return loss + network.penalty(params, alpha)
 
     def data_loss(self, params, seqs, blocks, target, return_sequences, grad, count,
-                  masks):
+                  masks, weights=None):
         """The data loss at ``params`` of the sequences ``blocks`` (a list of
         index arrays) divided by ``count``, and its gradient into ``grad``:
         the blocks' sums in block order. ``masks(k, batch)`` gives block
-        ``k``'s dropout masks (or None) once it is packed as ``batch``."""
+        ``k``'s dropout masks (or None) once it is packed as ``batch``;
+        ``weights`` (per sequence, or per step) weight the rows' terms."""
         while len(self.networks) < len(blocks):
             self.networks.append(self.make_network())
             self.grads.append(np.empty_like(params))
@@ -145,7 +149,9 @@ class BlockGradients:
             batch = seqs.pack(blocks[k])
             return self.networks[k].loss_grad(
                 params, batch, batch.targets(target, return_sequences), 0.0,
-                self.grads[k], count=count, masks=masks(k, batch))[0]
+                self.grads[k], count=count, masks=masks(k, batch),
+                weights=None if weights is None else batch.targets(weights,
+                                                                   return_sequences))[0]
 
         losses = map_blocks(run, range(len(blocks)), self.n_threads, self.executor)
         grad[...] = self.grads[0]
@@ -154,33 +160,55 @@ class BlockGradients:
         return float(sum(losses))
 
 
+def _block_weights(weights, seqs, block):
+    """The weights of the rows of the sequences ``block``: per sequence
+    (an array), or every step of them (a Sequences); None stays None."""
+    if weights is None:
+        return None
+    if isinstance(weights, np.ndarray):
+        return weights[block]
+    return np.concatenate([weights.data[weights.starts[i]:weights.starts[i] + L]
+                           for i, L in zip(block, seqs.lengths[block])])
+
+
 class TrainingData:
     """The training sequences and targets of one process, as a fit asks of
-    them: how many there are, the loss and gradient of a mini-batch, and the
-    validation loss of held-out sequences. (``crnn.mpi`` answers the same
-    questions for sequences spread over the ranks of a job.)"""
+    them: how many there are, the loss and gradient of a mini-batch, the
+    weight of a mini-batch, and the validation loss of held-out sequences.
+    (``crnn.mpi`` answers the same questions for sequences spread over the
+    ranks of a job.) ``weights``: the loss weights, one per sequence (an
+    array) or per step (a Sequences), or None."""
 
-    def __init__(self, seqs, target, return_sequences):
+    def __init__(self, seqs, target, return_sequences, weights=None):
         self.seqs, self.target = seqs, target
         self.return_sequences = return_sequences
+        self.weights = weights
 
     @property
     def n(self):
         return self.seqs.n
+
+    def batch_weight(self, idx):
+        """What the mini-batch ``idx``'s mean loss counts for in the epoch's
+        mean: its number of sequences, or the total weight of its rows."""
+        if self.weights is None:
+            return idx.size
+        return float(np.sum(_block_weights(self.weights, self.seqs, idx)))
 
     def loss_and_gradient(self, blocks, params, idx, bptt_steps, alpha, grad, rng):
         """Mean loss at ``params`` of the mini-batch ``idx`` and its gradient
         (into ``grad``): by full BPTT over its blocks (``blocks``, a
         :class:`BlockGradients`) or, with ``bptt_steps``, by truncated BPTT
         over the whole batch."""
-        seqs, target = self.seqs, self.target
+        seqs, target, weights = self.seqs, self.target, self.weights
         if bptt_steps is None:
             return blocks(params, seqs, idx, target, self.return_sequences, alpha, grad,
-                          rng)
+                          rng, weights)
         batch = seqs.pack(idx)
         return blocks.network.loss_grad_truncated(
             params, batch, batch.targets(target, self.return_sequences), bptt_steps,
-            alpha, grad, rng)[0]
+            alpha, grad, rng, weights=None if weights is None else
+            batch.targets(weights, self.return_sequences))[0]
 
     def validation_loss(self, network, idx, alpha):
         """A function of the parameters: the objective on the sequences ``idx``."""
@@ -512,7 +540,7 @@ class _Run:
             epoch = state["n_iter_"] + 1
             rate = self.optimizer.learning_rate = self.schedule.at(epoch)
             order = rng.permutation(self.train_idx) if model.shuffle else self.train_idx
-            total, norms = 0.0, []
+            total, weight, norms = 0.0, 0.0, []
             for idx in minibatches(order, batch_size):
                 loss = self.data.loss_and_gradient(self.blocks, params, idx, bptt_steps,
                                                    self.alpha, grad, dropout_rng)
@@ -520,10 +548,12 @@ class _Run:
                 guard.check("loss", loss, epoch)
                 guard.check("gradient norm", norm, epoch)
                 self.optimizer.step(params, grad)
-                total += loss * idx.size
+                batch_weight = self.data.batch_weight(idx)
+                total += loss * batch_weight
+                weight += batch_weight
                 norms.append(norm)
             guard.check_weights(epoch)
-            epoch_loss = total / n_train
+            epoch_loss = total / weight
             state["n_iter_"] = epoch
             state["t_"] += n_train
             state["loss_"] = epoch_loss

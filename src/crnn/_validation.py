@@ -484,6 +484,44 @@ def check_step_targets(y, seqs, what, dtype=None):
     return Sequences(np.ascontiguousarray(rows), lengths, False), squeeze
 
 
+def check_sample_weight(sample_weight, seqs, per_step, dtype):
+    """Loss weights, finite and >= 0, not all 0: one per sequence,
+    ``(n_samples,)``, or (``per_step``, for sequence-to-sequence models) one
+    per time step -- padded ``(n_samples, n_timesteps)`` like ``y``, or a
+    list of ``(n_timesteps_i,)`` arrays.
+
+    Returns None for None; per sequence, an ``(n,)`` array; per step, a
+    :class:`Sequences` of every step's weight (a sequence's weight repeated
+    over its steps, when one per sequence is given).
+    """
+    if sample_weight is None:
+        return None
+    n = seqs.n
+    per_sequence = None
+    if _as_sequence_list(sample_weight) is None and not (
+            isinstance(sample_weight, (list, tuple)) and len(sample_weight)
+            and np.ndim(sample_weight[0]) >= 1):
+        per_sequence = as_float_array(sample_weight, "sample_weight", dtype)
+    if per_sequence is not None and per_sequence.ndim == 1:
+        _check_count(n, per_sequence.shape[0])
+        weights = np.repeat(per_sequence, seqs.lengths) if per_step else per_sequence
+    elif per_step:
+        steps, _ = check_step_targets(
+            sample_weight if per_sequence is None else per_sequence, seqs, "values", dtype)
+        weights = steps.data.reshape(-1)
+    else:
+        raise ValueError(f"sample_weight holds one weight per sequence, shape "
+                         f"(n_samples,) = ({n},); got shape {np.shape(sample_weight)}")
+    check_finite(weights, "sample_weight", "weights must be finite")
+    if (weights < 0).any():
+        raise ValueError("sample_weight must be >= 0; got a negative weight")
+    if not weights.sum() > 0:
+        raise ValueError("sample_weight sums to zero: with every weight zero there "
+                         "would be nothing to train on")
+    weights = np.ascontiguousarray(weights, dtype=dtype)
+    return Sequences(weights, seqs.lengths, False) if per_step else weights
+
+
 def _step_target_array(v, what, dtype, name):
     if what == "values":
         return as_float_array(v, name, dtype)

@@ -86,6 +86,8 @@ def test_get_params_returns_init_args_unchanged(cls):
                   callbacks=[print], n_jobs=3)
     if cls is RNNRegressor:
         params["output_activation"] = "tanh"
+    else:
+        params["class_weight"] = {0: 2.0}
     model = cls(**params)
     got = model.get_params()
     assert set(got) == set(params)

@@ -377,11 +377,12 @@ cdef void softmax_grad(Py_ssize_t R, Py_ssize_t O, floating* dZ,
 
 cdef double output_loss(const Config* c, const Shape* s, const floating* params,
                         const floating* D_target, const Py_ssize_t* k_target,
-                        Py_ssize_t row0, double count, floating* grad,
-                        floating* ws) noexcept nogil:
-    """The loss of the scored rows ``row0 .. R-1`` of S (summed, divided by
-    ``count``). With ``grad``, also dE/dZ, dW_y and db_y (accumulated) and
-    dE/dS (rows before ``row0`` get zero)."""
+                        const floating* weights, Py_ssize_t row0, double count,
+                        floating* grad, floating* ws) noexcept nogil:
+    """The loss of the scored rows ``row0 .. R-1`` of S (each row's term
+    times its weight, if ``weights``; summed, divided by ``count``). With
+    ``grad``, also dE/dZ, dW_y and db_y (accumulated) and dE/dS (rows before
+    ``row0`` get zero)."""
     cdef Py_ssize_t i, j, O = c.O, Hd = c.D * c.H, R = s.R - row0
     cdef const floating* S = ws + s.S + row0 * Hd
     cdef const floating* W_y = params + c.off_W_y
@@ -389,7 +390,7 @@ cdef double output_loss(const Config* c, const Shape* s, const floating* params,
     cdef floating* dZ = ws + s.dZ + row0 * O
     cdef floating* z
     cdef const floating* t
-    cdef double lse, r, loss = 0
+    cdef double lse, r, w = 1, loss = 0
     if R <= 0:
         if grad != NULL:
             memset(ws + s.dS, 0, s.R * Hd * sizeof(floating))
@@ -400,24 +401,28 @@ cdef double output_loss(const Config* c, const Shape* s, const floating* params,
         bias_activation(R, O, Z, params + c.off_b_y, IDENTITY)
         for i in range(R):
             z = Z + i * O
+            if weights != NULL:
+                w = weights[i]
             lse = log_sum_exp(O, z)
-            loss += lse - z[k_target[i]]
+            loss += w * (lse - z[k_target[i]])
             if grad != NULL:
-                # dE/dZ = (softmax(Z) - onehot(k)) / count
+                # dE/dZ = w (softmax(Z) - onehot(k)) / count
                 for j in range(O):
-                    dZ[i * O + j] = exp(z[j] - lse) / count
-                dZ[i * O + k_target[i]] -= 1 / count
+                    dZ[i * O + j] = w * exp(z[j] - lse) / count
+                dZ[i * O + k_target[i]] -= w / count
     else:
         output_activation(R, O, Z, params + c.off_b_y, c.g2)      # Z holds Y
         for i in range(R):
             z = Z + i * O
             t = D_target + i * O
+            if weights != NULL:
+                w = weights[i]
             for j in range(O):
                 r = z[j] - t[j]
-                loss += r * r
+                loss += w * r * r
                 if grad != NULL:
-                    # dE/dY = 2 (Y - D) / count
-                    dZ[i * O + j] = 2 * r / count
+                    # dE/dY = 2 w (Y - D) / count
+                    dZ[i * O + j] = 2 * w * r / count
         if grad != NULL:
             # dE/dZ through Y = g2(Z), with g2' written with Y (_activation_codes.pxd)
             if c.g2 == SOFTMAX:
@@ -789,7 +794,7 @@ cdef class Stack:
         """The recurrent stack over a packed batch; returns the final states
         ``(n_states, L*D, B, H)`` (in ``finals`` if given)."""
         return self.run(params, X, batch_sizes, initial, masks, finals, True, None, None,
-                        0, 0, None)[1]
+                        0, 0, None, None)[1]
 
     def output(self, params, X, batch_sizes, Y, initial=None, finals=None):
         """``Y`` (R, O) = g2(S W_y^T + b_y) of a packed batch, ``R = N`` per
@@ -798,34 +803,38 @@ cdef class Stack:
         if Y is None:
             raise ValueError("Y, the array for the outputs, is required")
         return self.run(params, X, batch_sizes, initial, None, finals, True, Y, None, 0, 0,
-                        None)[1]
+                        None, None)[1]
 
     def loss(self, params, X, batch_sizes, target, Py_ssize_t row0=0, double count=0,
-             initial=None, finals=None):
+             initial=None, finals=None, weights=None):
         """Loss of a packed batch on its scored rows ``row0 ..`` (``target``
-        as for :meth:`loss_grad`), divided by ``count`` (default: the number
-        of scored terms); the final states into ``finals`` if given."""
+        and ``weights`` as for :meth:`loss_grad`), divided by ``count``
+        (default: the number of scored terms, or their total weight); the
+        final states into ``finals`` if given."""
         return self.run(params, X, batch_sizes, initial, None, finals, False, None, target,
-                        row0, count, None)[0]
+                        row0, count, None, weights)[0]
 
     def loss_grad(self, params, X, batch_sizes, target, grad, Py_ssize_t row0=0,
-                  double count=0, initial=None, masks=None, finals=None):
+                  double count=0, initial=None, masks=None, finals=None, weights=None):
         """Forward, loss and BPTT of a packed batch in one pass; returns the
         loss, and ADDS its gradient to ``grad``.
 
         ``target``: the scored rows ``row0 ..`` of the ``R`` rows, floats
         ``(R - row0, O)`` for squared error or intp classes ``(R - row0,)``
-        for cross-entropy. The final states into ``finals`` if given.
+        for cross-entropy. ``weights`` (optional, ``(R - row0,)``, finite and
+        >= 0) multiply each scored row's term. The final states into
+        ``finals`` if given.
         """
         if grad is None:
             raise ValueError("grad, the array the gradient is added to, is required")
         return self.run(params, X, batch_sizes, initial, masks, finals, False, None, target,
-                        row0, count, grad)[0]
+                        row0, count, grad, weights)[0]
 
     # -- checks -----------------------------------------------------------
 
     cdef tuple run(self, params, X, batch_sizes, initial, masks, finals,
-                   bint new_finals, Y, target, Py_ssize_t row0, double count, grad):
+                   bint new_finals, Y, target, Py_ssize_t row0, double count, grad,
+                   weights):
         """Check every argument through its buffer, lay out (and grow) the
         workspace, and run the pass: ``(loss, finals)``."""
         cdef Py_ssize_t T, N, B, Hd = self.c.D * self.c.H
@@ -872,18 +881,23 @@ cdef class Stack:
             Y = optional_buffer(Y, "Y", (s.R, self.c.O), dtype, True)
             target = self.check_target(&s, target, row0)
             grad = optional_buffer(grad, "grad", (self.n_params,), dtype, True)
+            if target is None:
+                weights = None
+            weights = self.check_weights(&s, weights, row0)
             if target is not None:
-                count = count or (s.R - row0) * (1 if self.c.cross_entropy else self.c.O)
+                terms = (1 if self.c.cross_entropy else self.c.O)
+                count = count or terms * (s.R - row0 if weights is None
+                                          else float(np.sum(np.asarray(weights))))
             if self.workspace.shape[0] < s.total:
                 check_memory(s.total * dtype.itemsize, "the workspace of this batch")
                 # assigned only once allocated: a MemoryError keeps the old one
                 self.workspace = aligned_empty(s.total, dtype)
             if self.is_double:
                 value = _run[double](self, &s, params, X, tokens, batch_sizes, initial,
-                                     masks, finals, Y, target, row0, count, grad)
+                                     masks, finals, Y, target, weights, row0, count, grad)
             else:
                 value = _run[float](self, &s, params, X, tokens, batch_sizes, initial,
-                                    masks, finals, Y, target, row0, count, grad)
+                                    masks, finals, Y, target, weights, row0, count, grad)
             return value, result
         finally:
             release_threads()
@@ -898,6 +912,17 @@ cdef class Stack:
         cdef double width = (self.c.G + max(self.c.I, self.c.D * self.c.H) + D * H
                              + self.c.O + H + 64)
         return (L * D + 8) * (D + 2) * (<double> N + B + H + 64) * width
+
+    cdef object check_weights(self, const Shape* s, weights, Py_ssize_t row0):
+        """The buffer of the scored rows' ``weights`` (None stays None),
+        checked: ``(R - row0,)`` of the Stack's dtype, finite and >= 0."""
+        if weights is None:
+            return None
+        weights = buffer(weights, "weights", (s.R - row0,), self.dtype, False)
+        values = np.asarray(weights)
+        if not (np.isfinite(values).all() and (values >= 0).all()):
+            raise ValueError("weights must be finite and >= 0")
+        return weights
 
     cdef object check_target(self, const Shape* s, target, Py_ssize_t row0):
         """The buffer of ``target`` (None stays None), checked."""
@@ -932,7 +957,8 @@ cdef double _run(Stack self, const Shape* s, const floating[::1] params,
                  const Py_ssize_t[::1] batch_sizes,
                  const floating[:, :, :, ::1] initial, const floating[:, :, ::1] masks,
                  floating[:, :, :, ::1] finals, floating[:, ::1] Y, target,
-                 Py_ssize_t row0, double count, floating[::1] grad) except? -1:
+                 const floating[::1] weights, Py_ssize_t row0, double count,
+                 floating[::1] grad) except? -1:
     """Forward; then the output ``Y``, or the loss of ``target`` (and, with
     ``grad``, BPTT), all in one block without the GIL. The input is ``X``, or
     ``tokens`` (X None) embedded first. Every buffer has been checked by
@@ -947,6 +973,7 @@ cdef double _run(Stack self, const Shape* s, const floating[::1] params,
     cdef const Py_ssize_t[::1] k
     cdef const floating* D_ptr = NULL
     cdef const Py_ssize_t* k_ptr = NULL
+    cdef const floating* w_ptr = NULL
     cdef bint scored = target is not None
     cdef Py_ssize_t Hd = self.c.D * self.c.H
     cdef double value = 0
@@ -978,6 +1005,10 @@ cdef double _run(Stack self, const Shape* s, const floating[::1] params,
             if D.shape[0] != s.R - row0 or D.shape[1] != self.c.O:
                 raise ValueError("the targets changed shape while they were checked")
             D_ptr = &D[0, 0]
+    if weights is not None and weights.shape[0] > 0:
+        if weights.shape[0] != s.R - row0:
+            raise ValueError("the weights changed shape while they were checked")
+        w_ptr = &weights[0]
     if tokens is not None:
         tok_ptr, X_ptr = &tokens[0], &ws[s.embedded]
     else:
@@ -995,7 +1026,7 @@ cdef double _run(Stack self, const Shape* s, const floating[::1] params,
                  &params[self.c.off_W_y], Hd, 0, Y_ptr, self.c.O)
             output_activation(s.R, self.c.O, Y_ptr, &params[self.c.off_b_y], self.c.g2)
         if scored:
-            value = output_loss(&self.c, s, &params[0], D_ptr, k_ptr, row0, count,
+            value = output_loss(&self.c, s, &params[0], D_ptr, k_ptr, w_ptr, row0, count,
                                 grad_ptr, &ws[0])
         if grad_ptr != NULL:
             stack_backward(&self.c, s, &self.unit_off[0, 0], &params[0], X_ptr, tok_ptr,

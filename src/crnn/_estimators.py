@@ -909,7 +909,9 @@ _SHARED_PARAMETERS = """
         Seeds the initial weights, the shuffling and the validation split.
     verbose : bool or int, default=False
         Print the loss after every epoch (True or 1), or after every
-        ``verbose``-th epoch (an int greater than 1).
+        ``verbose``-th epoch (an int greater than 1); and, inside an epoch
+        that runs for more than 2 s, its progress every 2 s with an estimate
+        of the time left.
     warm_start : bool, default=False
         Continue from the current weights (and optimizer state) on ``fit``.
     callbacks : list or None, default=None

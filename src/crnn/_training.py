@@ -358,10 +358,29 @@ def call_callbacks(callbacks, model, record):
 
 
 class Reporter:
-    """What ``verbose`` prints: every ``verbose``-th epoch, and why a fit ends."""
+    """What ``verbose`` prints: every ``verbose``-th epoch, and why a fit
+    ends; and, inside an epoch that runs for more than ``PROGRESS_S``
+    seconds, its progress every ``PROGRESS_S`` seconds with an estimate of
+    the time left (from the mean time of its batches so far)."""
+
+    PROGRESS_S = 2.0
 
     def __init__(self, verbose):
         self.every = int(verbose)
+        self.shown = 0.0
+
+    def batch(self, n_iter, done, n_batches, elapsed):
+        """After ``done`` of the epoch's ``n_batches`` batches, ``elapsed``
+        seconds into it."""
+        if not self.every or done == n_batches:
+            return
+        if done == 1:
+            self.shown = 0.0
+        if elapsed - self.shown >= self.PROGRESS_S:
+            self.shown = elapsed
+            left = elapsed / done * (n_batches - done)
+            print(f"Epoch {n_iter}: {done}/{n_batches} batches, {elapsed:.1f} s, "
+                  f"about {left:.1f} s left", file=sys.stdout, flush=True)
 
     def epoch(self, n_iter, loss, val_loss, elapsed):
         if self.every and n_iter % self.every == 0:
@@ -541,6 +560,7 @@ class _Run:
             rate = self.optimizer.learning_rate = self.schedule.at(epoch)
             order = rng.permutation(self.train_idx) if model.shuffle else self.train_idx
             total, weight, norms = 0.0, 0.0, []
+            n_batches = -(-n_train // batch_size)
             for idx in minibatches(order, batch_size):
                 loss = self.data.loss_and_gradient(self.blocks, params, idx, bptt_steps,
                                                    self.alpha, grad, dropout_rng)
@@ -552,6 +572,7 @@ class _Run:
                 total += loss * batch_weight
                 weight += batch_weight
                 norms.append(norm)
+                reporter.batch(epoch, len(norms), n_batches, time.perf_counter() - started)
             guard.check_weights(epoch)
             epoch_loss = total / weight
             state["n_iter_"] = epoch

@@ -227,3 +227,18 @@ def test_a_format_1_file_loads_without_a_history(data, tmp_path):
     old = crnn.load(tmp_path / "old.npz")
     assert old.history_ == [] and old.learning_rate_ == 1e-2 and old.n_iter_ == 2
     np.testing.assert_array_equal(old.predict(X), model.predict(X))
+
+
+def test_verbose_shows_progress_inside_long_epochs(data, monkeypatch, capsys):
+    import crnn._training as training
+    X, y = data
+    clock = iter(np.arange(0.0, 10_000.0, 0.9))         # every reading 0.9 s later
+    monkeypatch.setattr(training.time, "perf_counter", lambda: float(next(clock)))
+    quiet(RNNRegressor(**params(max_iter=1, batch_size=2, verbose=True)), X, y)
+    lines = capsys.readouterr().out.splitlines()
+    progress = [line for line in lines if "batches" in line]
+    assert progress and all(line.startswith("Epoch 1: ") for line in progress)
+    assert "s left" in progress[0] and "/12 batches" in progress[0]
+    assert lines[-1].startswith("Epoch 1: loss = ")
+    quiet(RNNRegressor(**params(max_iter=1, batch_size=2)), X, y)
+    assert capsys.readouterr().out == ""

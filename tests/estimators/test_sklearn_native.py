@@ -77,7 +77,7 @@ def test_lengths_are_routed_to_score_like_to_fit():
     assert from_list.min() > 0.6
 
 
-def test_lengths_reach_fit_and_predict_in_a_pipeline():
+def test_lengths_reach_fit_predict_and_score_in_a_pipeline():
     from sklearn.pipeline import Pipeline
     seqs, padded, lengths, y = padded_problem()
     with warnings.catch_warnings():
@@ -86,8 +86,10 @@ def test_lengths_reach_fit_and_predict_in_a_pipeline():
             pipe = Pipeline([("rnn", RNNClassifier(8, max_iter=3, random_state=0))])
             pipe.fit(padded, y, lengths=lengths)
             predicted = pipe.predict_proba(padded, lengths=lengths)
+            score = pipe.score(padded, y, lengths=lengths)
         alone = RNNClassifier(8, max_iter=3, random_state=0).fit(seqs, y)
     np.testing.assert_array_equal(predicted, alone.predict_proba(seqs))
+    assert score == alone.score(seqs, y)
 
 
 #: The checks of scikit-learn's ``check_estimator`` that cannot apply to

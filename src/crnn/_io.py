@@ -8,7 +8,7 @@ loading a file never runs code from it, and everything in it is checked
 before an estimator is built. ``docs/format.md`` describes the format for
 readers outside Python.
 
-Format, version 1
+Format, version 2
 -----------------
 Members of the archive (each ``<name>.npy``), all one-dimensional and
 little-endian:
@@ -16,7 +16,7 @@ little-endian:
 ``header`` (``uint8``)
     The UTF-8 bytes of a JSON document (strict JSON: no NaN or Infinity)::
 
-        {"format": "crnn-model", "format_version": 1, "crnn_version": "0.1.0",
+        {"format": "crnn-model", "format_version": 2, "crnn_version": "0.1.0",
          "estimator": "RNNRegressor" | "RNNClassifier",
          "params": {...},          # get_params(): every hyper-parameter
          "notes": [...],           # strings for humans, e.g. why random_state is null
@@ -24,7 +24,8 @@ little-endian:
                     "squeeze": bool (regressor) | null (classifier),
                     "n_iter_": int, "t_": int, "loss_": float | null,
                     "best_loss_": float | "inf",
-                    "loss_curve_": [float], "validation_loss_curve_": [float]},
+                    "loss_curve_": [float], "validation_loss_curve_": [float],
+                    "history_": int (records in 'history'), "learning_rate_": float},
          "dtype": "float64" | "float32",                      # of params_
          "layout": [[block name, [dims]], ...],              # storage order
          "optimizer": {"kind": "adam", "t": int} | {"kind": "sgd"} | null,
@@ -32,7 +33,8 @@ little-endian:
          "arrays": {"params": {"dtype": "<f8", "shape": [n]}, ...}}
 
     ``params`` stores ``random_state`` when it is an int or None; a
-    ``Generator`` or ``RandomState`` instance is stored as null, with a note.
+    ``Generator`` or ``RandomState`` instance is stored as null, with a note,
+    and so are ``callbacks`` (code).
     ``dtype`` hyper-parameters are stored by name (``"float32"``).
     ``rng`` is the state of the training random generator
     (``bit_generator.state``, arrays written as lists), so that a fit
@@ -41,6 +43,12 @@ little-endian:
 ``params``
     The flat parameter buffer ``params_`` (``<f8`` or ``<f4``), laid out as
     ``layout`` says.
+``history`` (``<f8``)
+    ``history_``: for each recorded epoch, one after another, the values of
+    ``crnn._training.HISTORY_KEYS`` (a validation loss of None as NaN).
+    Format 1 (crnn before the per-epoch history) has no ``history`` member
+    nor ``history_`` and ``learning_rate_`` entries; such files load with an
+    empty history and the ``learning_rate`` hyper-parameter as the rate.
 ``classes`` (classifier only)
     ``classes_``: numbers or unicode strings (object labels cannot be saved).
 ``adam_m``, ``adam_v`` (optimizer ``adam``) or ``sgd_velocity`` (``sgd``)

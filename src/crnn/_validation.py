@@ -60,7 +60,7 @@ def real_array(a, name, allow_bool=True):
                             f"object whose values are not all numbers ({exc})") from None
     if arr.dtype.kind == "c":
         raise DataTypeError(f"{name} must hold real numbers; got an array of dtype "
-                               f"{arr.dtype}: Complex data not supported")
+                            f"{arr.dtype}: Complex data not supported")
     raise TypeError(f"{name} must hold real numbers; got an array of dtype {arr.dtype}")
 
 

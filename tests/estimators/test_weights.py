@@ -153,3 +153,26 @@ def test_bad_class_weights():
         RNNClassifier(3, class_weight={0: -1.0}).fit(X, y)
     with pytest.raises(ValueError, match="class_weight"):
         RNNClassifier(3, class_weight="uniform").fit(X, y)
+
+
+def test_the_compiled_loss_checks_its_weights():
+    rng = np.random.default_rng(8)
+    model = RNNRegressor(3, max_iter=1, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(rng.normal(size=(4, 3, 1)), rng.normal(size=4))
+    network = model._network()
+    batch = model._sequences(rng.normal(size=(4, 3, 1)), np.float64, None, 1).pack()
+    target = rng.normal(size=(4, 1))
+    stack, X = network.stack, batch.X
+    with pytest.raises(ValueError, match="sum to zero"):
+        stack.loss(model.params_, X, batch.batch_sizes, target, weights=np.zeros(4))
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        stack.loss(model.params_, X, batch.batch_sizes, target,
+                   weights=np.array([1.0, -1.0, 1.0, 1.0]))
+    with pytest.raises(ValueError, match=r"weights must have shape \(4,\)"):
+        stack.loss(model.params_, X, batch.batch_sizes, target, weights=np.ones(3))
+    # an explicit count is what the weighted sum is divided by
+    whole = stack.loss(model.params_, X, batch.batch_sizes, target, weights=np.ones(4))
+    assert stack.loss(model.params_, X, batch.batch_sizes, target, count=8,
+                      weights=np.ones(4)) == pytest.approx(whole / 2, rel=1e-15)

@@ -886,8 +886,12 @@ cdef class Stack:
             weights = self.check_weights(&s, weights, row0)
             if target is not None:
                 terms = (1 if self.c.cross_entropy else self.c.O)
-                count = count or terms * (s.R - row0 if weights is None
-                                          else float(np.sum(np.asarray(weights))))
+                if count == 0 and weights is not None:
+                    count = terms * float(np.sum(np.asarray(weights)))
+                    if count == 0 and s.R > row0:
+                        raise ValueError("the weights of the scored rows sum to zero: "
+                                         "give count, or weights that do not")
+                count = count or (s.R - row0) * terms
             if self.workspace.shape[0] < s.total:
                 check_memory(s.total * dtype.itemsize, "the workspace of this batch")
                 # assigned only once allocated: a MemoryError keeps the old one

@@ -737,3 +737,96 @@ def numeric_gradient(loss, arr, h):
         flat[k] = v
         gflat[k] = (-f[0] + 8 * f[1] - 8 * f[2] + f[3]) / (12 * h)
     return g
+
+
+# --- a whole network, with a state perturbed -----------------------------------------
+
+def _cell_step_ref(cell, x, h, c, p, activation):
+    """One step of ``cell`` for one sequence: ``(h, c)`` from ``(h_prev, c_prev)``
+    (``c`` None except for the LSTM); ``p`` the unit's blocks without suffix."""
+    H = h.shape[0]
+    if cell == "elman":
+        return activation_ref(p["W_ih"] @ x + p["W_hh"] @ h + p["b"], activation), None
+    if cell == "lstm":
+        a = p["W_ih"] @ x + p["W_hh"] @ h + p["b"]
+        i, f, o = (_sigmoid(a[_rows(k, H)]) for k in (0, 1, 3))
+        c = f * c + i * np.tanh(a[_rows(2, H)])
+        return o * np.tanh(c), c
+    a_x = p["W_ih"] @ x + p["b"]
+    a_h = p["W_hh"] @ h
+    r = _sigmoid(a_x[_rows(0, H)] + a_h[_rows(0, H)])
+    z = _sigmoid(a_x[_rows(1, H)] + a_h[_rows(1, H)])
+    n = np.tanh(a_x[_rows(2, H)] + r * (a_h[_rows(2, H)] + p["b_hn"]))
+    return (1 - z) * n + z * h, None
+
+
+def network_loss_ref(blocks, cell, L, D, seqs, targets, *, loss="squared_error",
+                     output_activation="identity", return_sequences=False,
+                     activation="tanh", weights=None, perturb=None):
+    """The data loss of a stacked, possibly bidirectional network, computed
+    one sequence and one step at a time.
+
+    Parameters
+    ----------
+    blocks : dict of str to ndarray
+        The parameter blocks under crnn's names (``W_ih_l0``, ``W_hh_l0_reverse``,
+        ``W_y``, ``W_emb``, ...). With ``W_emb``, ``seqs`` hold token ids.
+    seqs : list of ndarray (T_j, I), or (T_j,) token ids
+    targets : list of ndarray
+        Per sequence: ``(O,)`` floats or a class (per sequence), ``(T_j, O)``
+        floats or ``(T_j,)`` classes (``return_sequences``).
+    weights : list, optional
+        Per sequence, a weight (or ``(T_j,)`` weights per step): the weighted
+        mean ``sum w e / sum w`` (times ``O`` for squared error).
+    perturb : (layer, direction, j, t, delta), optional
+        ``delta`` (H,) is added to the state ``h_t`` of that unit and sequence
+        as soon as its step computes it, before the unit's next step and the
+        layer above read it (an LSTM's cell state ``c_t`` is left as it is).
+
+    Returns
+    -------
+    float
+        The mean loss over the scored terms, as ``fit`` minimises it.
+    """
+    total, count = 0.0, 0.0
+    for j, x in enumerate(seqs):
+        x = blocks["W_emb"][np.asarray(x)] if "W_emb" in blocks else np.asarray(x)
+        inputs = x
+        T = x.shape[0]
+        for l in range(L):
+            outputs = []
+            for d in range(D):
+                suffix = f"_l{l}" + ("_reverse" if d else "")
+                p = {name[:-len(suffix)]: value for name, value in blocks.items()
+                     if name.endswith(suffix)}
+                H = p["W_hh"].shape[1]
+                h, c = np.zeros(H), np.zeros(H)
+                out = np.empty((T, H))
+                for t in step_order(T, reverse=d == 1):
+                    h, c = _cell_step_ref(cell, inputs[t], h, c, p, activation)
+                    if perturb is not None and perturb[:4] == (l, d, j, t):
+                        h = h + perturb[4]
+                    out[t] = h
+                outputs.append(out)
+            inputs = np.concatenate(outputs, axis=1)
+        # the scored states: every step, or the last step forward (first reverse)
+        if return_sequences:
+            S = inputs
+        else:
+            last = [inputs[-1, :H]] + ([inputs[0, H:]] if D == 2 else [])
+            S = np.concatenate(last)[None, :]
+        Z = S @ blocks["W_y"].T + blocks["b_y"]
+        w = np.ones(S.shape[0]) if weights is None else np.broadcast_to(
+            np.asarray(weights[j], dtype=float), (S.shape[0],))
+        k = np.atleast_1d(np.asarray(targets[j]))
+        if loss == "cross_entropy":
+            logp = Z - Z.max(axis=1, keepdims=True)
+            logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+            total += -np.sum(w * logp[np.arange(S.shape[0]), k.astype(int)])
+            count += w.sum()
+        else:
+            Y = activation_ref(Z, output_activation)
+            D_t = np.asarray(targets[j], dtype=float).reshape(Y.shape)
+            total += np.sum(w[:, None] * (Y - D_t) ** 2)
+            count += w.sum() * Y.shape[1]
+    return total / count

@@ -8,13 +8,15 @@ recurrent networks -- the Elman RNN
 and LSTM and GRU cells with PyTorch's equations; stacked, bidirectional, on
 sequences of different lengths -- by backpropagation through time, with the
 time loops in typed Cython over BLAS. :func:`check_gradient` verifies the
-gradient by finite differences; :func:`save` and :func:`load` keep models
+gradient by finite differences; :func:`gradient_flow` shows it reaching
+every step; :func:`save` and :func:`load` keep models
 safely; :func:`to_torch_state_dict` and :func:`from_torch_state_dict` move
 weights to and from PyTorch; :func:`to_onnx` exports a model for any ONNX
 runtime.
 """
 from crnn._config import config_context, get_config, set_config
 from crnn._estimators import RNNClassifier, RNNRegressor
+from crnn._flow import GradientFlow, gradient_flow
 from crnn._gradcheck import GradientCheck, check_gradient
 from crnn.datasets import load_coriolanus, load_sunspots
 from crnn.interop import (from_keras_weights, from_torch_state_dict,
@@ -36,6 +38,8 @@ __all__ = [
     "RNNClassifier",
     "check_gradient",
     "GradientCheck",
+    "gradient_flow",
+    "GradientFlow",
     "load_sunspots",
     "load_coriolanus",
     "to_torch_state_dict",

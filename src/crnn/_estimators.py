@@ -12,6 +12,7 @@ from crnn import _validation as v
 from crnn._compat import BaseEstimator, ClassifierMixin, RegressorMixin
 from crnn._config import check_memory
 from crnn._cells import CELLS
+from crnn._flow import gradient_flow
 from crnn._gradcheck import check_gradient
 from crnn._constraints import (Boolean, Callbacks, Dict, FloatDtype, Interval, Options,
                                RandomState, Verbose, validate_params)
@@ -790,6 +791,13 @@ class _RNNBase(BaseEstimator):
         """
         return check_gradient(self, X, y, lengths, sample_weight=sample_weight,
                               epsilon=epsilon, random_state=random_state)
+
+    def gradient_flow(self, X, y, lengths=None, *, sample_weight=None):
+        """``dE/dS_t`` of every layer, direction, sequence and step, by BPTT.
+
+        See :func:`crnn.gradient_flow`.
+        """
+        return gradient_flow(self, X, y, lengths, sample_weight=sample_weight)
 
     def save(self, path):
         """Save this fitted estimator to ``path`` (one ``.npz`` file, no pickle,

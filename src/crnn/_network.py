@@ -348,6 +348,31 @@ class RecurrentNetwork:
             value += self.penalty(params, alpha)
         return value, grad
 
+    def state_gradients(self, params, batch, target, count=None, weights=None):
+        """dE/dh_t in total of every unit, step and sequence, by BPTT.
+
+        ``E`` is the data loss of :meth:`loss_grad` (``count`` and
+        ``weights`` as there), with no dropout. The total derivative with
+        respect to a state takes in every path from it to the loss: through
+        the layer above (or the output) at its own step and through the
+        unit's later steps (earlier ones for the reverse direction),
+        ``dE/dh_t = dE/dh_t|above + (dE/dh_{t+1}) (dh_{t+1}/dh_t)``.
+
+        Returns
+        -------
+        loss : float
+            ``E``.
+        dS : ndarray (L*D, N, H)
+            Packed like the states: row ``r`` of unit ``k = layer * D +
+            direction`` is the gradient at that row's step and sequence.
+        """
+        grad = self.layout.zeros(self.dtype)
+        dS = np.zeros((self.L * self.D, batch.N, self.H), self.dtype)
+        loss = self.stack.loss_grad(params, self._inputs(batch.X), batch.batch_sizes,
+                             self._target(target), grad, 0, count or 0,
+                             weights=self._weights(weights), state_grads=dS)
+        return loss, dS
+
     # -- truncated BPTT -----------------------------------------------------
 
     def _chunks(self, batch, k, target, weights=None):

@@ -153,9 +153,9 @@ class PackedBatch:
         out[self.order] = P
         return out
 
-    def unpack_steps(self, P, as_list, T=None):
+    def unpack_steps(self, P, as_list, T=None, fill=0):
         """Packed rows ``(N, ...)`` back to ``(B, T, ...)`` (or a list of
-        ``(L_i, ...)``) in the order of ``idx``."""
+        ``(L_i, ...)``) in the order of ``idx``; ``fill`` past each end."""
         position = np.empty(self.B, dtype=np.intp)
         position[self.order] = np.arange(self.B)
         # Row of packed sequence j at step t, for the user's i: j = position[i].
@@ -166,6 +166,6 @@ class PackedBatch:
             flat = np.empty_like(P)
             flat[starts[user_i] + self.src_t] = P
             return [flat[s:s + n] for s, n in zip(starts, flat_len)]
-        out = np.zeros((self.B, T or self.T) + P.shape[1:], dtype=P.dtype)
+        out = np.full((self.B, T or self.T) + P.shape[1:], fill, dtype=P.dtype)
         out[user_i, self.src_t] = P
         return out

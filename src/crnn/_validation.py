@@ -227,10 +227,10 @@ def check_regression_targets(y, n, dtype):
     return np.ascontiguousarray(y), squeeze
 
 
-def _check_count(n_X, n_y):
+def _check_count(n_X, n_y, name="y"):
     if n_X != n_y:
         raise ValueError(
-            f"X and y have different numbers of samples: X has {n_X}, y has {n_y}"
+            f"X and {name} have different numbers of samples: X has {n_X}, {name} has {n_y}"
         )
 
 
@@ -417,13 +417,13 @@ def _check_sequence_list(items, dtype, n_features, name):
                      as_list=True)
 
 
-def check_step_targets(y, seqs, what, dtype=None):
+def check_step_targets(y, seqs, what, dtype=None, name="y"):
     """Per-step targets for the sequences ``seqs``, as a :class:`Sequences`.
 
     ``what`` is ``"values"`` (regression; float ``dtype``, items ``(O,)``) or
     ``"labels"`` (classification; items are scalars of any type). ``y`` is a
     list with one array per sequence, or an array ``(n, T[, O])`` padded like
-    the inputs.
+    the inputs. ``name`` is what the messages call ``y``.
 
     Returns
     -------
@@ -440,13 +440,14 @@ def check_step_targets(y, seqs, what, dtype=None):
     if ragged is not None or (isinstance(y, (list, tuple)) and not seqs.uniform):
         items = list(y)
         if len(items) != n:
-            raise ValueError(f"X and y have different numbers of sequences: X has {n}, "
-                             f"y has {len(items)}")
-        arrays = [_step_target_array(v, what, dtype, f"y[{i}]") for i, v in enumerate(items)]
+            raise ValueError(f"X and {name} have different numbers of sequences: X has "
+                             f"{n}, {name} has {len(items)}")
+        arrays = [_step_target_array(v, what, dtype, f"{name}[{i}]")
+                  for i, v in enumerate(items)]
         for i, (a, L) in enumerate(zip(arrays, lengths)):
             if a.shape[0] != L:
-                raise ValueError(f"y[{i}] has {a.shape[0]} time steps, but X[{i}] has {L}: "
-                                 f"with return_sequences=True there is one target per step")
+                raise ValueError(f"{name}[{i}] has {a.shape[0]} time steps, but X[{i}] has "
+                                 f"{L}: with return_sequences=True there is one value per step")
         squeeze = what == "values" and all(a.ndim == 1 for a in arrays)
         if what == "values":
             arrays = [a[:, None] if a.ndim == 1 else a for a in arrays]
@@ -455,14 +456,15 @@ def check_step_targets(y, seqs, what, dtype=None):
                 raise ValueError(f"the targets have different numbers of outputs: {sorted(widths)}")
         data = np.concatenate(arrays)
         if what == "values":
-            check_finite(data, "y")
+            check_finite(data, name)
         return Sequences(data, lengths, False), squeeze
-    arr = _step_target_array(y, what, dtype, "y")
+    arr = _step_target_array(y, what, dtype, name)
     T = int(lengths.max())
     if arr.ndim >= 1:
-        _check_count(n, arr.shape[0])
+        _check_count(n, arr.shape[0], name)
     if what == "values":
-        expected = (f"with return_sequences=True, y holds one target per time step: "
+        item = "target" if name == "y" else "value"
+        expected = (f"with return_sequences=True, {name} holds one {item} per time step: "
                     f"shape (n_samples, n_timesteps) or (n_samples, n_timesteps, "
                     f"n_outputs) = ({n}, {T}[, n_outputs])")
     else:
@@ -476,11 +478,11 @@ def check_step_targets(y, seqs, what, dtype=None):
         arr = arr[:, :, None]
     if seqs.uniform:
         if what == "values":
-            check_finite(arr, "y")
+            check_finite(arr, name)
         return Sequences(np.ascontiguousarray(arr), lengths, True), squeeze
     rows = np.concatenate([arr[i, :L] for i, L in enumerate(lengths)])
     if what == "values":
-        check_finite(rows, "y")
+        check_finite(rows, name)
     return Sequences(np.ascontiguousarray(rows), lengths, False), squeeze
 
 
@@ -503,11 +505,12 @@ def check_sample_weight(sample_weight, seqs, per_step, dtype):
             and np.ndim(sample_weight[0]) >= 1):
         per_sequence = as_float_array(sample_weight, "sample_weight", dtype)
     if per_sequence is not None and per_sequence.ndim == 1:
-        _check_count(n, per_sequence.shape[0])
+        _check_count(n, per_sequence.shape[0], "sample_weight")
         weights = np.repeat(per_sequence, seqs.lengths) if per_step else per_sequence
     elif per_step:
         steps, _ = check_step_targets(
-            sample_weight if per_sequence is None else per_sequence, seqs, "values", dtype)
+            sample_weight if per_sequence is None else per_sequence, seqs, "values", dtype,
+            "sample_weight")
         weights = steps.data.reshape(-1)
     else:
         raise ValueError(f"sample_weight holds one weight per sequence, shape "

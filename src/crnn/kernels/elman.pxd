@@ -56,6 +56,19 @@ cdef void elman_backward(
 ) noexcept nogil
 
 
+# elman_backward that also records dE/dh_t in total (from above the layer and
+# through the later steps: what perturbing the state h_t changes the loss by)
+#   dHs_total (N, H)  out, packed like Hs; elman_backward is this with NULL
+cdef void elman_backward_dh(
+    Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
+    const floating* X, const floating* W_ih, const floating* W_hh,
+    const floating* h0, const floating* Hs,
+    floating* dHs, floating* dh, floating* work, floating* dX,
+    floating* dW_ih, floating* dW_hh, floating* db,
+    bint reverse, int activation, floating* dHs_total,
+) noexcept nogil
+
+
 # One step for streaming inference, for B sequences at once:
 #   h(B, H) = g(x(B, I) W_ih^T + h_prev(B, H) W_hh^T + b)
 # ``h`` must not overlap ``h_prev``. No workspace.

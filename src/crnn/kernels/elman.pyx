@@ -25,7 +25,7 @@ from crnn.kernels.activations cimport TANH
 from crnn.kernels.blas cimport NoTrans, Trans, gemm, packed_size
 from crnn.kernels.recurrence cimport (
     Pending, Step, joint_gradients_done, joint_step_done, pending_rows, prepare_backward,
-    prepare_forward, recurrent_gemm, step_in_order, step_product_backward, store_final,
+    prepare_forward, record_state_gradient, recurrent_gemm, step_in_order, step_product_backward, store_final,
     total_rows,
 )
 from crnn.kernels.activations import CODES
@@ -77,6 +77,18 @@ cdef void elman_backward(
     floating* dW_ih, floating* dW_hh, floating* db,
     bint reverse, int activation,
 ) noexcept nogil:
+    elman_backward_dh(T, batch_sizes, I, H, X, W_ih, W_hh, h0, Hs, dHs, dh, work, dX,
+                      dW_ih, dW_hh, db, reverse, activation, NULL)
+
+
+cdef void elman_backward_dh(
+    Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
+    const floating* X, const floating* W_ih, const floating* W_hh,
+    const floating* h0, const floating* Hs,
+    floating* dHs, floating* dh, floating* work, floating* dX,
+    floating* dW_ih, floating* dW_hh, floating* db,
+    bint reverse, int activation, floating* dHs_total,
+) noexcept nogil:
     cdef Py_ssize_t k, off = 0
     cdef Py_ssize_t N = total_rows(T, batch_sizes)
     cdef Step s
@@ -88,6 +100,8 @@ cdef void elman_backward(
     for k in range(T):
         s = step_in_order(k, T, N, batch_sizes, reverse, True, &off)
         da_t = dA + s.off * H
+        # dE/dh_t in total = dE/dh_t|above + dh (before da_t overwrites it)
+        record_state_gradient(s.B, H, da_t, dh, dHs_total, s.off)
         # da_t = (dE/dh_t|above + dh) * g'(a_t), differentiating h_t = g(a_t)
         activation_backward(s.B * H, da_t, dh, Hs + s.off * H, activation)
         # dh[:B_t](B_t, H) = da_t(B_t, H) @ W_hh(H, H), differentiating W_hh h_prev

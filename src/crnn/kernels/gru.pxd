@@ -68,6 +68,21 @@ cdef void gru_backward(
 ) noexcept nogil
 
 
+# gru_backward that also records dE/dh_t in total (from above the layer and
+# through the later steps: what perturbing the state h_t changes the loss by)
+#   dHs_total (N, H)  out, packed like Hs; gru_backward is this with NULL
+cdef void gru_backward_dh(
+    Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
+    const floating* X, const floating* W_ih, const floating* W_hh,
+    const floating* h0, const floating* gates, const floating* hn,
+    const floating* Hs, const floating* dHs,
+    floating* dgates, floating* dgates_h, floating* dh,
+    floating* work, floating* dX,
+    floating* dW_ih, floating* dW_hh, floating* db, floating* db_hn, bint reverse,
+    floating* dHs_total,
+) noexcept nogil
+
+
 # One step for streaming inference, for B sequences at once: h (B, H) from
 # h_prev and x (B, I). ``work`` is a workspace of gru_step_work_size(B, H)
 # elements; h must not overlap h_prev.

@@ -24,9 +24,9 @@ from crnn.kernels.abi cimport align_up
 from crnn.kernels.blas cimport NoTrans, Trans, gemm, packed_size
 from crnn.kernels.recurrence cimport (
     Pending, Step, bias_and_input_gradients, gather_prev, loop_done, pending_rows,
-    prepare_backward, prepare_forward, prev_row, recurrent_gemm, split_gradient_products,
-    state_block, step_done, step_in_order, step_product_backward, store_final,
-    total_rows,
+    prepare_backward, prepare_forward, prev_row, record_state_gradient, recurrent_gemm,
+    split_gradient_products, state_block, step_done, step_in_order, step_product_backward,
+    store_final, total_rows,
 )
 from crnn.kernels.blas import check_blas_sizes
 from crnn.kernels.recurrence import check, check_packed, check_shape
@@ -86,6 +86,20 @@ cdef void gru_backward(
     floating* work, floating* dX,
     floating* dW_ih, floating* dW_hh, floating* db, floating* db_hn, bint reverse,
 ) noexcept nogil:
+    gru_backward_dh(T, batch_sizes, I, H, X, W_ih, W_hh, h0, gates, hn, Hs, dHs, dgates,
+                    dgates_h, dh, work, dX, dW_ih, dW_hh, db, db_hn, reverse, NULL)
+
+
+cdef void gru_backward_dh(
+    Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
+    const floating* X, const floating* W_ih, const floating* W_hh,
+    const floating* h0, const floating* gates, const floating* hn,
+    const floating* Hs, const floating* dHs,
+    floating* dgates, floating* dgates_h, floating* dh,
+    floating* work, floating* dX,
+    floating* dW_ih, floating* dW_hh, floating* db, floating* db_hn, bint reverse,
+    floating* dHs_total,
+) noexcept nogil:
     cdef Py_ssize_t k, j0, n, m, row, off = 0
     cdef int part
     cdef Py_ssize_t G = GRU_GATES * H
@@ -103,6 +117,7 @@ cdef void gru_backward(
         for part in range(2):
             n = state_block(s, part, &j0)
             row = s.off + j0
+            record_state_gradient(n, H, dHs + row * H, dh + j0 * H, dHs_total, row)
             # h_t = (1 - z) n + z h_prev, n = tanh(W_in x + b_in + r hn):
             # [dr~, dz~, dn~] into dgates, [dr~, dz~, dn~ r] into dgates_h,
             # dh = z dh_t (the rest of dE/dh_prev comes through W_hh below)

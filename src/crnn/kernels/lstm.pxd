@@ -61,6 +61,21 @@ cdef void lstm_backward(
 ) noexcept nogil
 
 
+# lstm_backward that also records dE/dh_t in total (from above the layer and
+# through the later steps: what perturbing the state h_t changes the loss by)
+#   dHs_total (N, H)  out, packed like Hs; lstm_backward is this with NULL
+cdef void lstm_backward_dh(
+    Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
+    const floating* X, const floating* W_ih, const floating* W_hh,
+    const floating* h0, const floating* c0,
+    const floating* gates, const floating* Hs, const floating* Cs,
+    const floating* dHs, floating* dgates, floating* dh, floating* dc,
+    floating* work, floating* dX,
+    floating* dW_ih, floating* dW_hh, floating* db, bint reverse,
+    floating* dHs_total,
+) noexcept nogil
+
+
 # One step for streaming inference, for B sequences at once: (h, c) from
 # (h_prev, c_prev) and x (B, I). ``gates`` is a workspace of
 # lstm_step_work_size(B, H) elements; h and c must not overlap h_prev, c_prev.

@@ -24,8 +24,8 @@ from crnn.kernels.abi cimport align_up
 from crnn.kernels.blas cimport NoTrans, Trans, gemm, packed_size
 from crnn.kernels.recurrence cimport (
     Pending, Step, joint_gradients_done, joint_step_done, pending_rows, prepare_backward,
-    prepare_forward, prev_row, recurrent_gemm, state_block, step_in_order,
-    step_product_backward, store_final, total_rows,
+    prepare_forward, prev_row, record_state_gradient, recurrent_gemm, state_block,
+    step_in_order, step_product_backward, store_final, total_rows,
 )
 from crnn.kernels.blas import check_blas_sizes
 from crnn.kernels.recurrence import check, check_packed, check_shape
@@ -82,6 +82,20 @@ cdef void lstm_backward(
     floating* work, floating* dX,
     floating* dW_ih, floating* dW_hh, floating* db, bint reverse,
 ) noexcept nogil:
+    lstm_backward_dh(T, batch_sizes, I, H, X, W_ih, W_hh, h0, c0, gates, Hs, Cs, dHs,
+                     dgates, dh, dc, work, dX, dW_ih, dW_hh, db, reverse, NULL)
+
+
+cdef void lstm_backward_dh(
+    Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
+    const floating* X, const floating* W_ih, const floating* W_hh,
+    const floating* h0, const floating* c0,
+    const floating* gates, const floating* Hs, const floating* Cs,
+    const floating* dHs, floating* dgates, floating* dh, floating* dc,
+    floating* work, floating* dX,
+    floating* dW_ih, floating* dW_hh, floating* db, bint reverse,
+    floating* dHs_total,
+) noexcept nogil:
     cdef Py_ssize_t k, j0, n, row, off = 0
     cdef int part
     cdef Py_ssize_t G = LSTM_GATES * H
@@ -98,6 +112,7 @@ cdef void lstm_backward(
         for part in range(2):
             n = state_block(s, part, &j0)
             row = s.off + j0
+            record_state_gradient(n, H, dHs + row * H, dh + j0 * H, dHs_total, row)
             # dh_t = dE/dh_t|above + dh; dc_t = dc + dh_t o (1 - tanh^2 c_t);
             # di, df, dg, do through the gates' activations; dc = dc_t f
             lstm_rows_backward(n, H, dgates + row * G, Cs + row * H,

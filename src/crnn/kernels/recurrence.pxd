@@ -241,6 +241,20 @@ cdef inline void store_final(Step s, Py_ssize_t H, const floating* Ss,
            (s.B - s.n_cont) * H * sizeof(floating))
 
 
+cdef inline void record_state_gradient(Py_ssize_t n, Py_ssize_t H, const floating* dHs,
+                                       const floating* dh, floating* dHs_total,
+                                       Py_ssize_t row) noexcept nogil:
+    """Rows ``row ..`` of dHs_total (n, H) = dHs + dh: dE/dh_t in total, from
+    above the layer and through the later steps. Nothing when dHs_total is
+    NULL (the plain backward pass)."""
+    cdef Py_ssize_t i
+    if dHs_total == NULL:
+        return
+    dHs_total += row * H
+    for i in range(n * H):
+        dHs_total[i] = dHs[i] + dh[i]
+
+
 cdef inline void add_column_sums(Py_ssize_t N, Py_ssize_t G, const floating* A,
                                  floating* out) noexcept nogil:
     """out(G) += the sums over the N rows of A(N, G)."""

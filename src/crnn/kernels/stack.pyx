@@ -61,15 +61,15 @@ from crnn.kernels.abi cimport align_up
 from crnn.kernels.activations cimport IDENTITY, SOFTMAX
 from crnn.kernels.blas cimport NoTrans, Trans, gemm, hold_one_thread, release_threads
 from crnn.kernels.elman cimport (
-    ELMAN_GATES, ELMAN_STATES, elman_backward, elman_backward_work_size, elman_forward,
+    ELMAN_GATES, ELMAN_STATES, elman_backward_dh, elman_backward_work_size, elman_forward,
     elman_forward_work_size, elman_step,
 )
 from crnn.kernels.gru cimport (
-    GRU_GATES, GRU_STATES, gru_backward, gru_backward_work_size, gru_forward,
+    GRU_GATES, GRU_STATES, gru_backward_dh, gru_backward_work_size, gru_forward,
     gru_forward_work_size, gru_gates_size, gru_step, gru_step_work_size,
 )
 from crnn.kernels.lstm cimport (
-    LSTM_GATES, LSTM_STATES, lstm_backward, lstm_backward_work_size, lstm_forward,
+    LSTM_GATES, LSTM_STATES, lstm_backward_dh, lstm_backward_work_size, lstm_forward,
     lstm_forward_work_size, lstm_gates_size, lstm_step, lstm_step_work_size,
 )
 
@@ -445,10 +445,11 @@ cdef void unit_backward(const Config* c, const Shape* s, const Py_ssize_t* bs,
                         Py_ssize_t k, Py_ssize_t I_l, const floating* layer_in,
                         const floating* params, const Py_ssize_t* off,
                         const floating* initial, floating* dHs, floating* dX,
-                        floating* grad, floating* ws) noexcept nogil:
+                        floating* grad, floating* ws, floating* dHs_total) noexcept nogil:
     """BPTT through unit ``k`` from dE/dh_t ``dHs`` and dE/dh_n in
     ``ws + s.dstate`` (dE/dc_n zero): the one dispatch on the cell of the
-    backward call."""
+    backward call. With ``dHs_total`` (N, H), each row's dE/dh_t in total
+    into it."""
     cdef Py_ssize_t H = c.H, N = s.N, B = s.B
     cdef bint reverse = k % c.D == 1
     cdef floating* dh = ws + s.dstate
@@ -460,32 +461,35 @@ cdef void unit_backward(const Config* c, const Shape* s, const Py_ssize_t* bs,
         if c.n_states == 2:
             c0 = initial + state_at(c, B, 1, k)
     if c.cell == ELMAN:
-        elman_backward(s.T, bs, I_l, H, layer_in, params + off[W_IH], params + off[W_HH],
-                       h0, ws + s.Hs + k * N * H, dHs, dh, ws + s.bptt, dX,
-                       grad + off[W_IH], grad + off[W_HH], grad + off[BIAS], reverse,
-                       c.activation)
+        elman_backward_dh(s.T, bs, I_l, H, layer_in, params + off[W_IH],
+                          params + off[W_HH], h0, ws + s.Hs + k * N * H, dHs, dh,
+                          ws + s.bptt, dX, grad + off[W_IH], grad + off[W_HH],
+                          grad + off[BIAS], reverse, c.activation, dHs_total)
     elif c.cell == LSTM:
         memset(dc, 0, B * H * sizeof(floating))
-        lstm_backward(s.T, bs, I_l, H, layer_in, params + off[W_IH], params + off[W_HH],
-                      h0, c0, ws + s.gates + k * N * c.G, ws + s.Hs + k * N * H,
-                      ws + s.aux + k * N * H, dHs, ws + s.gates + k * N * c.G,
-                      dh, dc, ws + s.bptt, dX, grad + off[W_IH], grad + off[W_HH],
-                      grad + off[BIAS], reverse)
+        lstm_backward_dh(s.T, bs, I_l, H, layer_in, params + off[W_IH],
+                         params + off[W_HH], h0, c0, ws + s.gates + k * N * c.G,
+                         ws + s.Hs + k * N * H, ws + s.aux + k * N * H, dHs,
+                         ws + s.gates + k * N * c.G, dh, dc, ws + s.bptt, dX,
+                         grad + off[W_IH], grad + off[W_HH], grad + off[BIAS], reverse,
+                         dHs_total)
     else:
-        gru_backward(s.T, bs, I_l, H, layer_in, params + off[W_IH], params + off[W_HH],
-                     h0, ws + s.gates + k * N * c.G, ws + s.aux + k * N * H,
-                     ws + s.Hs + k * N * H, dHs, ws + s.gates + k * N * c.G,
-                     ws + s.dgates_h, dh, ws + s.bptt, dX, grad + off[W_IH],
-                     grad + off[W_HH], grad + off[BIAS], grad + off[B_HN], reverse)
+        gru_backward_dh(s.T, bs, I_l, H, layer_in, params + off[W_IH],
+                        params + off[W_HH], h0, ws + s.gates + k * N * c.G,
+                        ws + s.aux + k * N * H, ws + s.Hs + k * N * H, dHs,
+                        ws + s.gates + k * N * c.G, ws + s.dgates_h, dh, ws + s.bptt, dX,
+                        grad + off[W_IH], grad + off[W_HH], grad + off[BIAS],
+                        grad + off[B_HN], reverse, dHs_total)
 
 
 cdef void stack_backward(const Config* c, const Shape* s, const Py_ssize_t* unit_off,
                          const floating* params, const floating* X,
                          const Py_ssize_t* tokens, const Py_ssize_t* bs,
                          const floating* initial, const floating* masks, floating* grad,
-                         floating* ws) noexcept nogil:
+                         floating* ws, floating* state_grads) noexcept nogil:
     """BPTT from dE/dS down through every layer; accumulates into ``grad``.
     With ``tokens`` (``X`` their embedded rows), down into the embedding too.
+    With ``state_grads`` (L*D, N, H), every unit's dE/dh_t in total into it.
 
     Consumes the forward pass: LSTM and GRU gate gradients overwrite the
     stored gate activations.
@@ -521,7 +525,8 @@ cdef void stack_backward(const Config* c, const Shape* s, const Py_ssize_t* unit
             elif tokens != NULL:
                 dX = ws + s.dX0 + d * N * I_l
             unit_backward(c, s, bs, k, I_l, layer_in, params, unit_off + N_BLOCKS * k,
-                          initial, ws + s.dHs + d * N * H, dX, grad, ws)
+                          initial, ws + s.dHs + d * N * H, dX, grad, ws,
+                          state_grads + k * N * H if state_grads != NULL else NULL)
         if l == 0 and tokens != NULL:
             if c.D == 2:
                 multiply_add(N * I_l, ws + s.dX0, ws + s.dX0 + N * I_l)
@@ -794,7 +799,7 @@ cdef class Stack:
         """The recurrent stack over a packed batch; returns the final states
         ``(n_states, L*D, B, H)`` (in ``finals`` if given)."""
         return self.run(params, X, batch_sizes, initial, masks, finals, True, None, None,
-                        0, 0, None, None)[1]
+                        0, 0, None, None, None)[1]
 
     def output(self, params, X, batch_sizes, Y, initial=None, finals=None):
         """``Y`` (R, O) = g2(S W_y^T + b_y) of a packed batch, ``R = N`` per
@@ -803,7 +808,7 @@ cdef class Stack:
         if Y is None:
             raise ValueError("Y, the array for the outputs, is required")
         return self.run(params, X, batch_sizes, initial, None, finals, True, Y, None, 0, 0,
-                        None, None)[1]
+                        None, None, None)[1]
 
     def loss(self, params, X, batch_sizes, target, Py_ssize_t row0=0, double count=0,
              initial=None, finals=None, weights=None):
@@ -812,10 +817,11 @@ cdef class Stack:
         (default: the number of scored terms, or their total weight); the
         final states into ``finals`` if given."""
         return self.run(params, X, batch_sizes, initial, None, finals, False, None, target,
-                        row0, count, None, weights)[0]
+                        row0, count, None, weights, None)[0]
 
     def loss_grad(self, params, X, batch_sizes, target, grad, Py_ssize_t row0=0,
-                  double count=0, initial=None, masks=None, finals=None, weights=None):
+                  double count=0, initial=None, masks=None, finals=None, weights=None,
+                  state_grads=None):
         """Forward, loss and BPTT of a packed batch in one pass; returns the
         loss, and ADDS its gradient to ``grad``.
 
@@ -823,18 +829,20 @@ cdef class Stack:
         ``(R - row0, O)`` for squared error or intp classes ``(R - row0,)``
         for cross-entropy. ``weights`` (optional, ``(R - row0,)``, finite and
         >= 0) multiply each scored row's term. The final states into
-        ``finals`` if given.
+        ``finals`` if given. ``state_grads`` (optional, ``(L*D, N, H)``)
+        receives every unit's dE/dh_t in total, packed like the states: from
+        above the unit and through its later steps.
         """
         if grad is None:
             raise ValueError("grad, the array the gradient is added to, is required")
         return self.run(params, X, batch_sizes, initial, masks, finals, False, None, target,
-                        row0, count, grad, weights)[0]
+                        row0, count, grad, weights, state_grads)[0]
 
     # -- checks -----------------------------------------------------------
 
     cdef tuple run(self, params, X, batch_sizes, initial, masks, finals,
                    bint new_finals, Y, target, Py_ssize_t row0, double count, grad,
-                   weights):
+                   weights, state_grads):
         """Check every argument through its buffer, lay out (and grow) the
         workspace, and run the pass: ``(loss, finals)``."""
         cdef Py_ssize_t T, N, B, Hd = self.c.D * self.c.H
@@ -881,6 +889,8 @@ cdef class Stack:
             Y = optional_buffer(Y, "Y", (s.R, self.c.O), dtype, True)
             target = self.check_target(&s, target, row0)
             grad = optional_buffer(grad, "grad", (self.n_params,), dtype, True)
+            state_grads = optional_buffer(state_grads, "state gradients",
+                                          (self.c.L * self.c.D, N, self.c.H), dtype, True)
             if target is None:
                 weights = None
             weights = self.check_weights(&s, weights, row0)
@@ -898,10 +908,12 @@ cdef class Stack:
                 self.workspace = aligned_empty(s.total, dtype)
             if self.is_double:
                 value = _run[double](self, &s, params, X, tokens, batch_sizes, initial,
-                                     masks, finals, Y, target, weights, row0, count, grad)
+                                     masks, finals, Y, target, weights, row0, count, grad,
+                                     state_grads)
             else:
                 value = _run[float](self, &s, params, X, tokens, batch_sizes, initial,
-                                    masks, finals, Y, target, weights, row0, count, grad)
+                                    masks, finals, Y, target, weights, row0, count, grad,
+                                    state_grads)
             return value, result
         finally:
             release_threads()
@@ -962,17 +974,18 @@ cdef double _run(Stack self, const Shape* s, const floating[::1] params,
                  const floating[:, :, :, ::1] initial, const floating[:, :, ::1] masks,
                  floating[:, :, :, ::1] finals, floating[:, ::1] Y, target,
                  const floating[::1] weights, Py_ssize_t row0, double count,
-                 floating[::1] grad) except? -1:
+                 floating[::1] grad, floating[:, :, ::1] state_grads) except? -1:
     """Forward; then the output ``Y``, or the loss of ``target`` (and, with
     ``grad``, BPTT), all in one block without the GIL. The input is ``X``, or
-    ``tokens`` (X None) embedded first. Every buffer has been checked by
-    :meth:`Stack.run`."""
+    ``tokens`` (X None) embedded first; with ``state_grads`` too, every
+    unit's dE/dh_t into it. Every buffer has been checked by :meth:`Stack.run`."""
     cdef floating[::1] ws = self.workspace
     cdef const floating* init_ptr = &initial[0, 0, 0, 0] if initial is not None else NULL
     cdef const floating* mask_ptr = &masks[0, 0, 0] if masks is not None else NULL
     cdef floating* fin_ptr = &finals[0, 0, 0, 0] if finals is not None else &ws[s.finals]
     cdef floating* Y_ptr = &Y[0, 0] if Y is not None else NULL
     cdef floating* grad_ptr = &grad[0] if grad is not None else NULL
+    cdef floating* dS_ptr = NULL
     cdef const floating[:, ::1] D
     cdef const Py_ssize_t[::1] k
     cdef const floating* D_ptr = NULL
@@ -996,7 +1009,10 @@ cdef double _run(Stack self, const Shape* s, const floating[::1] params,
             or (masks is not None and (masks.shape[0] != self.c.L - 1
                                        or masks.shape[1] != s.N or masks.shape[2] != Hd))
             or not state_view(initial, n_st, L_D, s.B, self.c.H)
-            or not state_view(finals, n_st, L_D, s.B, self.c.H)):
+            or not state_view(finals, n_st, L_D, s.B, self.c.H)
+            or (state_grads is not None and (state_grads.shape[0] != L_D
+                                             or state_grads.shape[1] != s.N
+                                             or state_grads.shape[2] != self.c.H))):
         raise ValueError("an array of this pass changed shape while it was checked")
     if scored and s.R > row0:
         if self.c.cross_entropy:
@@ -1013,6 +1029,8 @@ cdef double _run(Stack self, const Shape* s, const floating[::1] params,
         if weights.shape[0] != s.R - row0:
             raise ValueError("the weights changed shape while they were checked")
         w_ptr = &weights[0]
+    if state_grads is not None and grad is not None:
+        dS_ptr = &state_grads[0, 0, 0]
     if tokens is not None:
         tok_ptr, X_ptr = &tokens[0], &ws[s.embedded]
     else:
@@ -1034,7 +1052,7 @@ cdef double _run(Stack self, const Shape* s, const floating[::1] params,
                                 grad_ptr, &ws[0])
         if grad_ptr != NULL:
             stack_backward(&self.c, s, &self.unit_off[0, 0], &params[0], X_ptr, tok_ptr,
-                           &batch_sizes[0], init_ptr, mask_ptr, grad_ptr, &ws[0])
+                           &batch_sizes[0], init_ptr, mask_ptr, grad_ptr, &ws[0], dS_ptr)
         crnn_subnormals_restore(fp_state)
     return value
 

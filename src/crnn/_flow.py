@@ -1,6 +1,8 @@
 """The gradient flow of a recurrent network: dE/dS_t at every step, by BPTT."""
 import numpy as np
 
+from crnn._gradcheck import packed_problem
+
 
 class GradientFlow:
     """Result of :func:`gradient_flow`: the gradient of the loss with respect
@@ -100,24 +102,10 @@ def gradient_flow(estimator, X, y, lengths=None, *, sample_weight=None):
     >>> bool(flow.mean[0, 0, 0] < flow.mean[0, 0, -1])   # vanishes backwards
     True
     """
-    estimator._validate_params()
-    fitted = estimator._is_fitted()
-    if fitted:
-        estimator._check_architecture()
-    seqs, target, entries = estimator._check_data(X, y, lengths, np.float64, fitted)
-    weights = estimator._row_weights(sample_weight, seqs, target, entries, np.float64)
-    network = estimator._make_network(seqs.item_shape[0], entries["n_outputs_"],
-                                      np.float64)
-    if fitted:
-        params = estimator.params_.astype(np.float64)
-    else:
-        params = estimator._new_state(seqs.item_shape[0], entries,
-                                      np.float64)["params_"]
-    per_step = estimator.return_sequences
-    batch = seqs.pack()
-    target = batch.targets(target, per_step)
-    if weights is not None:
-        weights = batch.targets(weights, per_step)
+    network, params, seqs, batch, target, weights = packed_problem(
+        estimator, X, y, lengths, sample_weight,
+        lambda network, seqs, entries: estimator._new_state(
+            seqs.item_shape[0], entries, np.float64)["params_"])
     loss, dS = network.state_gradients(params, batch, target, weights=weights)
     T = int(seqs.lengths.max())
     gradients = np.stack([batch.unpack_steps(dS[k], False, T, fill=np.nan)

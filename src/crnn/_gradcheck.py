@@ -43,6 +43,30 @@ def _block_error(a, n, floor):
     return float(np.max(np.abs(a - n)) / scale)
 
 
+def packed_problem(estimator, X, y, lengths, sample_weight, unfitted_params):
+    """``(X, y)`` checked as ``fit`` checks them and packed, in float64: the
+    estimator's network, its weights (``unfitted_params(network, seqs,
+    entries)`` when it is not fitted), the checked sequences, their batch and
+    its packed targets and weights."""
+    estimator._validate_params()
+    fitted = estimator._is_fitted()
+    if fitted:
+        estimator._check_architecture()
+    seqs, target, entries = estimator._check_data(X, y, lengths, np.float64, fitted)
+    weights = estimator._row_weights(sample_weight, seqs, target, entries, np.float64)
+    network = estimator._make_network(seqs.item_shape[0], entries["n_outputs_"],
+                                      np.float64)
+    if fitted:
+        params = estimator.params_.astype(np.float64)
+    else:
+        params = unfitted_params(network, seqs, entries)
+    batch = seqs.pack()
+    target = batch.targets(target, estimator.return_sequences)
+    if weights is not None:
+        weights = batch.targets(weights, estimator.return_sequences)
+    return network, params, seqs, batch, target, weights
+
+
 def check_gradient(estimator, X, y, lengths=None, *, sample_weight=None, epsilon=1e-4,
                    random_state=0):
     """Compare the analytic BPTT gradient with central finite differences.
@@ -91,22 +115,10 @@ def check_gradient(estimator, X, y, lengths=None, *, sample_weight=None, epsilon
     >>> check_gradient(RNNRegressor(hidden_size=5), X, y).max_error < 1e-6
     True
     """
-    estimator._validate_params()
-    fitted = estimator._is_fitted()
-    if fitted:
-        estimator._check_architecture()
-    seqs, target, entries = estimator._check_data(X, y, lengths, np.float64, fitted)
-    weights = estimator._row_weights(sample_weight, seqs, target, entries, np.float64)
-    network = estimator._make_network(seqs.item_shape[0], entries["n_outputs_"],
-                                      np.float64)
-    if fitted:
-        params = estimator.params_.astype(np.float64)
-    else:
-        params = network.init_params(check_random_state(random_state), random_biases=True)
-    batch = seqs.pack()
-    target = batch.targets(target, estimator.return_sequences)
-    if weights is not None:
-        weights = batch.targets(weights, estimator.return_sequences)
+    network, params, _, batch, target, weights = packed_problem(
+        estimator, X, y, lengths, sample_weight,
+        lambda network, seqs, entries: network.init_params(
+            check_random_state(random_state), random_biases=True))
     alpha = float(estimator.alpha)
     bptt = None if estimator.bptt_steps is None else operator.index(estimator.bptt_steps)
 

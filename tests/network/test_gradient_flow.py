@@ -255,3 +255,16 @@ def test_gradient_flow_with_sample_weight_and_errors():
     with pytest.raises(ValueError):
         model.gradient_flow(X[:, :, :1], y)
     assert "layer 0 forward" in repr(flow)
+
+
+def test_gradient_flow_of_a_token_model():
+    rng = np.random.default_rng(5)
+    ids = [rng.integers(0, 7, size=n) for n in (6, 3)]
+    labels = np.array([0, 1])
+    model = RNNClassifier(hidden_size=4, cell="lstm", vocab_size=7, embedding_dim=3,
+                          random_state=0)
+    flow = model.gradient_flow(ids, labels)
+    assert flow.gradients.shape == (1, 1, 2, 6, 4)
+    assert np.isfinite(flow.norms[0, 0, 1, :3]).all() and np.isnan(flow.norms[0, 0, 1, 3:]).all()
+    fitted = model.set_params(max_iter=2).fit(ids, labels).gradient_flow(ids, labels)
+    assert not np.allclose(fitted.norms[0, 0, 0], flow.norms[0, 0, 0])

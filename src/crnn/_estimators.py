@@ -918,8 +918,8 @@ _SHARED_PARAMETERS = """
     verbose : bool or int, default=False
         Print the loss after every epoch (True or 1), or after every
         ``verbose``-th epoch (an int greater than 1); and, inside an epoch
-        that runs for more than 2 s, its progress every 2 s with an estimate
-        of the time left.
+        that runs for more than 2 s, its progress with an estimate of the
+        time left: a tqdm bar when tqdm is installed, else a line every 2 s.
     warm_start : bool, default=False
         Continue from the current weights (and optimizer state) on ``fit``.
     callbacks : list or None, default=None

@@ -360,27 +360,46 @@ def call_callbacks(callbacks, model, record):
 class Reporter:
     """What ``verbose`` prints: every ``verbose``-th epoch, and why a fit
     ends; and, inside an epoch that runs for more than ``PROGRESS_S``
-    seconds, its progress every ``PROGRESS_S`` seconds with an estimate of
-    the time left (from the mean time of its batches so far)."""
+    seconds, its progress with an estimate of the time left: a ``tqdm`` bar
+    when tqdm is installed, else a line every ``PROGRESS_S`` seconds (from
+    the mean time of the epoch's batches so far)."""
 
     PROGRESS_S = 2.0
 
     def __init__(self, verbose):
         self.every = int(verbose)
         self.shown = 0.0
+        self.bar = None
+        self.tqdm = _tqdm() if self.every else None
 
     def batch(self, n_iter, done, n_batches, elapsed):
         """After ``done`` of the epoch's ``n_batches`` batches, ``elapsed``
         seconds into it."""
-        if not self.every or done == n_batches:
+        if not self.every:
+            return
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+            if done == n_batches:
+                self.close()
             return
         if done == 1:
             self.shown = 0.0
-        if elapsed - self.shown >= self.PROGRESS_S:
-            self.shown = elapsed
-            left = elapsed / done * (n_batches - done)
-            print(f"Epoch {n_iter}: {done}/{n_batches} batches, {elapsed:.1f} s, "
-                  f"about {left:.1f} s left", file=sys.stdout, flush=True)
+        if done == n_batches or elapsed - self.shown < self.PROGRESS_S:
+            return
+        if self.tqdm is not None:
+            self.bar = self.tqdm(total=n_batches, initial=done, desc=f"Epoch {n_iter}",
+                                 unit="batch", leave=False, file=sys.stdout)
+            return
+        self.shown = elapsed
+        left = elapsed / done * (n_batches - done)
+        print(f"Epoch {n_iter}: {done}/{n_batches} batches, {elapsed:.1f} s, "
+              f"about {left:.1f} s left", file=sys.stdout, flush=True)
+
+    def close(self):
+        """Close the epoch's progress bar, if one is open."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
     def epoch(self, n_iter, loss, val_loss, elapsed):
         if self.every and n_iter % self.every == 0:
@@ -398,6 +417,15 @@ class Reporter:
         if self.every:
             print(f"Restored the weights of epoch {epoch}, the best on the "
                   f"validation set (loss {loss:.6g}).")
+
+
+def _tqdm():
+    """tqdm's progress bar class when tqdm is installed, else None."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm
 
 
 def copy_state(state):
@@ -543,6 +571,13 @@ class _Run:
 
     def epochs(self, n_epochs):
         """Train for up to ``n_epochs``; True if the fit converged."""
+        reporter = Reporter(self.model.verbose)
+        try:
+            return self._epochs(n_epochs, reporter)
+        finally:
+            reporter.close()
+
+    def _epochs(self, n_epochs, reporter):
         model, state, params, rng = self.model, self.state, self.params, self.rng
         dropout_rng = rng if model.dropout > 0 else None
         n_train = self.train_idx.size
@@ -552,7 +587,6 @@ class _Run:
         guard = DivergenceGuard(params, model.learning_rate, model.clip_norm)
         no_improvement = NoImprovement(state["best_loss_"], model.tol,
                                        model.n_iter_no_change)
-        reporter = Reporter(model.verbose)
         clip_norm = model.clip_norm
         for _ in range(n_epochs):
             started = time.perf_counter()

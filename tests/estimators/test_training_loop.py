@@ -234,6 +234,7 @@ def test_verbose_shows_progress_inside_long_epochs(data, monkeypatch, capsys):
     X, y = data
     clock = iter(np.arange(0.0, 10_000.0, 0.9))         # every reading 0.9 s later
     monkeypatch.setattr(training.time, "perf_counter", lambda: float(next(clock)))
+    monkeypatch.setattr(training, "_tqdm", lambda: None)      # as without tqdm
     quiet(RNNRegressor(**params(max_iter=1, batch_size=2, verbose=True)), X, y)
     lines = capsys.readouterr().out.splitlines()
     progress = [line for line in lines if "batches" in line]
@@ -242,3 +243,44 @@ def test_verbose_shows_progress_inside_long_epochs(data, monkeypatch, capsys):
     assert lines[-1].startswith("Epoch 1: loss = ")
     quiet(RNNRegressor(**params(max_iter=1, batch_size=2)), X, y)
     assert capsys.readouterr().out == ""
+
+
+class FakeBar:
+    """Records what a tqdm bar is told."""
+    made = []
+
+    def __init__(self, total, initial, desc, unit, leave, file):
+        self.total, self.n, self.desc, self.closed = total, initial, desc, False
+        self.made.append(self)
+
+    def update(self, k):
+        self.n += k
+
+    def close(self):
+        self.closed = True
+
+
+def test_verbose_uses_tqdm_when_installed(data, monkeypatch, capsys):
+    import crnn._training as training
+    X, y = data
+    clock = iter(np.arange(0.0, 10_000.0, 0.9))
+    monkeypatch.setattr(training.time, "perf_counter", lambda: float(next(clock)))
+    monkeypatch.setattr(training, "_tqdm", lambda: FakeBar)
+    FakeBar.made = []
+    quiet(RNNRegressor(**params(max_iter=2, batch_size=2, verbose=True)), X, y)
+    # one bar per epoch, opened once the epoch passed 2 s, run to its last batch
+    assert [bar.desc for bar in FakeBar.made] == ["Epoch 1", "Epoch 2"]
+    assert all(bar.total == 12 and bar.n == 12 and bar.closed for bar in FakeBar.made)
+    out = capsys.readouterr().out
+    assert "s left" not in out and "Epoch 2: loss = " in out
+    # a fit that fails mid-epoch closes its bar too
+
+    def failing_clock():
+        yield from np.arange(6) * 0.9
+        raise RuntimeError("stopped after 5 batches")
+
+    FakeBar.made = []
+    clock = failing_clock()
+    with pytest.raises(RuntimeError, match="after 5 batches"):
+        quiet(RNNRegressor(**params(max_iter=1, batch_size=2, verbose=True)), X, y)
+    assert len(FakeBar.made) == 1 and FakeBar.made[0].n < 12 and FakeBar.made[0].closed

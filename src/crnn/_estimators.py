@@ -490,18 +490,23 @@ class _RNNBase(BaseEstimator):
             of per-sequence arrays); see the class docstring.
         lengths : array-like of int (n_samples,), optional
             With a padded array ``X``: the length of each sequence.
-        validation_data : (X_val, y_val) or (X_val, y_val, lengths_val), optional
+        validation_data : (X_val, y_val[, lengths_val[, sample_weight_val]]), optional
             Sequences to validate on after every epoch, in any form ``X`` and
             ``y`` take: their loss goes to ``validation_loss_curve_``. With
             ``early_stopping``, they are the validation set (instead of a
             held-out share of ``X``): training stops on their loss and the
-            weights of their best epoch are restored.
+            weights of their best epoch are restored. Their loss is weighted
+            as the training loss is: by ``sample_weight_val`` if given (and,
+            for a classifier, ``class_weight``, ``"balanced"`` over their
+            labels).
         sample_weight : array-like, optional
             A weight >= 0 per sequence ``(n_samples,)`` or, with
             ``return_sequences``, per time step (padded like ``y``, or a list):
             the loss is the weighted mean ``sum_r w_r e_r / sum_r w_r`` over
             the scored rows (each sequence's last step, or every step), so an
-            integer weight counts a sequence that many times.
+            integer weight counts a sequence that many times. The held-out
+            share of early stopping keeps its weights: its loss is weighted
+            the same way.
 
         Returns
         -------
@@ -547,18 +552,21 @@ class _RNNBase(BaseEstimator):
         the training data's form (None stays None)."""
         if validation_data is None:
             return None
-        if not (isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3)):
-            raise TypeError(f"validation_data must be (X_val, y_val) or (X_val, y_val, "
-                            f"lengths_val); got {type(validation_data).__name__}")
-        X, y, lengths = (*validation_data, None)[:3]
+        if not (isinstance(validation_data, (tuple, list))
+                and len(validation_data) in (2, 3, 4)):
+            raise TypeError(f"validation_data must be (X_val, y_val), (X_val, y_val, "
+                            f"lengths_val) or (X_val, y_val, lengths_val, "
+                            f"sample_weight_val); got {type(validation_data).__name__}")
+        X, y, lengths, sample_weight = (*validation_data, None, None)[:4]
         try:
             seqs = self._sequences(X, dtype, lengths, n_features)
             found, target = self._check_targets(y, seqs, dtype)
             self._check_validation_targets(found, entries)
             target = self._encode_targets(target, entries)
+            weights = self._row_weights(sample_weight, seqs, target, entries, dtype)
         except ValueError as exc:
             raise ValueError(f"validation_data: {exc}") from None
-        return TrainingData(seqs, target, self.return_sequences)
+        return TrainingData(seqs, target, self.return_sequences, weights)
 
     def _check_validation_targets(self, found, entries):
         """ValueError unless validation targets fit the training targets."""

@@ -211,10 +211,19 @@ class TrainingData:
             batch.targets(weights, self.return_sequences))[0]
 
     def validation_loss(self, network, idx, alpha):
-        """A function of the parameters: the objective on the sequences ``idx``."""
+        """A function of the parameters: the objective on the sequences
+        ``idx``, weighted by their loss weights as training weights them."""
         batch = self.seqs.pack(idx)
         target = batch.targets(self.target, self.return_sequences)
-        return lambda params: network.loss(params, batch, target, alpha)
+        weights = None
+        if self.weights is not None:
+            weights = batch.targets(self.weights, self.return_sequences)
+            if not np.sum(weights) > 0:
+                raise ValueError(
+                    "the sample weights of the validation sequences sum to zero, so "
+                    "their loss is undefined: give them weight, or choose another "
+                    "validation set (validation_data, validation_fraction)")
+        return lambda params: network.loss(params, batch, target, alpha, weights=weights)
 
 
 class DivergenceGuard:

@@ -348,11 +348,11 @@ class RecurrentNetwork:
             value += self.penalty(params, alpha)
         return value, grad
 
-    def state_gradients(self, params, batch, target, count=None, weights=None):
+    def state_gradients(self, params, batch, target, weights=None):
         """dE/dh_t in total of every unit, step and sequence, by BPTT.
 
-        ``E`` is the data loss of :meth:`loss_grad` (``count`` and
-        ``weights`` as there), with no dropout. The total derivative with
+        ``E`` is the data loss of :meth:`loss_grad` (``weights`` as there),
+        with no dropout. The total derivative with
         respect to a state takes in every path from it to the loss: through
         the layer above (or the output) at its own step and through the
         unit's later steps (earlier ones for the reverse direction),
@@ -369,8 +369,8 @@ class RecurrentNetwork:
         grad = self.layout.zeros(self.dtype)
         dS = np.zeros((self.L * self.D, batch.N, self.H), self.dtype)
         loss = self.stack.loss_grad(params, self._inputs(batch.X), batch.batch_sizes,
-                             self._target(target), grad, 0, count or 0,
-                             weights=self._weights(weights), state_grads=dS)
+                                    self._target(target), grad,
+                                    weights=self._weights(weights), state_grads=dS)
         return loss, dS
 
     # -- truncated BPTT -----------------------------------------------------

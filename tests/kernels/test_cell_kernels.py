@@ -72,6 +72,11 @@ CASES = [
     ([5, 5, 3, 1], 2, 3),              # ragged, with a length-1 sequence
     ([7, 2, 2], 3, 4),                 # ragged, one long sequence
     ([20, 13, 13, 6, 2, 1], 4, 7),     # longer and ragged
+    # The fused LSTM step (lstm_fused.h) in tiles of 6, 4, 2 and 1 rows (3,
+    # 2 and 1 with AVX2) and panels of 16, 8 or 4 units: 13 rows, and
+    # H = 17, whole panels and a partial one; H = 32, whole panels only.
+    ([9, 8, 8, 8, 6, 5, 5, 4, 3, 3, 2, 1, 1], 5, 17),
+    ([3, 3, 3, 3, 3, 3, 3, 3], 2, 32),
 ]
 
 

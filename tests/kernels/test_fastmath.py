@@ -4,7 +4,8 @@ The element-wise passes use their own branch-free exp, sigmoid and tanh so
 that the compiler can vectorize them. They must stay within a few units in
 the last place of the correctly rounded values: float64 results within
 ``ULPS_64 = 4`` ulps of NumPy's, float32 within ``ULPS_32 = 4`` ulps of the
-float64 reference rounded to float32.
+float64 reference rounded to float32, except the float32 tanh: one rational
+function over the whole range (fastmath.h), within ``ULPS_32_TANH = 5``.
 """
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from crnn.kernels.activations import apply
 
 ULPS_64 = 4
 ULPS_32 = 4
+ULPS_32_TANH = 5
 
 
 def reference(name, x):
@@ -55,7 +57,8 @@ def test_float32_within_a_few_ulps(name):
     got, want = run(name, x, np.float32), reference(name, x).astype(np.float32)
     tiny = np.finfo(np.float32).tiny
     ulps = np.abs(got.astype(np.float64) - want) / np.spacing(np.maximum(np.abs(want), tiny))
-    assert np.max(ulps[np.abs(want) > 1e-30]) <= ULPS_32
+    assert np.max(ulps[np.abs(want) > 1e-30]) <= (ULPS_32_TANH if name == "tanh" else ULPS_32)
+    assert np.all(np.abs(got) <= 1.0)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

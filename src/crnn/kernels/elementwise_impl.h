@@ -37,25 +37,33 @@ CRNN_ACTIVATION_PASSES(relu, CRNN_RELU_G, CRNN_RELU_DG)
  * call per block rather than per row lets the rows overlap in the CPU and
  * pays the call, the constants' set-up and the alias checks once. */
 
+/* The LSTM cell on one unit: the gate pre-activations (bias included) in;
+ * the activated gates i, f, g, o, then c = f c_prev + i g and h = o tanh(c)
+ * out. The row pass below and the fused step (lstm_fused.h) both use it. */
+CRNN_ROW void FN(crnn_lstm_cell)(
+    REAL a_i, REAL a_f, REAL a_g, REAL a_o, REAL c_prev, REAL *i, REAL *f, REAL *g,
+    REAL *o, REAL *c, REAL *h)
+{
+    REAL i_m = SIGMOID(a_i), f_m = SIGMOID(a_f), g_m = TANH(a_g), o_m = SIGMOID(a_o);
+    REAL c_m = f_m * c_prev + i_m * g_m;
+    *i = i_m;
+    *f = f_m;
+    *g = g_m;
+    *o = o_m;
+    *c = c_m;
+    *h = o_m * TANH(c_m);
+}
+
 /* LSTM, one row. a (4H): pre-activations in, activated gates (i, f, g, o) out;
  * c = f c_prev + i g; h = o tanh(c). */
 CRNN_ROW void FN(crnn_lstm_row)(
     ptrdiff_t H, REAL *restrict a, const REAL *restrict b,
     const REAL *restrict c_prev, REAL *restrict h, REAL *restrict c)
 {
-    for (ptrdiff_t m = 0; m < H; m++) {
-        REAL i = SIGMOID(a[m] + b[m]);
-        REAL f = SIGMOID(a[H + m] + b[H + m]);
-        REAL g = TANH(a[2 * H + m] + b[2 * H + m]);
-        REAL o = SIGMOID(a[3 * H + m] + b[3 * H + m]);
-        REAL c_m = f * c_prev[m] + i * g;
-        a[m] = i;
-        a[H + m] = f;
-        a[2 * H + m] = g;
-        a[3 * H + m] = o;
-        c[m] = c_m;
-        h[m] = o * TANH(c_m);
-    }
+    for (ptrdiff_t m = 0; m < H; m++)
+        FN(crnn_lstm_cell)(a[m] + b[m], a[H + m] + b[H + m], a[2 * H + m] + b[2 * H + m],
+                           a[3 * H + m] + b[3 * H + m], c_prev[m], a + m, a + H + m,
+                           a + 2 * H + m, a + 3 * H + m, c + m, h + m);
 }
 
 /* LSTM, B rows: a (B, 4H), c_prev, h, c (B, H). */

@@ -31,9 +31,21 @@ cdef enum:
     LSTM_STATES = 2     # h, c
 
 
-# ``work`` is a workspace of lstm_forward_work_size(H) elements (it receives
-# W_hh laid out for the per-step products).
+# ``work`` is a workspace of lstm_forward_work_size(I, H) elements (it
+# receives the weights laid out for the per-step products).
 cdef void lstm_forward(
+    Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
+    const floating* X, const floating* W_ih, const floating* W_hh,
+    const floating* b, const floating* h0, const floating* c0,
+    floating* gates, floating* Hs, floating* Cs, floating* h_n, floating* c_n,
+    floating* work, bint reverse,
+) noexcept nogil
+
+
+# lstm_forward when no backward pass follows (inference): the same Hs, Cs,
+# h_n, c_n; ``gates`` is scratch (N, 4H), left holding nothing useful, which
+# the fused step (blas.pxd) does not even touch.
+cdef void lstm_forward_infer(
     Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
     const floating* X, const floating* W_ih, const floating* W_hh,
     const floating* b, const floating* h0, const floating* c0,
@@ -96,9 +108,10 @@ cdef Py_ssize_t lstm_gates_size(Py_ssize_t N, Py_ssize_t H) noexcept nogil
 # The ``gates`` workspace of lstm_step: B * 4H.
 cdef Py_ssize_t lstm_step_work_size(Py_ssize_t B, Py_ssize_t H) noexcept nogil
 
-# ``work`` of lstm_forward: packed_size(H, 4H) (W_hh laid out for the
-# per-step products).
-cdef Py_ssize_t lstm_forward_work_size(Py_ssize_t H) noexcept nogil
+# ``work`` of lstm_forward: the weights laid out for the per-step products,
+# W_hh alone (packed_size(H, 4H)) or, for the fused step, [b; W_ih^T; W_hh^T]
+# (lstm_packed_size(I, H), blas.pxd): the larger of the two.
+cdef Py_ssize_t lstm_forward_work_size(Py_ssize_t I, Py_ssize_t H) noexcept nogil
 
 # Where W_hh, laid out for the per-step products, starts in the ``work`` of
 # lstm_backward: after (N + 4H) * (I + H) elements for the weight

@@ -21,7 +21,10 @@ from libc.string cimport memcpy
 
 from crnn.kernels._elementwise cimport lstm_rows, lstm_rows_backward
 from crnn.kernels.abi cimport align_up
-from crnn.kernels.blas cimport NoTrans, Trans, gemm, packed_size
+from crnn.kernels.blas cimport (
+    NoTrans, Trans, gemm, lstm_fused_step, lstm_pack, lstm_packed_size, packed_size,
+    use_lstm_fused,
+)
 from crnn.kernels.recurrence cimport (
     Pending, Step, joint_gradients_done, joint_step_done, pending_rows, prepare_backward,
     prepare_forward, prev_row, record_state_gradient, recurrent_gemm, state_block,
@@ -43,7 +46,12 @@ cdef void lstm_forward(
     cdef Py_ssize_t G = LSTM_GATES * H
     cdef Py_ssize_t N = total_rows(T, batch_sizes)
     cdef Step s
-    cdef bint packed = prepare_forward(batch_sizes[0], H, G, W_hh, work)
+    cdef bint packed
+    if use_lstm_fused():
+        lstm_forward_fused(T, batch_sizes, I, H, N, X, W_ih, W_hh, b, h0, c0, gates, Hs,
+                           Cs, h_n, c_n, work, reverse, True)
+        return
+    packed = prepare_forward(batch_sizes[0], H, G, W_hh, work)
     # gates(N, 4H) = X(N, I) @ W_ih^T
     gemm(NoTrans, Trans, N, G, I, 1, X, I, W_ih, I, 0, gates, G)
     for k in range(T):
@@ -57,6 +65,49 @@ cdef void lstm_forward(
                       Cs + row * H)
         store_final(s, H, Hs, h_n)
         store_final(s, H, Cs, c_n)
+
+
+cdef void lstm_forward_fused(
+    Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H, Py_ssize_t N,
+    const floating* X, const floating* W_ih, const floating* W_hh,
+    const floating* b, const floating* h0, const floating* c0,
+    floating* gates, floating* Hs, floating* Cs, floating* h_n, floating* c_n,
+    floating* work, bint reverse, bint keep_gates,
+) noexcept nogil:
+    """lstm_forward through the fused step (blas.pxd): both products and the
+    cell in one kernel per block of rows, on [b; W_ih^T; W_hh^T] packed once;
+    the activated gates into ``gates`` only if ``keep_gates``."""
+    cdef Py_ssize_t k, j0, n, row, off = 0
+    cdef int part
+    cdef Py_ssize_t G = LSTM_GATES * H
+    cdef Step s
+    lstm_pack(I, H, W_ih, W_hh, b, work)
+    for k in range(T):
+        s = step_in_order(k, T, N, batch_sizes, reverse, False, &off)
+        for part in range(2):
+            n = state_block(s, part, &j0)
+            row = s.off + j0
+            # gates_t, c_t, h_t of the block = the cell on x_t W_ih^T + h_prev W_hh^T + b
+            lstm_fused_step(n, I, H, X + row * I, prev_row(s, j0, H, h0, Hs),
+                            prev_row(s, j0, H, c0, Cs), work, Hs + row * H, Cs + row * H,
+                            gates + row * G if keep_gates else NULL)
+        store_final(s, H, Hs, h_n)
+        store_final(s, H, Cs, c_n)
+
+
+cdef void lstm_forward_infer(
+    Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
+    const floating* X, const floating* W_ih, const floating* W_hh,
+    const floating* b, const floating* h0, const floating* c0,
+    floating* gates, floating* Hs, floating* Cs, floating* h_n, floating* c_n,
+    floating* work, bint reverse,
+) noexcept nogil:
+    if use_lstm_fused():
+        lstm_forward_fused(T, batch_sizes, I, H, total_rows(T, batch_sizes), X, W_ih, W_hh,
+                           b, h0, c0, gates, Hs, Cs, h_n, c_n, work, reverse, False)
+        return
+    lstm_forward(T, batch_sizes, I, H, X, W_ih, W_hh, b, h0, c0, gates, Hs, Cs, h_n, c_n,
+                 work, reverse)
 
 
 cdef void lstm_step(
@@ -134,8 +185,8 @@ cdef Py_ssize_t lstm_step_work_size(Py_ssize_t B, Py_ssize_t H) noexcept nogil:
     return B * LSTM_GATES * H
 
 
-cdef Py_ssize_t lstm_forward_work_size(Py_ssize_t H) noexcept nogil:
-    return packed_size(H, LSTM_GATES * H)
+cdef Py_ssize_t lstm_forward_work_size(Py_ssize_t I, Py_ssize_t H) noexcept nogil:
+    return max(packed_size(H, LSTM_GATES * H), lstm_packed_size(I, H))
 
 
 cdef Py_ssize_t lstm_backward_W_hh_offset(Py_ssize_t N, Py_ssize_t I,
@@ -179,7 +230,7 @@ def forward(const floating[:, ::1] X not None, const Py_ssize_t[::1] batch_sizes
     check_shape(Cs, (N, H), "Cs")
     check_shape(h_n, (B, H), "h_n")
     check_shape(c_n, (B, H), "c_n")
-    cdef floating[::1] work = np.empty(lstm_forward_work_size(H), dtype=np.asarray(Hs).dtype)
+    cdef floating[::1] work = np.empty(lstm_forward_work_size(I, H), dtype=np.asarray(Hs).dtype)
     with nogil:
         lstm_forward(batch_sizes.shape[0], &batch_sizes[0], I, H, &X[0, 0],
                      &W_ih[0, 0], &W_hh[0, 0], &b[0], &h0[0, 0], &c0[0, 0],

@@ -70,7 +70,7 @@ from crnn.kernels.gru cimport (
 )
 from crnn.kernels.lstm cimport (
     LSTM_GATES, LSTM_STATES, lstm_backward_dh, lstm_backward_work_size, lstm_forward,
-    lstm_forward_work_size, lstm_gates_size, lstm_step, lstm_step_work_size,
+    lstm_forward_infer, lstm_forward_work_size, lstm_gates_size, lstm_step, lstm_step_work_size,
 )
 
 from crnn._config import check_memory
@@ -162,7 +162,7 @@ cdef Unit unit_sizes(const Config* c, Py_ssize_t N, Py_ssize_t B,
     elif c.cell == LSTM:
         u.gates = lstm_gates_size(N, H)
         u.aux = N * H                                 # c_t
-        u.forward = lstm_forward_work_size(H)
+        u.forward = lstm_forward_work_size(I, H)
         u.backward = lstm_backward_work_size(N, I, H)
     else:
         u.gates = gru_gates_size(N, H)
@@ -271,9 +271,10 @@ cdef void unit_forward(const Config* c, const Shape* s, const Py_ssize_t* bs,
                        Py_ssize_t k, Py_ssize_t I_l, const floating* layer_in,
                        const floating* params, const Py_ssize_t* off,
                        const floating* initial, floating* finals,
-                       floating* ws) noexcept nogil:
+                       floating* ws, bint training) noexcept nogil:
     """The forward pass of unit ``k`` (direction ``k % D``) over its layer's
-    input: the one dispatch on the cell of the forward call."""
+    input: the one dispatch on the cell of the forward call. ``training``: a
+    backward pass follows (the LSTM keeps its gates only then)."""
     cdef Py_ssize_t H = c.H, N = s.N, B = s.B
     cdef bint reverse = k % c.D == 1
     cdef const floating* h0 = ws + s.zeros
@@ -286,12 +287,18 @@ cdef void unit_forward(const Config* c, const Shape* s, const Py_ssize_t* bs,
         elman_forward(s.T, bs, I_l, H, layer_in, params + off[W_IH], params + off[W_HH],
                       params + off[BIAS], h0, ws + s.Hs + k * N * H,
                       finals + state_at(c, B, 0, k), ws + s.work, reverse, c.activation)
-    elif c.cell == LSTM:
+    elif c.cell == LSTM and training:
         lstm_forward(s.T, bs, I_l, H, layer_in, params + off[W_IH], params + off[W_HH],
                      params + off[BIAS], h0, c0, ws + s.gates + k * N * c.G,
                      ws + s.Hs + k * N * H, ws + s.aux + k * N * H,
                      finals + state_at(c, B, 0, k), finals + state_at(c, B, 1, k),
                      ws + s.work, reverse)
+    elif c.cell == LSTM:
+        lstm_forward_infer(s.T, bs, I_l, H, layer_in, params + off[W_IH],
+                           params + off[W_HH], params + off[BIAS], h0, c0,
+                           ws + s.gates + k * N * c.G, ws + s.Hs + k * N * H,
+                           ws + s.aux + k * N * H, finals + state_at(c, B, 0, k),
+                           finals + state_at(c, B, 1, k), ws + s.work, reverse)
     else:
         gru_forward(s.T, bs, I_l, H, layer_in, params + off[W_IH], params + off[W_HH],
                     params + off[BIAS], params + off[B_HN], h0,
@@ -304,9 +311,10 @@ cdef void stack_forward(const Config* c, const Shape* s, const Py_ssize_t* unit_
                         const floating* params, const floating* X,
                         const Py_ssize_t* bs, const floating* initial,
                         const floating* masks, floating* finals,
-                        floating* ws) noexcept nogil:
+                        floating* ws, bint training) noexcept nogil:
     """Every layer and direction, then the scored states S; the final states
-    into ``finals`` (n_states, L*D, B, H)."""
+    into ``finals`` (n_states, L*D, B, H). ``training``: a backward pass
+    follows."""
     cdef Py_ssize_t l, d, k, I_l
     cdef Py_ssize_t H = c.H, N = s.N, B = s.B, Hd = c.D * c.H
     cdef const floating* layer_in = X
@@ -318,7 +326,7 @@ cdef void stack_forward(const Config* c, const Shape* s, const Py_ssize_t* unit_
         for d in range(c.D):
             k = l * c.D + d
             unit_forward(c, s, bs, k, I_l, layer_in, params, unit_off + N_BLOCKS * k,
-                         initial, finals, ws)
+                         initial, finals, ws, training)
         if l + 1 < c.L:
             # The next layer reads [h_fwd ; h_rev] (N, D*H), times its dropout mask.
             inputs = ws + s.inputs + l * N * Hd
@@ -1041,7 +1049,8 @@ cdef double _run(Stack self, const Shape* s, const floating[::1] params,
             # X(N, I) = W_emb[tokens]
             gather_rows(s.N, self.c.I, &params[self.c.off_E], tok_ptr, &ws[s.embedded])
         stack_forward(&self.c, s, &self.unit_off[0, 0], &params[0], X_ptr,
-                      &batch_sizes[0], init_ptr, mask_ptr, fin_ptr, &ws[0])
+                      &batch_sizes[0], init_ptr, mask_ptr, fin_ptr, &ws[0],
+                      grad_ptr != NULL)
         if Y_ptr != NULL:
             # Y(R, O) = S(R, D*H) @ W_y^T, then g2(Y + b_y)
             gemm(NoTrans, Trans, s.R, self.c.O, Hd, 1, &ws[s.S], Hd,

@@ -38,7 +38,7 @@ def lstm_sequence(const double[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
     cdef double[:, ::1] Hs = np.empty((N, H)), Cs = np.empty((N, H))
     cdef double[:, ::1] zeros = np.zeros((B, H)), h_n = np.empty((B, H)), c_n = np.empty((B, H))
     cdef double[:, ::1] Y = np.empty((N, O))
-    cdef double[::1] work = np.empty(lstm_forward_work_size(H))
+    cdef double[::1] work = np.empty(lstm_forward_work_size(I, H))
     with nogil:
         lstm_forward(T, &batch_sizes[0], I, H, &X[0, 0], &W_ih[0, 0], &W_hh[0, 0], &b[0],
                      &zeros[0, 0], &zeros[0, 0], &gates[0], &Hs[0, 0], &Cs[0, 0],

@@ -101,7 +101,10 @@ FN(crnn_lstm_tile_##ISA)(const int mr, const ptrdiff_t nu, ptrdiff_t I, ptrdiff_
                                    c_prev_r[j], &a[r][0][j], &a[r][1][j], &a[r][2][j],  \
                                    &a[r][3][j], c_r + j, h_r + j);                      \
         }                                                                               \
-        if (gates != NULL)                                                              \
+        if (gates != NULL && nu == VL)                                                  \
+            CRNN_UNROLL for (int q = 0; q < 4; q++)                                     \
+                memcpy(gates + r * 4 * H + q * H, a[r][q], sizeof a[r][q]);             \
+        else if (gates != NULL)                                                         \
             CRNN_UNROLL for (int q = 0; q < 4; q++)                                     \
                 memcpy(gates + r * 4 * H + q * H, a[r][q], nu * sizeof(REAL));          \
     }                                                                                   \

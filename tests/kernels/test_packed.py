@@ -14,8 +14,8 @@ and the backward products run over several 128-row blocks of a panel).
   terms, in another order).
 * In float64 with a W_hh of more than 4 MiB (H = 512 to 740, one layer), or
   with two BLAS threads, the default mode equals the BLAS path bit for bit,
-  but for the LSTM's forward pass, which runs the fused step (lstm_fused.h)
-  at every size.
+  but for the LSTM's and the GRU's forward passes, which run the fused step
+  (fused.h) at every size.
 """
 import numpy as np
 import pytest
@@ -66,8 +66,8 @@ def test_default_mode_packs_large_layers_with_one_thread(cell, dtype):
     assert np.max(np.abs(packed[1] - plain[1])) <= RTOL[dtype] * np.max(np.abs(plain[1]))
 
 
-@pytest.mark.parametrize("cell, hidden", [("elman", 740), ("gru", 512)])
-def test_default_mode_keeps_large_float64_weights_on_blas(cell, hidden):
+def test_default_mode_keeps_large_float64_weights_on_blas():
+    cell, hidden = "elman", 740
     assert GATES[cell] * hidden * hidden * 8 > 4 * 2 ** 20
     with threadpoolctl.threadpool_limits(1, user_api="blas"):
         assert not blas.py_use_packed(len(LENGTHS), hidden, GATES[cell] * hidden,
@@ -76,15 +76,16 @@ def test_default_mode_keeps_large_float64_weights_on_blas(cell, hidden):
     assert auto[0] == plain[0] and np.array_equal(auto[1], plain[1])
 
 
-def test_float64_lstm_runs_the_fused_forward_and_blas_backward():
-    """The LSTM's forward pass runs the fused step whatever the size (its
-    products never go through BLAS); only BPTT's per-step product keeps a
-    float64 W_hh of more than 4 MiB on BLAS. So the default mode's states
-    are the fused forward's, as when the packed kernels are forced, and its
-    gradient differs from the forced one only by rounding."""
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_float64_gated_cells_run_the_fused_forward_and_blas_backward(cell):
+    """The LSTM's and the GRU's forward passes run the fused step whatever
+    the size (their products never go through BLAS); only BPTT's per-step
+    product keeps a float64 W_hh of more than 4 MiB on BLAS. So the default
+    mode's states are the fused forward's, as when the packed kernels are
+    forced, and its gradient differs from the forced one only by rounding."""
     hidden = 512
     rng = np.random.default_rng(3)
-    network = RecurrentNetwork(20, hidden, 2, cell="lstm", return_sequences=True)
+    network = RecurrentNetwork(20, hidden, 2, cell=cell, return_sequences=True)
     params = network.init_params(rng, random_biases=True)
     seqs = [rng.normal(size=(n, 20)) for n in LENGTHS]
     batch = check_sequences(seqs, np.dtype(np.float64)).pack()
@@ -97,9 +98,10 @@ def test_float64_lstm_runs_the_fused_forward_and_blas_backward():
             blas.set_packed_mode(previous)
 
     with threadpoolctl.threadpool_limits(1, user_api="blas"):
-        assert not blas.py_use_packed(len(LENGTHS), hidden, 4 * hidden, np.float64)
+        assert not blas.py_use_packed(len(LENGTHS), hidden, GATES[cell] * hidden,
+                                      np.float64)
         auto, packed, plain = (states(m) for m in ("auto", "always", "never"))
-        grads = [step("lstm", np.float64, m, hidden, 1)[1]
+        grads = [step(cell, np.float64, m, hidden, 1)[1]
                  for m in ("auto", "always", "never")]
     assert np.array_equal(auto, packed) and not np.array_equal(auto, plain)
     assert np.max(np.abs(auto - plain)) <= RTOL[np.float64] * np.max(np.abs(plain))

@@ -94,30 +94,45 @@ cdef void packed_gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const floating* 
 
 
 
-# --- The fused LSTM forward step (lstm_fused.h) ----------------------------------
+# --- The fused forward steps of the LSTM and the GRU (fused.h) -------------------
 #
-# One kernel per step for the LSTM forward pass: the input and recurrent
-# products of four gates of VL units in registers, and the cell's equations
-# applied to them there, so that no gate pre-activation reaches memory.
-# ``use_lstm_fused`` says whether to: the CPU has a packed kernel and the
-# packed mode is not "never" (the measurements: docs/performance.md, "The
-# fused LSTM step").
+# One kernel per step and block of rows for the LSTM and GRU forward passes:
+# the input and recurrent products of the gates of VL units in registers,
+# and the cell's equations applied to them there, so that no gate
+# pre-activation reaches memory. ``use_fused`` says whether to: the CPU has a
+# packed kernel and the packed mode is not "never" (the measurements:
+# docs/performance.md, "The fused forward step").
 
-# Elements of [b; W_ih^T; W_hh^T] packed for the fused step.
+# Elements of the weights packed for the fused steps.
 cdef Py_ssize_t lstm_packed_size(Py_ssize_t I, Py_ssize_t H) noexcept nogil
+cdef Py_ssize_t gru_packed_size(Py_ssize_t I, Py_ssize_t H) noexcept nogil
 
-cdef bint use_lstm_fused() noexcept nogil
+cdef bint use_fused() noexcept nogil
 
 # P = [b; W_ih^T; W_hh^T] packed, from W_ih (4H, I), W_hh (4H, H), b (4H).
 cdef void lstm_pack(Py_ssize_t I, Py_ssize_t H, const floating* W_ih,
                     const floating* W_hh, const floating* b, floating* P) noexcept nogil
 
-# One step of M rows: x (M, I), h_prev, c_prev (M, H) in; h, c (M, H) and the
-# activated gates (M, 4H) out; h, c apart from h_prev, c_prev.
+# P = the GRU's [b, b_hn; W_ih^T; W_hh^T] packed, from W_ih (3H, I), W_hh
+# (3H, H), b (3H), b_hn (H).
+cdef void gru_pack(Py_ssize_t I, Py_ssize_t H, const floating* W_ih,
+                   const floating* W_hh, const floating* b, const floating* b_hn,
+                   floating* P) noexcept nogil
+
+# One LSTM step of M rows: x (M, I), h_prev, c_prev (M, H) in; h, c (M, H) and
+# the activated gates (M, 4H; none when NULL) out; h, c apart from h_prev,
+# c_prev.
 cdef void lstm_fused_step(Py_ssize_t M, Py_ssize_t I, Py_ssize_t H, const floating* x,
                           const floating* h_prev, const floating* c_prev,
                           const floating* P, floating* h, floating* c,
                           floating* gates) noexcept nogil
+
+# One GRU step of M rows: x (M, I), h_prev (M, H) in; h (M, H), the activated
+# gates (M, 3H) and hn = W_hn h_prev + b_hn (M, H) out (the last two: none
+# when NULL, both); h apart from h_prev.
+cdef void gru_fused_step(Py_ssize_t M, Py_ssize_t I, Py_ssize_t H, const floating* x,
+                         const floating* h_prev, const floating* P, floating* h,
+                         floating* gates, floating* hn) noexcept nogil
 
 # --- scipy's BLAS threads ------------------------------------------------------
 #

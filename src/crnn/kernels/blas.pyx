@@ -29,18 +29,30 @@ cdef extern from "packed.h" nogil:
                             Py_ssize_t ldc)
 
 
-cdef extern from "lstm_fused.h" nogil:
+cdef extern from "fused.h" nogil:
     Py_ssize_t crnn_lstm_packed_size(Py_ssize_t I, Py_ssize_t H)
+    Py_ssize_t crnn_gru_packed_size(Py_ssize_t I, Py_ssize_t H)
     void crnn_lstm_pack_d(Py_ssize_t I, Py_ssize_t H, const double* W_ih,
                           const double* W_hh, const double* b, double* P)
     void crnn_lstm_pack_f(Py_ssize_t I, Py_ssize_t H, const float* W_ih,
                           const float* W_hh, const float* b, float* P)
+    void crnn_gru_pack_d(Py_ssize_t I, Py_ssize_t H, const double* W_ih,
+                         const double* W_hh, const double* b, const double* b_hn,
+                         double* P)
+    void crnn_gru_pack_f(Py_ssize_t I, Py_ssize_t H, const float* W_ih,
+                         const float* W_hh, const float* b, const float* b_hn, float* P)
     void crnn_lstm_fused_step_d(Py_ssize_t M, Py_ssize_t I, Py_ssize_t H, const double* x,
                                 const double* h_prev, const double* c_prev,
                                 const double* P, double* h, double* c, double* gates)
     void crnn_lstm_fused_step_f(Py_ssize_t M, Py_ssize_t I, Py_ssize_t H, const float* x,
                                 const float* h_prev, const float* c_prev,
                                 const float* P, float* h, float* c, float* gates)
+    void crnn_gru_fused_step_d(Py_ssize_t M, Py_ssize_t I, Py_ssize_t H, const double* x,
+                               const double* h_prev, const double* P, double* h,
+                               double* gates, double* hn)
+    void crnn_gru_fused_step_f(Py_ssize_t M, Py_ssize_t I, Py_ssize_t H, const float* x,
+                               const float* h_prev, const float* P, float* h,
+                               float* gates, float* hn)
 
 cdef inline int _ld(int ld) noexcept nogil:
     # BLAS demands a leading dimension >= 1 even for empty matrices.
@@ -188,13 +200,17 @@ cdef void packed_gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const floating* 
 
 
 
-# --- The fused LSTM forward step ---------------------------------------------
+# --- The fused forward steps ---------------------------------------------------
 
 cdef Py_ssize_t lstm_packed_size(Py_ssize_t I, Py_ssize_t H) noexcept nogil:
     return crnn_lstm_packed_size(I, H)
 
 
-cdef bint use_lstm_fused() noexcept nogil:
+cdef Py_ssize_t gru_packed_size(Py_ssize_t I, Py_ssize_t H) noexcept nogil:
+    return crnn_gru_packed_size(I, H)
+
+
+cdef bint use_fused() noexcept nogil:
     return packed_mode != 1 and crnn_packed_isa() != 0
 
 
@@ -206,6 +222,15 @@ cdef void lstm_pack(Py_ssize_t I, Py_ssize_t H, const floating* W_ih,
         crnn_lstm_pack_d(I, H, W_ih, W_hh, b, P)
 
 
+cdef void gru_pack(Py_ssize_t I, Py_ssize_t H, const floating* W_ih,
+                   const floating* W_hh, const floating* b, const floating* b_hn,
+                   floating* P) noexcept nogil:
+    if floating is float:
+        crnn_gru_pack_f(I, H, W_ih, W_hh, b, b_hn, P)
+    else:
+        crnn_gru_pack_d(I, H, W_ih, W_hh, b, b_hn, P)
+
+
 cdef void lstm_fused_step(Py_ssize_t M, Py_ssize_t I, Py_ssize_t H, const floating* x,
                           const floating* h_prev, const floating* c_prev,
                           const floating* P, floating* h, floating* c,
@@ -214,6 +239,15 @@ cdef void lstm_fused_step(Py_ssize_t M, Py_ssize_t I, Py_ssize_t H, const floati
         crnn_lstm_fused_step_f(M, I, H, x, h_prev, c_prev, P, h, c, gates)
     else:
         crnn_lstm_fused_step_d(M, I, H, x, h_prev, c_prev, P, h, c, gates)
+
+
+cdef void gru_fused_step(Py_ssize_t M, Py_ssize_t I, Py_ssize_t H, const floating* x,
+                         const floating* h_prev, const floating* P, floating* h,
+                         floating* gates, floating* hn) noexcept nogil:
+    if floating is float:
+        crnn_gru_fused_step_f(M, I, H, x, h_prev, P, h, gates, hn)
+    else:
+        crnn_gru_fused_step_d(M, I, H, x, h_prev, P, h, gates, hn)
 
 # --- scipy's BLAS threads ------------------------------------------------------
 

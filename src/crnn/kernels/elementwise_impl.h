@@ -39,7 +39,7 @@ CRNN_ACTIVATION_PASSES(relu, CRNN_RELU_G, CRNN_RELU_DG)
 
 /* The LSTM cell on one unit: the gate pre-activations (bias included) in;
  * the activated gates i, f, g, o, then c = f c_prev + i g and h = o tanh(c)
- * out. The row pass below and the fused step (lstm_fused.h) both use it. */
+ * out. The row pass below and the fused step (fused.h) both use it. */
 CRNN_ROW void FN(crnn_lstm_cell)(
     REAL a_i, REAL a_f, REAL a_g, REAL a_o, REAL c_prev, REAL *i, REAL *f, REAL *g,
     REAL *o, REAL *c, REAL *h)
@@ -107,6 +107,22 @@ CRNN_CLONES static void FN(crnn_lstm_rows_backward)(
                                    dh_above + j * H, dh + j * H, dc + j * H);
 }
 
+/* The GRU cell on one unit: the pre-activations of r and z (both sides and
+ * their biases), the input side of n's (with b_in) and hn = W_hn h_prev +
+ * b_hn in; r, z, n = tanh(a_n + r hn) and h = (1 - z) n + z h_prev out. The
+ * row pass below and the fused step (fused.h) both use it. */
+CRNN_ROW void FN(crnn_gru_cell)(
+    REAL a_r, REAL a_z, REAL a_n, REAL hn, REAL h_prev, REAL *r, REAL *z, REAL *n,
+    REAL *h)
+{
+    REAL r_m = SIGMOID(a_r), z_m = SIGMOID(a_z);
+    REAL n_m = TANH(a_n + r_m * hn);
+    *r = r_m;
+    *z = z_m;
+    *n = n_m;
+    *h = (1 - z_m) * n_m + z_m * h_prev;
+}
+
 /* GRU, one row. a (3H): input-side products in, activated gates (r, z, n)
  * out; w (3H): h_prev W_hh^T; writes hn = W_hn h_prev + b_hn and h. */
 CRNN_ROW void FN(crnn_gru_row)(
@@ -115,15 +131,11 @@ CRNN_ROW void FN(crnn_gru_row)(
     REAL *restrict h)
 {
     for (ptrdiff_t m = 0; m < H; m++) {
-        REAL r = SIGMOID(a[m] + w[m] + b[m]);
-        REAL z = SIGMOID(a[H + m] + w[H + m] + b[H + m]);
         REAL hn_m = w[2 * H + m] + b_hn[m];
-        REAL n = TANH(a[2 * H + m] + b[2 * H + m] + r * hn_m);
-        a[m] = r;
-        a[H + m] = z;
-        a[2 * H + m] = n;
         hn[m] = hn_m;
-        h[m] = (1 - z) * n + z * h_prev[m];
+        FN(crnn_gru_cell)(a[m] + w[m] + b[m], a[H + m] + w[H + m] + b[H + m],
+                          a[2 * H + m] + b[2 * H + m], hn_m, h_prev[m], a + m, a + H + m,
+                          a + 2 * H + m, h + m);
     }
 }
 

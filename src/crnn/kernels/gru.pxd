@@ -16,10 +16,11 @@ packed rows. Gates are stored side by side in the order (r, z, n), so
     hn      (N, H)    W_hn h_prev + b_hn of every row, kept for backward
     Hs      (N, H)    states h_t, packed
     h_n     (B, H)    final state of each sequence
-    work    workspace of gru_forward_work_size(B, H) elements: the recurrent
-            product of one step (B, 3H), then, from
+    work    workspace of gru_forward_work_size(B, I, H) elements: the
+            recurrent product of one step (B, 3H), then, from
             gru_forward_W_hhT_offset(B, H), W_hh laid out for the per-step
-            products
+            products; or, for the fused step (blas.pxd), all the weights
+            laid out for it
 
     r = sigmoid(W_ir x + W_hr h_prev + b_r)     z = sigmoid(W_iz x + W_hz h_prev + b_z)
     n = tanh(W_in x + b_in + r * (W_hn h_prev + b_hn))
@@ -39,6 +40,18 @@ cdef enum:
 
 
 cdef void gru_forward(
+    Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
+    const floating* X, const floating* W_ih, const floating* W_hh,
+    const floating* b, const floating* b_hn, const floating* h0,
+    floating* gates, floating* hn, floating* Hs, floating* h_n, floating* work,
+    bint reverse,
+) noexcept nogil
+
+
+# gru_forward when no backward pass follows (inference): the same Hs and h_n;
+# ``gates`` and ``hn`` are scratch, left holding nothing useful, which the
+# fused step (blas.pxd) does not even touch.
+cdef void gru_forward_infer(
     Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
     const floating* X, const floating* W_ih, const floating* W_hh,
     const floating* b, const floating* b_hn, const floating* h0,
@@ -105,8 +118,10 @@ cdef Py_ssize_t gru_gates_size(Py_ssize_t N, Py_ssize_t H) noexcept nogil
 # a 64-byte boundary when ``work`` does.
 cdef Py_ssize_t gru_forward_W_hhT_offset(Py_ssize_t B, Py_ssize_t H) noexcept nogil
 
-# ``work`` of gru_forward: gru_forward_W_hhT_offset(B, H) + packed_size(H, 3H).
-cdef Py_ssize_t gru_forward_work_size(Py_ssize_t B, Py_ssize_t H) noexcept nogil
+# ``work`` of gru_forward: the larger of gru_forward_W_hhT_offset(B, H) +
+# packed_size(H, 3H) and, for the fused step, gru_packed_size(I, H) (blas.pxd).
+cdef Py_ssize_t gru_forward_work_size(Py_ssize_t B, Py_ssize_t I,
+                                      Py_ssize_t H) noexcept nogil
 
 # Where W_hh, laid out for the per-step products, starts in the ``work`` of
 # gru_backward: after the previous states H_prev (N, H), rounded up to a

@@ -21,7 +21,10 @@ from libc.string cimport memcpy
 
 from crnn.kernels._elementwise cimport gru_rows, gru_rows_backward
 from crnn.kernels.abi cimport align_up
-from crnn.kernels.blas cimport NoTrans, Trans, gemm, packed_size
+from crnn.kernels.blas cimport (
+    NoTrans, Trans, gemm, gru_fused_step, gru_pack, gru_packed_size, packed_size,
+    use_fused,
+)
 from crnn.kernels.recurrence cimport (
     Pending, Step, bias_and_input_gradients, gather_prev, loop_done, pending_rows,
     prepare_backward, prepare_forward, prev_row, record_state_gradient, recurrent_gemm,
@@ -45,7 +48,12 @@ cdef void gru_forward(
     cdef Py_ssize_t N = total_rows(T, batch_sizes)
     cdef Step s
     cdef floating* W_hhT = work + gru_forward_W_hhT_offset(batch_sizes[0], H)
-    cdef bint packed = prepare_forward(batch_sizes[0], H, G, W_hh, W_hhT)
+    cdef bint packed
+    if use_fused():
+        gru_forward_fused(T, batch_sizes, I, H, N, X, W_ih, W_hh, b, b_hn, h0, gates, hn,
+                          Hs, h_n, work, reverse, True)
+        return
+    packed = prepare_forward(batch_sizes[0], H, G, W_hh, W_hhT)
     # gates(N, 3H) = X(N, I) @ W_ih^T
     gemm(NoTrans, Trans, N, G, I, 1, X, I, W_ih, I, 0, gates, G)
     for k in range(T):
@@ -58,6 +66,48 @@ cdef void gru_forward(
             gru_rows(n, H, gates + row * G, work + j0 * G, b, b_hn,
                      prev_row(s, j0, H, h0, Hs), hn + row * H, Hs + row * H)
         store_final(s, H, Hs, h_n)
+
+
+cdef void gru_forward_fused(
+    Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H, Py_ssize_t N,
+    const floating* X, const floating* W_ih, const floating* W_hh,
+    const floating* b, const floating* b_hn, const floating* h0,
+    floating* gates, floating* hn, floating* Hs, floating* h_n, floating* work,
+    bint reverse, bint keep_gates,
+) noexcept nogil:
+    """gru_forward through the fused step (blas.pxd): both products and the
+    cell in one kernel per block of rows, on the weights packed once; the
+    activated gates and hn only if ``keep_gates``."""
+    cdef Py_ssize_t k, j0, n, row, off = 0
+    cdef int part
+    cdef Py_ssize_t G = GRU_GATES * H
+    cdef Step s
+    gru_pack(I, H, W_ih, W_hh, b, b_hn, work)
+    for k in range(T):
+        s = step_in_order(k, T, N, batch_sizes, reverse, False, &off)
+        for part in range(2):
+            n = state_block(s, part, &j0)
+            row = s.off + j0
+            # gates_t, hn_t, h_t of the block = the cell on x_t W_ih^T, h_prev W_hh^T, b, b_hn
+            gru_fused_step(n, I, H, X + row * I, prev_row(s, j0, H, h0, Hs), work,
+                           Hs + row * H, gates + row * G if keep_gates else NULL,
+                           hn + row * H if keep_gates else NULL)
+        store_final(s, H, Hs, h_n)
+
+
+cdef void gru_forward_infer(
+    Py_ssize_t T, const Py_ssize_t* batch_sizes, Py_ssize_t I, Py_ssize_t H,
+    const floating* X, const floating* W_ih, const floating* W_hh,
+    const floating* b, const floating* b_hn, const floating* h0,
+    floating* gates, floating* hn, floating* Hs, floating* h_n, floating* work,
+    bint reverse,
+) noexcept nogil:
+    if use_fused():
+        gru_forward_fused(T, batch_sizes, I, H, total_rows(T, batch_sizes), X, W_ih, W_hh,
+                          b, b_hn, h0, gates, hn, Hs, h_n, work, reverse, False)
+        return
+    gru_forward(T, batch_sizes, I, H, X, W_ih, W_hh, b, b_hn, h0, gates, hn, Hs, h_n, work,
+                reverse)
 
 
 cdef void gru_step(
@@ -147,8 +197,10 @@ cdef Py_ssize_t gru_forward_W_hhT_offset(Py_ssize_t B, Py_ssize_t H) noexcept no
     return align_up(B * GRU_GATES * H)
 
 
-cdef Py_ssize_t gru_forward_work_size(Py_ssize_t B, Py_ssize_t H) noexcept nogil:
-    return gru_forward_W_hhT_offset(B, H) + packed_size(H, GRU_GATES * H)
+cdef Py_ssize_t gru_forward_work_size(Py_ssize_t B, Py_ssize_t I,
+                                      Py_ssize_t H) noexcept nogil:
+    return max(gru_forward_W_hhT_offset(B, H) + packed_size(H, GRU_GATES * H),
+               gru_packed_size(I, H))
 
 
 cdef Py_ssize_t gru_backward_W_hh_offset(Py_ssize_t N, Py_ssize_t H) noexcept nogil:
@@ -191,7 +243,7 @@ def forward(const floating[:, ::1] X not None, const Py_ssize_t[::1] batch_sizes
                            (gates, (N, G), "gates"), (hn, (N, H), "hn"),
                            (Hs, (N, H), "Hs"), (h_n, (B, H), "h_n")):
         check_shape(a, shape, name)
-    cdef floating[::1] work = np.empty(gru_forward_work_size(B, H), dtype=np.asarray(Hs).dtype)
+    cdef floating[::1] work = np.empty(gru_forward_work_size(B, I, H), dtype=np.asarray(Hs).dtype)
     with nogil:
         gru_forward(batch_sizes.shape[0], &batch_sizes[0], I, H, &X[0, 0],
                     &W_ih[0, 0], &W_hh[0, 0], &b[0], &b_hn[0], &h0[0, 0],

@@ -23,7 +23,7 @@ from crnn.kernels._elementwise cimport lstm_rows, lstm_rows_backward
 from crnn.kernels.abi cimport align_up
 from crnn.kernels.blas cimport (
     NoTrans, Trans, gemm, lstm_fused_step, lstm_pack, lstm_packed_size, packed_size,
-    use_lstm_fused,
+    use_fused,
 )
 from crnn.kernels.recurrence cimport (
     Pending, Step, joint_gradients_done, joint_step_done, pending_rows, prepare_backward,
@@ -47,7 +47,7 @@ cdef void lstm_forward(
     cdef Py_ssize_t N = total_rows(T, batch_sizes)
     cdef Step s
     cdef bint packed
-    if use_lstm_fused():
+    if use_fused():
         lstm_forward_fused(T, batch_sizes, I, H, N, X, W_ih, W_hh, b, h0, c0, gates, Hs,
                            Cs, h_n, c_n, work, reverse, True)
         return
@@ -102,7 +102,7 @@ cdef void lstm_forward_infer(
     floating* gates, floating* Hs, floating* Cs, floating* h_n, floating* c_n,
     floating* work, bint reverse,
 ) noexcept nogil:
-    if use_lstm_fused():
+    if use_fused():
         lstm_forward_fused(T, batch_sizes, I, H, total_rows(T, batch_sizes), X, W_ih, W_hh,
                            b, h0, c0, gates, Hs, Cs, h_n, c_n, work, reverse, False)
         return

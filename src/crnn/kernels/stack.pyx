@@ -66,7 +66,7 @@ from crnn.kernels.elman cimport (
 )
 from crnn.kernels.gru cimport (
     GRU_GATES, GRU_STATES, gru_backward_dh, gru_backward_work_size, gru_forward,
-    gru_forward_work_size, gru_gates_size, gru_step, gru_step_work_size,
+    gru_forward_infer, gru_forward_work_size, gru_gates_size, gru_step, gru_step_work_size,
 )
 from crnn.kernels.lstm cimport (
     LSTM_GATES, LSTM_STATES, lstm_backward_dh, lstm_backward_work_size, lstm_forward,
@@ -168,7 +168,7 @@ cdef Unit unit_sizes(const Config* c, Py_ssize_t N, Py_ssize_t B,
         u.gates = gru_gates_size(N, H)
         u.aux = N * H                                 # W_hn h + b_hn
         u.dgates_h = gru_gates_size(N, H)
-        u.forward = gru_forward_work_size(B, H)
+        u.forward = gru_forward_work_size(B, I, H)
         u.backward = gru_backward_work_size(N, H)
     return u
 
@@ -274,7 +274,7 @@ cdef void unit_forward(const Config* c, const Shape* s, const Py_ssize_t* bs,
                        floating* ws, bint training) noexcept nogil:
     """The forward pass of unit ``k`` (direction ``k % D``) over its layer's
     input: the one dispatch on the cell of the forward call. ``training``: a
-    backward pass follows (the LSTM keeps its gates only then)."""
+    backward pass follows (the LSTM and the GRU keep their gates only then)."""
     cdef Py_ssize_t H = c.H, N = s.N, B = s.B
     cdef bint reverse = k % c.D == 1
     cdef const floating* h0 = ws + s.zeros
@@ -299,12 +299,18 @@ cdef void unit_forward(const Config* c, const Shape* s, const Py_ssize_t* bs,
                            ws + s.gates + k * N * c.G, ws + s.Hs + k * N * H,
                            ws + s.aux + k * N * H, finals + state_at(c, B, 0, k),
                            finals + state_at(c, B, 1, k), ws + s.work, reverse)
-    else:
+    elif training:
         gru_forward(s.T, bs, I_l, H, layer_in, params + off[W_IH], params + off[W_HH],
                     params + off[BIAS], params + off[B_HN], h0,
                     ws + s.gates + k * N * c.G, ws + s.aux + k * N * H,
                     ws + s.Hs + k * N * H, finals + state_at(c, B, 0, k), ws + s.work,
                     reverse)
+    else:
+        gru_forward_infer(s.T, bs, I_l, H, layer_in, params + off[W_IH],
+                          params + off[W_HH], params + off[BIAS], params + off[B_HN], h0,
+                          ws + s.gates + k * N * c.G, ws + s.aux + k * N * H,
+                          ws + s.Hs + k * N * H, finals + state_at(c, B, 0, k),
+                          ws + s.work, reverse)
 
 
 cdef void stack_forward(const Config* c, const Shape* s, const Py_ssize_t* unit_off,

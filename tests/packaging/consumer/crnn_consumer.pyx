@@ -74,7 +74,7 @@ def gru_sequence(const double[:, ::1] X, const Py_ssize_t[::1] batch_sizes,
     cdef Py_ssize_t N = X.shape[0], I = X.shape[1], H = W_hh.shape[1]
     cdef Py_ssize_t B = batch_sizes[0], T = batch_sizes.shape[0]
     cdef double[::1] gates = np.empty(gru_gates_size(N, H))
-    cdef double[::1] work = np.empty(gru_forward_work_size(B, H))
+    cdef double[::1] work = np.empty(gru_forward_work_size(B, I, H))
     cdef double[:, ::1] hn = np.empty((N, H)), Hs = np.empty((N, H))
     cdef double[:, ::1] zeros = np.zeros((B, H)), h_n = np.empty((B, H))
     with nogil:

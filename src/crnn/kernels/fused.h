@@ -1,5 +1,5 @@
-/* The LSTM forward step as one kernel: both products and the gates in
- * registers.
+/* The LSTM and GRU forward steps as one kernel: both products and the gates
+ * in registers.
  *
  * A step of the LSTM forward pass is, for B_t rows,
  *
@@ -22,11 +22,18 @@
  * as four vectors, one per gate, so each accumulator holds one gate of VL
  * units, which is what the cell's equations combine.
  *
+ * The GRU step is the same tile with four accumulators per row too: r and z
+ * (input and recurrent sides summed), the input side of n, and the
+ * recurrent side of n (W_hn h_prev + b_hn, which the reset gate scales). Its
+ * panels (crnn_gru_pack_*) hold a row of the four biases [b_r, b_z, b_in,
+ * b_hn], then rows of three gates' weights: [W_ir, W_iz, W_in] for the I
+ * input rows, [W_hr, W_hz, W_hn] for the H recurrent ones.
+ *
  * The kernel choice follows crnn_packed_isa() (packed.h): the panel width
  * depends on it, so a pass packs and steps under the same choice.
  */
-#ifndef CRNN_LSTM_FUSED_H
-#define CRNN_LSTM_FUSED_H
+#ifndef CRNN_FUSED_H
+#define CRNN_FUSED_H
 
 #include "packed.h"
 /* For crnn_lstm_cell; this translation unit (blas.pyx) uses none of the
@@ -40,18 +47,23 @@
 #include "elementwise.h"
 #endif
 
-/* Elements of the packed [b; W_ih^T; W_hh^T], for any kernel and type: the
- * units rounded up to 16 (the widest panel), four gates each. */
+/* Elements of the packed weights, for any kernel and type: the units
+ * rounded up to 16 (the widest panel) times the values per unit of a panel. */
 static inline ptrdiff_t crnn_lstm_packed_size(ptrdiff_t I, ptrdiff_t H)
 {
     return (H + 15) / 16 * 16 * 4 * (1 + I + H);
+}
+
+static inline ptrdiff_t crnn_gru_packed_size(ptrdiff_t I, ptrdiff_t H)
+{
+    return (H + 15) / 16 * 16 * (4 + 3 * (I + H));
 }
 
 #define REAL double
 #define FN(name) name##_d
 #define SIGMOID crnn_sigmoid
 #define TANH crnn_tanh
-#include "lstm_fused_impl.h"
+#include "fused_impl.h"
 #undef REAL
 #undef FN
 #undef SIGMOID
@@ -61,7 +73,7 @@ static inline ptrdiff_t crnn_lstm_packed_size(ptrdiff_t I, ptrdiff_t H)
 #define FN(name) name##_f
 #define SIGMOID crnn_sigmoidf
 #define TANH crnn_tanhf
-#include "lstm_fused_impl.h"
+#include "fused_impl.h"
 #undef REAL
 #undef FN
 #undef SIGMOID

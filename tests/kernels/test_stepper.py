@@ -2,7 +2,8 @@
 one-directional network, checked at its boundary like the ``Stack``.
 
 Its steps against the Stack's whole-sequence pass on the same parameters
-(1e-12 in float64), and every wrong argument refused by name before a
+(1e-12 in float64, 1e-5 in float32), with each recurrent product (BLAS and
+the packed kernels, ``conftest.recurrent_product``), and every wrong argument refused by name before a
 kernel runs: dtype, shape, order, writability, a lying ndarray subclass,
 non-finite inputs and states.
 """
@@ -13,29 +14,65 @@ import pytest
 
 from crnn._network import RecurrentNetwork
 from crnn._sequences import Sequences
+from crnn.kernels import blas
 
 B, T, I, H, O = 3, 6, 4, 5, 2
 
 
-def network(cell="lstm", dtype=np.float64, **kw):
-    net = RecurrentNetwork(I, H, O, cell=cell, num_layers=2, return_sequences=True,
+def network(cell="lstm", dtype=np.float64, hidden=H, **kw):
+    net = RecurrentNetwork(I, hidden, O, cell=cell, num_layers=2, return_sequences=True,
                            dtype=dtype, **kw)
     return net, net.init_params(np.random.default_rng(0), random_biases=True)
 
 
-@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
-def test_steps_follow_the_whole_sequence_pass(cell):
-    net, params = network(cell)
-    X = np.random.default_rng(1).normal(size=(B, T, I))
+def whole_pass_and_steps(cell, dtype, hidden, between=None):
+    """The outputs and final states of the whole-sequence pass, and those of
+    T steps of a Stepper made before ``between()`` runs."""
+    net, params = network(cell, dtype, hidden)
+    X = np.random.default_rng(1).normal(size=(B, T, I)).astype(dtype)
+    stepper = net.stack.stepper(params, B)
+    if between is not None:
+        between()
     batch = Sequences(X, np.full(B, T), True).pack()
     Y, finals = net.output(params, batch)                  # (T*B, O), time-major
-    stepper = net.stack.stepper(params, B)
     got = np.stack([stepper.step(np.ascontiguousarray(X[:, t])) for t in range(T)])
-    np.testing.assert_allclose(got.reshape(T * B, O), Y, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(stepper.state, finals, rtol=0, atol=1e-12)
+    return Y, finals, got, stepper, X
+
+
+# 5 units: one partial panel of the fused step (fused.h); 17: whole ones and
+# a partial one, with AVX-512 and AVX2, in either precision.
+@pytest.mark.parametrize("hidden", [5, 17])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+def test_steps_follow_the_whole_sequence_pass(cell, dtype, hidden, recurrent_product):
+    Y, finals, got, stepper, X = whole_pass_and_steps(cell, dtype, hidden)
+    atol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(got.reshape(T * B, O), Y, rtol=0, atol=atol)
+    np.testing.assert_allclose(stepper.state, finals, rtol=0, atol=atol)
     stepper.set_state(None)
     np.testing.assert_allclose(stepper.run(np.ascontiguousarray(np.swapaxes(X, 0, 1))),
                                got, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_change_of_kernel_after_the_stepper_is_made_is_followed(cell):
+    """The LSTM and GRU Stepper packs its weights for the fused kernel in use
+    when it is made; with another kernel (AVX2 forced after AVX-512, or the
+    packed mode "never") its steps fall back to the plain cell step, and
+    still follow the whole-sequence pass."""
+    if blas.packed_isa() < 2:
+        pytest.skip("no AVX-512 kernel on this CPU")
+    changes = [(lambda: blas.set_packed_isa(1)), (lambda: blas.set_packed_mode("never"))]
+    try:
+        for change in changes:
+            Y, finals, got, stepper, _ = whole_pass_and_steps(cell, np.float64, 17, change)
+            np.testing.assert_allclose(got.reshape(T * B, O), Y, rtol=0, atol=1e-12)
+            np.testing.assert_allclose(stepper.state, finals, rtol=0, atol=1e-12)
+            blas.set_packed_isa(-1)
+            blas.set_packed_mode("auto")
+    finally:
+        blas.set_packed_isa(-1)
+        blas.set_packed_mode("auto")
 
 
 def test_the_parameters_are_kept():

@@ -109,6 +109,10 @@ cdef Py_ssize_t gru_packed_size(Py_ssize_t I, Py_ssize_t H) noexcept nogil
 
 cdef bint use_fused() noexcept nogil
 
+# The kernel the fused steps run now (CRNN_ISA_*, packed.h), 0 when they do
+# not run: weights packed under one kernel serve that kernel only.
+cdef int fused_kernel() noexcept nogil
+
 # P = [b; W_ih^T; W_hh^T] packed, from W_ih (4H, I), W_hh (4H, H), b (4H).
 cdef void lstm_pack(Py_ssize_t I, Py_ssize_t H, const floating* W_ih,
                     const floating* W_hh, const floating* b, floating* P) noexcept nogil

@@ -211,7 +211,11 @@ cdef Py_ssize_t gru_packed_size(Py_ssize_t I, Py_ssize_t H) noexcept nogil:
 
 
 cdef bint use_fused() noexcept nogil:
-    return packed_mode != 1 and crnn_packed_isa() != 0
+    return fused_kernel() != 0
+
+
+cdef int fused_kernel() noexcept nogil:
+    return 0 if packed_mode == 1 else crnn_packed_isa()
 
 
 cdef void lstm_pack(Py_ssize_t I, Py_ssize_t H, const floating* W_ih,

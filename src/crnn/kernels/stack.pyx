@@ -59,7 +59,10 @@ from crnn.kernels._elementwise cimport (
 )
 from crnn.kernels.abi cimport align_up
 from crnn.kernels.activations cimport IDENTITY, SOFTMAX
-from crnn.kernels.blas cimport NoTrans, Trans, gemm, hold_one_thread, release_threads
+from crnn.kernels.blas cimport (
+    NoTrans, Trans, fused_kernel, gemm, gru_fused_step, gru_pack, gru_packed_size,
+    hold_one_thread, lstm_fused_step, lstm_pack, lstm_packed_size, release_threads,
+)
 from crnn.kernels.elman cimport (
     ELMAN_GATES, ELMAN_STATES, elman_backward_dh, elman_backward_work_size, elman_forward,
     elman_forward_work_size, elman_step,
@@ -1100,6 +1103,12 @@ cdef class Stepper:
     B, H)`` that take turns: a step reads one and writes the other. A
     Stepper serves one thread at a time (RuntimeError otherwise), like a
     Stack.
+
+    The LSTM and GRU layers step through the fused step (blas.pxd) on their
+    weights packed once, when the Stepper is made: so it runs the weights
+    the buffer held then. Were the fused kernel to change afterwards
+    (``blas.set_packed_isa``, ``set_packed_mode``), the steps fall back to
+    the cells' plain step on the buffer.
     """
 
     cdef Config c
@@ -1113,6 +1122,9 @@ cdef class Stepper:
     cdef int current
     cdef bint running
     cdef readonly object dtype
+    cdef object packed           # every layer's weights laid out for the fused step
+    cdef char* packed_ptr
+    cdef int packed_kernel       # the fused kernel they are laid out for; 0: none
 
     def __cinit__(self, Stack stack, params, Py_ssize_t B):
         if stack.c.D != 1:
@@ -1139,6 +1151,14 @@ cdef class Stepper:
         self.params_ptr = data_pointer(self.params, self.is_double)
         self.states_ptr = data_pointer(self.states, self.is_double)
         self.work_ptr = data_pointer(self.work, self.is_double)
+        self.packed_kernel = fused_kernel() if self.c.cell != ELMAN else 0
+        if self.packed_kernel:
+            self.packed = aligned_empty(stepper_packed_size(&self.c), self.dtype)
+            self.packed_ptr = data_pointer(self.packed, self.is_double)
+            if self.is_double:
+                pack_layers(self, <double> 0)
+            else:
+                pack_layers(self, <float> 0)
         self.current = 0
         # Set while a step runs (the GIL orders the test and the set): a
         # call from another thread meanwhile raises RuntimeError.
@@ -1330,31 +1350,75 @@ cdef int _token_steps(Stepper self, const Py_ssize_t* tokens, floating* Y,
     return 0
 
 
+cdef Py_ssize_t layer_packed_size(const Config* c, Py_ssize_t l) noexcept nogil:
+    """Elements of layer ``l``'s weights laid out for the fused step, rounded
+    up to a multiple of ALIGN (abi.pxd): the layers' blocks follow one
+    another in Stepper.packed."""
+    cdef Py_ssize_t I_l = c.I if l == 0 else c.H
+    if c.cell == LSTM:
+        return align_up(lstm_packed_size(I_l, c.H))
+    return align_up(gru_packed_size(I_l, c.H))
+
+
+cdef Py_ssize_t stepper_packed_size(const Config* c) noexcept nogil:
+    cdef Py_ssize_t l, total = 0
+    for l in range(c.L):
+        total += layer_packed_size(c, l)
+    return total
+
+
+cdef void pack_layers(Stepper self, floating kind) noexcept nogil:
+    """Every layer's weights into Stepper.packed, for the fused step."""
+    cdef const floating* params = <const floating*> self.params_ptr
+    cdef floating* P = <floating*> self.packed_ptr
+    cdef const Py_ssize_t* off
+    cdef Py_ssize_t l, I_l = self.c.I
+    for l in range(self.c.L):
+        off = &self.unit_off[l, 0]
+        if self.c.cell == LSTM:
+            lstm_pack(I_l, self.c.H, params + off[W_IH], params + off[W_HH],
+                      params + off[BIAS], P)
+        else:
+            gru_pack(I_l, self.c.H, params + off[W_IH], params + off[W_HH],
+                     params + off[BIAS], params + off[B_HN], P)
+        P += layer_packed_size(&self.c, l)
+        I_l = self.c.H
+
+
 cdef void step_once(Stepper self, const floating* x, floating* Y) noexcept nogil:
     """One step of every layer from ``x`` ``(B, I)``, the outputs into ``Y``
     ``(B, O)``; the state buffers change turns."""
     cdef Py_ssize_t B = self.B, H = self.c.H, L = self.c.L, l, I_l = self.c.I
     cdef Py_ssize_t n = self.c.n_states * L * B * H, BH = B * H
     cdef const floating* params = <const floating*> self.params_ptr
+    cdef const floating* P = <const floating*> self.packed_ptr
     cdef floating* old = <floating*> self.states_ptr + self.current * n
     cdef floating* new = <floating*> self.states_ptr + (1 - self.current) * n
     cdef floating* work = <floating*> self.work_ptr
     cdef const Py_ssize_t* off
     cdef const floating* x_l = x
+    cdef bint fused = self.packed_kernel != 0 and fused_kernel() == self.packed_kernel
     for l in range(L):
         off = &self.unit_off[l, 0]
         # state j of layer l: block j * L + l of B*H
         if self.c.cell == ELMAN:
             elman_step(B, I_l, H, x_l, params + off[W_IH], params + off[W_HH],
                        params + off[BIAS], old + l * BH, new + l * BH, self.c.activation)
+        elif self.c.cell == LSTM and fused:
+            lstm_fused_step(B, I_l, H, x_l, old + l * BH, old + (L + l) * BH, P,
+                            new + l * BH, new + (L + l) * BH, NULL)
         elif self.c.cell == LSTM:
             lstm_step(B, I_l, H, x_l, params + off[W_IH], params + off[W_HH],
                       params + off[BIAS], old + l * BH, old + (L + l) * BH,
                       new + l * BH, new + (L + l) * BH, work)
+        elif fused:
+            gru_fused_step(B, I_l, H, x_l, old + l * BH, P, new + l * BH, NULL, NULL)
         else:
             gru_step(B, I_l, H, x_l, params + off[W_IH], params + off[W_HH],
                      params + off[BIAS], params + off[B_HN], old + l * BH,
                      new + l * BH, work)
+        if fused:
+            P += layer_packed_size(&self.c, l)
         x_l, I_l = new + l * BH, H
     # Y(B, O) = h_L(B, H) @ W_y^T, then g2(Y + b_y)
     gemm(NoTrans, Trans, B, self.c.O, H, 1, x_l, H, params + self.c.off_W_y, H, 0, Y,

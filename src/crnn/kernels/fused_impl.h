@@ -90,6 +90,44 @@ static void FN(crnn_gru_pack)(ptrdiff_t I, ptrdiff_t H, const REAL *W_ih,
 #define CRNN_FUSED_KERNEL(ISA, TARGET, VBYTES, MR)                                      \
 typedef REAL FN(crnn_fused_vec_##ISA) __attribute__((vector_size(VBYTES)));            \
                                                                                         \
+/* The cell on the nu <= VL units of one row, from its four accumulators  \
+ * a (4, VL), the activated gates written over them. Out of line, so that  \
+ * every tile height runs the very same instructions on every row (the     \
+ * results do not depend on how the rows were grouped). */                              \
+__attribute__((target(TARGET), noinline)) static void                                  \
+FN(crnn_lstm_cells_##ISA)(ptrdiff_t nu, REAL a[4][VBYTES / sizeof(REAL)],              \
+                          const REAL *restrict c_prev, REAL *restrict h,                \
+                          REAL *restrict c)                                             \
+{                                                                                       \
+    enum { VL = VBYTES / sizeof(REAL) };                                                \
+    if (nu == VL) {                                                                     \
+        _Pragma("GCC ivdep") for (ptrdiff_t j = 0; j < VL; j++)                         \
+            FN(crnn_lstm_cell)(a[0][j], a[1][j], a[2][j], a[3][j], c_prev[j], &a[0][j],  \
+                               &a[1][j], &a[2][j], &a[3][j], c + j, h + j);             \
+    } else {                                                                            \
+        /* the last, partial panel */                                                   \
+        _Pragma("GCC ivdep") for (ptrdiff_t j = 0; j < nu; j++)                         \
+            FN(crnn_lstm_cell)(a[0][j], a[1][j], a[2][j], a[3][j], c_prev[j], &a[0][j],  \
+                               &a[1][j], &a[2][j], &a[3][j], c + j, h + j);             \
+    }                                                                                   \
+}                                                                                       \
+                                                                                        \
+__attribute__((target(TARGET), noinline)) static void                                  \
+FN(crnn_gru_cells_##ISA)(ptrdiff_t nu, REAL a[4][VBYTES / sizeof(REAL)],               \
+                         const REAL *restrict h_prev, REAL *restrict h)                 \
+{                                                                                       \
+    enum { VL = VBYTES / sizeof(REAL) };                                                \
+    if (nu == VL) {                                                                     \
+        _Pragma("GCC ivdep") for (ptrdiff_t j = 0; j < VL; j++)                         \
+            FN(crnn_gru_cell)(a[0][j], a[1][j], a[2][j], a[3][j], h_prev[j], &a[0][j],   \
+                              &a[1][j], &a[2][j], h + j);                               \
+    } else {                                                                            \
+        _Pragma("GCC ivdep") for (ptrdiff_t j = 0; j < nu; j++)                         \
+            FN(crnn_gru_cell)(a[0][j], a[1][j], a[2][j], a[3][j], h_prev[j], &a[0][j],   \
+                              &a[1][j], &a[2][j], h + j);                               \
+    }                                                                                   \
+}                                                                                       \
+                                                                                        \
 __attribute__((target(TARGET), always_inline)) static inline void                      \
 FN(crnn_fused_tile_##ISA)(const int mr, const int gru, ptrdiff_t u0, ptrdiff_t nu,     \
                           ptrdiff_t I, ptrdiff_t H, const REAL *x, const REAL *h_prev,  \
@@ -129,42 +167,18 @@ FN(crnn_fused_tile_##ISA)(const int mr, const int gru, ptrdiff_t u0, ptrdiff_t n
                 acc[r][gru && q == 2 ? 3 : q] += s * w[q];                              \
         }                                                                               \
     }                                                                                   \
-    /* The cell, from a copy in L1: a loop the compiler vectorises, as the  \
-     * element-wise passes are. The activated gates go over their            \
-     * pre-activations in a[r], then into ``gates``: one code path whether    \
-     * they are kept or not, so that training and inference agree to the     \
-     * bit. */                                                                          \
+    /* The cell, row by row from a copy in L1. The activated gates go over  \
+     * their pre-activations in a[r], then into ``gates``: one code path     \
+     * whether they are kept or not, so that training and inference agree to \
+     * the bit. */                                                                      \
     CRNN_UNROLL for (int r = 0; r < mr; r++)                                            \
         memcpy(a[r], acc[r], sizeof a[r]);                                              \
     for (int r = 0; r < mr; r++) {                                                      \
-        REAL *h_r = h + r * H + u0;                                                     \
-        const REAL *h_prev_r = h_prev + r * H + u0;                                     \
-        if (gru && nu == VL) {                                                          \
-            _Pragma("GCC ivdep") for (ptrdiff_t j = 0; j < VL; j++)                     \
-                FN(crnn_gru_cell)(a[r][0][j], a[r][1][j], a[r][2][j], a[r][3][j],       \
-                                  h_prev_r[j], &a[r][0][j], &a[r][1][j], &a[r][2][j],   \
-                                  h_r + j);                                             \
-        } else if (gru) {                                                               \
-            _Pragma("GCC ivdep") for (ptrdiff_t j = 0; j < nu; j++)                     \
-                FN(crnn_gru_cell)(a[r][0][j], a[r][1][j], a[r][2][j], a[r][3][j],       \
-                                  h_prev_r[j], &a[r][0][j], &a[r][1][j], &a[r][2][j],   \
-                                  h_r + j);                                             \
-        } else if (nu == VL) {                                                          \
-            const REAL *c_prev_r = c_prev + r * H + u0;                                 \
-            REAL *c_r = c + r * H + u0;                                                 \
-            _Pragma("GCC ivdep") for (ptrdiff_t j = 0; j < VL; j++)                     \
-                FN(crnn_lstm_cell)(a[r][0][j], a[r][1][j], a[r][2][j], a[r][3][j],      \
-                                   c_prev_r[j], &a[r][0][j], &a[r][1][j], &a[r][2][j],  \
-                                   &a[r][3][j], c_r + j, h_r + j);                      \
-        } else {                                                                        \
-            /* the last, partial panel: nu < VL units */                                \
-            const REAL *c_prev_r = c_prev + r * H + u0;                                 \
-            REAL *c_r = c + r * H + u0;                                                 \
-            _Pragma("GCC ivdep") for (ptrdiff_t j = 0; j < nu; j++)                     \
-                FN(crnn_lstm_cell)(a[r][0][j], a[r][1][j], a[r][2][j], a[r][3][j],      \
-                                   c_prev_r[j], &a[r][0][j], &a[r][1][j], &a[r][2][j],  \
-                                   &a[r][3][j], c_r + j, h_r + j);                      \
-        }                                                                               \
+        if (gru)                                                                        \
+            FN(crnn_gru_cells_##ISA)(nu, a[r], h_prev + r * H + u0, h + r * H + u0);    \
+        else                                                                            \
+            FN(crnn_lstm_cells_##ISA)(nu, a[r], c_prev + r * H + u0, h + r * H + u0,    \
+                                      c + r * H + u0);                                  \
         if (gates != NULL && nu == VL)                                                  \
             CRNN_UNROLL for (int q = 0; q < NG; q++)                                    \
                 memcpy(gates + (r * NG + q) * H + u0, a[r][q], sizeof a[r][q]);         \

@@ -1,8 +1,11 @@
 """GRU layer kernels (see ``gru.pxd`` for shapes, layout and equations).
 
-Forward: one GEMM ``X W_ih^T`` for all rows before the loop; per step one
-GEMM ``h_prev W_hh^T`` for all three gates into a workspace and one fused
-pass for the gates and the new state.
+Forward, on a CPU with a packed kernel (AVX2 or AVX-512) unless the packed
+mode is "never": per step and block of rows, the fused step (``fused.h``):
+both products and the cell in registers, on the weights packed once per
+pass. Otherwise (BLAS alone): one GEMM ``X W_ih^T`` for all rows before the
+loop; per step one GEMM ``h_prev W_hh^T`` for all three gates into a
+workspace and one pass for the gates and the new state.
 
 Backward, per step (in the opposite order), one fused pass
 
@@ -53,6 +56,8 @@ cdef void gru_forward(
         gru_forward_fused(T, batch_sizes, I, H, N, X, W_ih, W_hh, b, b_hn, h0, gates, hn,
                           Hs, h_n, work, reverse, True)
         return
+    # Here no packed kernel runs (the fused step runs wherever one could):
+    # prepare_forward lays W_hh^T out for BLAS.
     packed = prepare_forward(batch_sizes[0], H, G, W_hh, W_hhT)
     # gates(N, 3H) = X(N, I) @ W_ih^T
     gemm(NoTrans, Trans, N, G, I, 1, X, I, W_ih, I, 0, gates, G)

@@ -1,8 +1,12 @@
 """LSTM layer kernels (see ``lstm.pxd`` for shapes, layout and equations).
 
-Forward: one GEMM ``X W_ih^T`` for all rows before the loop; per step one
-GEMM ``h_prev W_hh^T`` for all four gates at once and one fused pass that
-applies the gate activations and updates ``c`` and ``h``.
+Forward, on a CPU with a packed kernel (AVX2 or AVX-512) unless the packed
+mode is "never": per step and block of rows, the fused step (``fused.h``):
+both products and the cell in registers, on ``[b; W_ih^T; W_hh^T]`` packed
+once per pass. Otherwise (BLAS alone): one GEMM ``X W_ih^T`` for all rows
+before the loop; per step one GEMM ``h_prev W_hh^T`` for all four gates at
+once and one pass that applies the gate activations and updates ``c`` and
+``h``.
 
 Backward, per step (in the opposite order), one fused pass
 
@@ -51,6 +55,8 @@ cdef void lstm_forward(
         lstm_forward_fused(T, batch_sizes, I, H, N, X, W_ih, W_hh, b, h0, c0, gates, Hs,
                            Cs, h_n, c_n, work, reverse, True)
         return
+    # Here no packed kernel runs (the fused step runs wherever one could):
+    # prepare_forward lays W_hh^T out for BLAS.
     packed = prepare_forward(batch_sizes[0], H, G, W_hh, work)
     # gates(N, 4H) = X(N, I) @ W_ih^T
     gemm(NoTrans, Trans, N, G, I, 1, X, I, W_ih, I, 0, gates, G)

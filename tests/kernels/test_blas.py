@@ -440,17 +440,42 @@ def test_blas_thread_count_follows_threadpoolctl():
         assert blas.blas_thread_count() == 1
 
 
+def test_only_openblas_avx512_cores_are_taken_to_have_small_matrix_kernels():
+    for name in ("SkylakeX", "COOPERLAKE", "sapphirerapids "):
+        assert blas.has_small_kernels(name)
+    for name in ("Haswell", "Zen", "Sandybridge", "Prescott", "neoversen1", ""):
+        assert not blas.has_small_kernels(name)
+    assert blas.has_small_kernels(None)                  # not OpenBLAS: unmeasured
+    assert blas.blas_small_kernels() == blas.has_small_kernels(blas.BLAS_CORENAME)
+
+
+def test_the_blas_core_is_the_one_threadpoolctl_reports():
+    """crnn reads the core of the OpenBLAS that scipy's cython_blas links,
+    which threadpoolctl reports as that library's ``architecture``."""
+    import scipy.linalg  # noqa: F401  (loads scipy's BLAS for threadpoolctl)
+    infos = [i for i in pytest.importorskip("threadpoolctl").threadpool_info()
+             if i["internal_api"] == "openblas" and "scipy.libs" in i["filepath"]]
+    if not infos or blas.BLAS_CORENAME is None:
+        pytest.skip("scipy's BLAS is not a bundled OpenBLAS")
+    assert blas.BLAS_CORENAME.lower() == infos[0]["architecture"].lower()
+
+
 def test_use_packed_decides_by_size_threads_and_type():
     """In the default mode the packed kernel runs the products above
-    SMALL_PRODUCT (10^6 multiply-adds) when scipy's BLAS has one thread, in
-    float64 only if W takes at most 4 MiB, and none when BLAS has more
-    threads; "never" and "always" override all three."""
+    SMALL_PRODUCT (10^6 multiply-adds), and the smaller ones too when
+    scipy's BLAS has no small-matrix kernels (it would repack W on every
+    call), when scipy's BLAS has one thread, in float64 only if W takes at
+    most 4 MiB, and none when BLAS has more threads; "never" and "always"
+    override them all."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
     if blas.packed_isa() == 0 or blas.blas_thread_count() is None:
         pytest.skip("no packed kernel or no BLAS thread count here")
     large, small = (64, 512, 2048), (32, 32, 128)
     with threadpoolctl.threadpool_limits(1, user_api="blas"):
-        assert blas.py_use_packed(*large) and not blas.py_use_packed(*small)
+        assert blas.py_use_packed(*large)
+        for dtype in (np.float32, np.float64):
+            for shape in (small, (1, 8, 8)):
+                assert blas.py_use_packed(*shape, dtype) == (not blas.blas_small_kernels())
         assert not blas.py_use_packed(*large, np.float64)         # W: 8 MiB
         assert blas.py_use_packed(64, 256, 1024, np.float64)      # W: 2 MiB
         assert blas.set_packed_mode("never") == "auto"

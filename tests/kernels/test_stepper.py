@@ -54,22 +54,26 @@ def test_steps_follow_the_whole_sequence_pass(cell, dtype, hidden, recurrent_pro
                                got, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
 def test_a_change_of_kernel_after_the_stepper_is_made_is_followed(cell):
-    """The LSTM and GRU Stepper packs its weights for the fused kernel in use
-    when it is made; with another kernel (AVX2 forced after AVX-512, or the
-    packed mode "never") its steps fall back to the plain cell step, and
-    still follow the whole-sequence pass."""
-    if blas.packed_isa() < 2:
-        pytest.skip("no AVX-512 kernel on this CPU")
-    changes = [(lambda: blas.set_packed_isa(1)), (lambda: blas.set_packed_mode("never"))]
+    """A Stepper packs its weights for the packed kernel in use when it is
+    made (the LSTM's and GRU's for the fused step, the Elman cell's for its
+    two products, here with the packed product forced on); with another
+    kernel (AVX2 forced after AVX-512, or the packed mode "never") its steps
+    fall back to the plain cell step, and still follow the whole-sequence
+    pass."""
+    if blas.packed_isa() == 0:
+        pytest.skip("no packed kernel on this CPU")
+    changes = [(lambda: blas.set_packed_mode("never"))]
+    if blas.packed_isa() == 2:
+        changes.append(lambda: blas.set_packed_isa(1))
     try:
         for change in changes:
+            blas.set_packed_mode("always")
             Y, finals, got, stepper, _ = whole_pass_and_steps(cell, np.float64, 17, change)
             np.testing.assert_allclose(got.reshape(T * B, O), Y, rtol=0, atol=1e-12)
             np.testing.assert_allclose(stepper.state, finals, rtol=0, atol=1e-12)
             blas.set_packed_isa(-1)
-            blas.set_packed_mode("auto")
     finally:
         blas.set_packed_isa(-1)
         blas.set_packed_mode("auto")

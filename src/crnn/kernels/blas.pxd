@@ -61,15 +61,18 @@ cdef void copy(int n, const floating* x, int incx,
 # ``use_packed`` says whether to: the CPU has a kernel, scipy's BLAS runs on
 # one thread (with more, its threaded GEMM is faster on an idle machine;
 # crnn's own passes hold it at one thread, see the end of this file), the product is too
-# large for OpenBLAS's small-matrix kernels, which read W in place, and, in
+# large for OpenBLAS's small-matrix kernels, which read W in place, or the
+# BLAS has none (OpenBLAS has them on its AVX-512 cores only:
+# ``blas.SMALL_KERNEL_CORES``; on the others it repacks W on every call), and, in
 # float64, W takes at most PACKED_DOUBLE_BYTES (beyond that, BLAS is the
 # faster of the two in float64). The measurements behind these bounds, taken
 # inside the training step (benchmarks/packed_ab.py): docs/performance.md,
 # "The packed per-step product".
 
-# OpenBLAS runs (M, K) x (K, N) products of at most SMALL_PRODUCT
-# multiply-adds with small-matrix kernels that read both operands in place,
-# as fast as the packed kernel; above that it repacks them on every call.
+# OpenBLAS's AVX-512 cores run (M, K) x (K, N) products of at most
+# SMALL_PRODUCT multiply-adds with small-matrix kernels that read both
+# operands in place, as fast as the packed kernel; above that it repacks them
+# on every call.
 cdef enum:
     SMALL_PRODUCT = 1000000
     PACKED_DOUBLE_BYTES = 4194304     # 4 MiB

@@ -165,6 +165,55 @@ cdef thread_query blas_threads = NULL     # scipy's BLAS's own, found at import
                                           # (see "scipy's BLAS threads" below)
 cdef int packed_mode = 0                  # 0 auto, 1 never, 2 always
 PACKED_MODES = {"auto": 0, "never": 1, "always": 2}
+cdef bint small_kernels = True            # found at import (see below)
+
+#: The OpenBLAS cores whose sgemm and dgemm have small-matrix kernels, which
+#: read both operands in place (OpenBLAS's ``*_small_kernel_*`` and "direct
+#: sgemm" code is built for these cores only). Every other core, Haswell's
+#: that OpenBLAS runs on AVX2 machines (Zen 1 to 3 among them) included,
+#: repacks W on every call, however small the product.
+SMALL_KERNEL_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
+
+
+def has_small_kernels(corename):
+    """Whether an OpenBLAS core (``openblas_get_corename()``; None: another
+    BLAS, or one that does not say) has small-matrix kernels. A BLAS that is
+    not OpenBLAS is taken to have them."""
+    return corename is None or corename.strip().lower() in SMALL_KERNEL_CORES
+
+
+def _find_blas_corename():
+    """The core scipy's OpenBLAS runs on (``"Haswell"``, ``"SkylakeX"``...),
+    from the library ``scipy.linalg.cython_blas`` links; None for another
+    BLAS."""
+    import ctypes
+
+    from scipy.linalg import cython_blas
+
+    try:
+        lib = ctypes.CDLL(cython_blas.__file__)
+    except OSError:
+        return None
+    for name in ("scipy_openblas_get_corename", "openblas_get_corename",
+                 "scipy_openblas_get_corename64_", "openblas_get_corename64_"):
+        function = getattr(lib, name, None)
+        if function is not None:
+            function.restype = ctypes.c_char_p
+            value = function()
+            return value.decode("ascii", "replace") if value else None
+    return None
+
+
+#: The OpenBLAS core scipy's BLAS runs on, or None for another BLAS.
+BLAS_CORENAME = _find_blas_corename()
+small_kernels = has_small_kernels(BLAS_CORENAME)
+
+
+def blas_small_kernels():
+    """Whether scipy's BLAS runs small products in place (:func:`has_small_kernels`
+    of :data:`BLAS_CORENAME`): if not, ``use_packed`` takes the packed
+    kernel for per-step products of any size."""
+    return small_kernels
 
 
 cdef bint use_packed(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N,
@@ -175,7 +224,8 @@ cdef bint use_packed(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N,
         return True
     if itemsize == 8 and K * N * 8 > PACKED_DOUBLE_BYTES:
         return False
-    return M * K * N > SMALL_PRODUCT and blas_threads != NULL and blas_threads() == 1
+    return ((M * K * N > SMALL_PRODUCT or not small_kernels)
+            and blas_threads != NULL and blas_threads() == 1)
 
 
 cdef Py_ssize_t packed_size(Py_ssize_t K, Py_ssize_t N) noexcept nogil:

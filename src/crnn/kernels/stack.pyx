@@ -61,7 +61,8 @@ from crnn.kernels.abi cimport align_up
 from crnn.kernels.activations cimport IDENTITY, SOFTMAX
 from crnn.kernels.blas cimport (
     NoTrans, Trans, fused_kernel, gemm, gru_fused_step, gru_pack, gru_packed_size,
-    hold_one_thread, lstm_fused_step, lstm_pack, lstm_packed_size, release_threads,
+    hold_one_thread, lstm_fused_step, lstm_pack, lstm_packed_size, pack, packed_gemm,
+    packed_size, release_threads, use_packed,
 )
 from crnn.kernels.elman cimport (
     ELMAN_GATES, ELMAN_STATES, elman_backward_dh, elman_backward_work_size, elman_forward,
@@ -1105,10 +1106,12 @@ cdef class Stepper:
     Stack.
 
     The LSTM and GRU layers step through the fused step (blas.pxd) on their
-    weights packed once, when the Stepper is made: so it runs the weights
-    the buffer held then. Were the fused kernel to change afterwards
-    (``blas.set_packed_isa``, ``set_packed_mode``), the steps fall back to
-    the cells' plain step on the buffer.
+    weights packed once, when the Stepper is made, and so do the Elman
+    layers' products when ``use_packed`` takes the packed kernel for them
+    (on a BLAS without small-matrix kernels, at any size): so it runs the
+    weights the buffer held then. Were the packed kernel to change
+    afterwards (``blas.set_packed_isa``, ``set_packed_mode``), the steps fall
+    back to the cells' plain step on the buffer.
     """
 
     cdef Config c
@@ -1151,7 +1154,12 @@ cdef class Stepper:
         self.params_ptr = data_pointer(self.params, self.is_double)
         self.states_ptr = data_pointer(self.states, self.is_double)
         self.work_ptr = data_pointer(self.work, self.is_double)
-        self.packed_kernel = fused_kernel() if self.c.cell != ELMAN else 0
+        self.packed_kernel = fused_kernel()
+        if self.c.cell == ELMAN:
+            hold_one_thread()           # (as every step runs: the BLAS at one thread)
+            if not use_packed(B, self.c.H, self.c.H, self.dtype.itemsize):
+                self.packed_kernel = 0
+            release_threads()
         if self.packed_kernel:
             self.packed = aligned_empty(stepper_packed_size(&self.c), self.dtype)
             self.packed_ptr = data_pointer(self.packed, self.is_double)
@@ -1351,13 +1359,21 @@ cdef int _token_steps(Stepper self, const Py_ssize_t* tokens, floating* Y,
 
 
 cdef Py_ssize_t layer_packed_size(const Config* c, Py_ssize_t l) noexcept nogil:
-    """Elements of layer ``l``'s weights laid out for the fused step, rounded
-    up to a multiple of ALIGN (abi.pxd): the layers' blocks follow one
-    another in Stepper.packed."""
+    """Elements of layer ``l``'s weights laid out for the fused step (the
+    Elman cell's: W_ih^T, then W_hh^T, each packed), rounded up to a multiple
+    of ALIGN (abi.pxd): the layers' blocks follow one another in
+    Stepper.packed."""
     cdef Py_ssize_t I_l = c.I if l == 0 else c.H
+    if c.cell == ELMAN:
+        return elman_packed_offset(I_l, c.H) + align_up(packed_size(c.H, c.H))
     if c.cell == LSTM:
         return align_up(lstm_packed_size(I_l, c.H))
     return align_up(gru_packed_size(I_l, c.H))
+
+
+cdef inline Py_ssize_t elman_packed_offset(Py_ssize_t I_l, Py_ssize_t H) noexcept nogil:
+    """Where an Elman layer's packed W_hh^T starts, after its packed W_ih^T."""
+    return align_up(packed_size(I_l, H))
 
 
 cdef Py_ssize_t stepper_packed_size(const Config* c) noexcept nogil:
@@ -1368,14 +1384,20 @@ cdef Py_ssize_t stepper_packed_size(const Config* c) noexcept nogil:
 
 
 cdef void pack_layers(Stepper self, floating kind) noexcept nogil:
-    """Every layer's weights into Stepper.packed, for the fused step."""
+    """Every layer's weights into Stepper.packed, for the fused step (or the
+    Elman cell's packed products)."""
     cdef const floating* params = <const floating*> self.params_ptr
     cdef floating* P = <floating*> self.packed_ptr
     cdef const Py_ssize_t* off
     cdef Py_ssize_t l, I_l = self.c.I
     for l in range(self.c.L):
         off = &self.unit_off[l, 0]
-        if self.c.cell == LSTM:
+        if self.c.cell == ELMAN:
+            # W_ih^T (I_l, H) and W_hh^T (H, H): W^T(k, n) = W[n * K + k]
+            pack(I_l, self.c.H, params + off[W_IH], 1, I_l, P)
+            pack(self.c.H, self.c.H, params + off[W_HH], 1, self.c.H,
+                 P + elman_packed_offset(I_l, self.c.H))
+        elif self.c.cell == LSTM:
             lstm_pack(I_l, self.c.H, params + off[W_IH], params + off[W_HH],
                       params + off[BIAS], P)
         else:
@@ -1401,7 +1423,13 @@ cdef void step_once(Stepper self, const floating* x, floating* Y) noexcept nogil
     for l in range(L):
         off = &self.unit_off[l, 0]
         # state j of layer l: block j * L + l of B*H
-        if self.c.cell == ELMAN:
+        if self.c.cell == ELMAN and fused:
+            # a(B, H) = x_l(B, I_l) @ W_ih^T + h_prev(B, H) @ W_hh^T, packed; h = g(a + b)
+            packed_gemm(B, H, I_l, x_l, I_l, P, False, new + l * BH, H)
+            packed_gemm(B, H, H, old + l * BH, H, P + elman_packed_offset(I_l, H), True,
+                        new + l * BH, H)
+            bias_activation(B, H, new + l * BH, params + off[BIAS], self.c.activation)
+        elif self.c.cell == ELMAN:
             elman_step(B, I_l, H, x_l, params + off[W_IH], params + off[W_HH],
                        params + off[BIAS], old + l * BH, new + l * BH, self.c.activation)
         elif self.c.cell == LSTM and fused:

@@ -16,7 +16,7 @@ from crnn._flow import gradient_flow
 from crnn._gradcheck import check_gradient
 from crnn._constraints import (Boolean, Callbacks, Dict, FloatDtype, Interval, Options,
                                RandomState, Verbose, validate_params)
-from crnn._network import Chunk, RecurrentNetwork
+from crnn._network import RecurrentNetwork
 from crnn._optim import OPTIMIZERS, check_optimizer_state
 from crnn._sequences import Sequences
 from crnn._stream import ClassifierStream, Stream
@@ -170,6 +170,8 @@ class _RNNBase(BaseEstimator):
     _ARCHITECTURE = ("cell", "hidden_size", "num_layers", "bidirectional", "activation",
                      "return_sequences", "vocab_size", "embedding_dim", "padding_idx",
                      "dtype")
+    #: ``model -> (value of each _ARCHITECTURE name)``, for _check_architecture
+    _architecture_values = operator.attrgetter(*_ARCHITECTURE)
 
     def __init__(self, hidden_size=32, *, cell="elman", num_layers=1,
                  bidirectional=False, activation="tanh", return_sequences=False,
@@ -366,7 +368,7 @@ class _RNNBase(BaseEstimator):
         so that a call on an unchanged model compares them only.
         """
         self._check_is_fitted()
-        values = tuple([getattr(self, name) for name in self._ARCHITECTURE])
+        values = self._architecture_values(self)
         checked = _ARCHITECTURE_CHECKED.get(self)
         if checked is not None and checked[0] is self._fitted_architecture:
             try:
@@ -713,27 +715,18 @@ class _RNNBase(BaseEstimator):
         """The outputs of a few sequences of one length, one per sequence,
         without the general path's bookkeeping: for a C-contiguous
         ``(n, T, n_features)`` array of the model's dtype, finite, with ``n``
-        at most one block of ``predict``; None for anything else (which the
-        general path validates, packs and reports). Packing sequences of one
-        length is a transpose to time-major, and their outputs come out in
-        their order."""
-        if (type(X) is not np.ndarray or X.ndim != 3 or self.return_sequences
-                or X.dtype != self.params_.dtype or not X.flags.c_contiguous):
-            return None
-        n, T, F = X.shape
-        if F != self.n_features_in_ or not 0 < n <= _PREDICT_BLOCK_SEQUENCES or T == 0 \
-                or not np.isfinite(X).all():
+        at most one block of ``predict``, in one compiled call
+        (``Stack.output_dense``, which checks all that); None for anything
+        else (which the general path validates, packs and reports). Packing
+        sequences of one length is a transpose to time-major, and their
+        outputs come out in their order."""
+        if type(X) is not np.ndarray or self.return_sequences:
             return None
         pool = self._network_pool()
         network = pool.get()
         try:
-            if len(_predict_blocks(n, T, network)) != 1:
-                return None
-            batch_sizes = np.empty(T, dtype=np.intp)
-            batch_sizes.fill(n)
-            X_tm = X.reshape(T, F) if n == 1 else np.ascontiguousarray(X.swapaxes(0, 1))
-            return network.output(self.params_, Chunk(X_tm.reshape(T * n, F),
-                                                      batch_sizes))[0]
+            return network.stack.output_dense(self.params_, X, _PREDICT_BLOCK_SEQUENCES,
+                                              _PREDICT_CHUNK_ELEMENTS)
         finally:
             pool.put(network)
 
@@ -1082,6 +1075,7 @@ class RNNRegressor(RegressorMixin, _RNNBase):
     _parameter_constraints = {**_RNNBase._parameter_constraints,
                               "output_activation": [Options(*OUTPUTS)]}
     _ARCHITECTURE = _RNNBase._ARCHITECTURE + ("output_activation",)
+    _architecture_values = operator.attrgetter(*_ARCHITECTURE)
     # Whether y had no output axis, so that predictions drop it too.
     _TARGET_STATE = ("_squeeze",)
     _STREAM = Stream

@@ -12,6 +12,9 @@
   what was expected, before any kernel runs.
 * Its kernels flush subnormal numbers to zero, and leave the caller's
   floating-point state as it was.
+* ``output_dense`` (predict's short path) gives the bits of ``output`` on
+  the packed batch of the same sequences, and runs nothing (None) for any
+  input it does not take, leaving it to the general path.
 """
 import platform
 import threading
@@ -93,6 +96,69 @@ def test_every_pass_gives_the_same_final_states(cell):
         out = np.full_like(finals, np.nan)
         call(out)
         np.testing.assert_array_equal(out, finals)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cell", CELLS)
+def test_output_dense_is_output_of_the_packed_batch(cell, dtype):
+    """``output_dense`` of ``(B, T, I)`` batch-first sequences (B = 1: no
+    transpose; B > 1: made time-major in the workspace) equals ``output`` of
+    their packed batch bit for bit, on a Stack that has run other batches,
+    and leaves the Stack's later passes exact."""
+    rng = np.random.default_rng(4)
+    network, params = make(cell, dtype=np.dtype(dtype))
+    params = params.astype(dtype)
+    for B, T in [(1, 1), (1, 7), (4, 1), (5, 6), (2, 9)]:
+        X = rng.normal(size=(B, T, 3)).astype(dtype)
+        batch = check_sequences(list(X), np.dtype(dtype)).pack()
+        assert np.array_equal(batch.sources, np.arange(B))      # one length: in order
+        want, _ = make(cell, dtype=np.dtype(dtype))[0].output(params, batch)
+        got = network.stack.output_dense(params, X, 64, 1 << 22)
+        assert got.shape == (B, 2) and got.dtype == dtype
+        np.testing.assert_array_equal(got, want)
+        other = check_sequences([rng.normal(size=(n, 3)).astype(dtype) for n in (3, 2)],
+                                np.dtype(dtype)).pack()
+        np.testing.assert_array_equal(network.output(params, other)[0],
+                                      make(cell, dtype=np.dtype(dtype))[0].output(params,
+                                                                                  other)[0])
+
+
+class Subclass(np.ndarray):
+    pass
+
+
+def test_output_dense_leaves_what_it_does_not_take_to_the_general_path():
+    """None, before any kernel runs, for another dtype, order, rank, width,
+    an empty batch or sequence, more sequences or gate activations than
+    allowed, a non-finite value, an ndarray subclass, a network that scores
+    every step or reads token ids; a wrong parameter buffer is refused."""
+    rng = np.random.default_rng(5)
+    network, params = make("lstm")
+    stack = network.stack
+    X = rng.normal(size=(3, 4, 3))
+    assert stack.output_dense(params, X, 64, 1 << 22) is not None
+    bad = X.copy()
+    bad[2, 3, 1] = np.nan
+    gates = 3 * 4 * 2 * 2 * 4 * 5                  # B T L D 4H
+    for Z, max_B, max_gates in [(X.astype(np.float32), 64, 1 << 22),
+                                (np.asfortranarray(X), 64, 1 << 22),
+                                (X[:, ::2], 64, 1 << 22), (X[0], 64, 1 << 22),
+                                (X[..., :2].copy(), 64, 1 << 22),
+                                (X[:0], 64, 1 << 22), (X[:, :0], 64, 1 << 22),
+                                (X, 2, 1 << 22), (X, 64, gates - 1), (bad, 64, 1 << 22),
+                                (X.view(Subclass), 64, 1 << 22), (X.tolist(), 64, 1 << 22)]:
+        assert stack.output_dense(params, Z, max_B, max_gates) is None
+    assert stack.output_dense(params, X, 64, gates) is not None
+    assert stack.output_dense(params, X[:1], 64, 1) is not None     # one sequence: any size
+    with pytest.raises(ValueError, match="params must have shape"):
+        stack.output_dense(params[:-1], X, 64, 1 << 22)
+    with pytest.raises(ValueError, match="params must be a C-contiguous"):
+        stack.output_dense(params.astype(np.float32), X, 64, 1 << 22)
+    seq, seq_params = make("lstm", return_sequences=True)
+    assert seq.stack.output_dense(seq_params, X, 64, 1 << 22) is None
+    tokens = RecurrentNetwork(3, 5, 2, cell="gru", vocab_size=7)
+    ids = rng.integers(0, 7, size=(2, 4, 3)).astype(np.float64)
+    assert tokens.stack.output_dense(tokens.init_params(rng), ids, 64, 1 << 22) is None
 
 
 def test_loss_after_another_batch_is_that_batchs_loss(setup):

@@ -177,8 +177,10 @@ cdef Unit unit_sizes(const Config* c, Py_ssize_t N, Py_ssize_t B,
     return u
 
 
-cdef Shape plan(const Config* c, Py_ssize_t T, Py_ssize_t N, Py_ssize_t B) noexcept nogil:
-    """The workspace of a batch of ``N`` packed rows, ``B`` sequences, ``T`` steps."""
+cdef Shape plan(const Config* c, Py_ssize_t T, Py_ssize_t N, Py_ssize_t B,
+               bint batch_first) noexcept nogil:
+    """The workspace of a batch of ``N`` packed rows, ``B`` sequences, ``T``
+    steps (``batch_first``: given as ``(B, T, I)``, to be made time-major)."""
     cdef Shape s
     cdef Py_ssize_t U = c.L * c.D, Hd = c.D * c.H, H = c.H, end = 0
     cdef Py_ssize_t I_max = max(c.I, Hd) if c.L > 1 else c.I   # widest layer input
@@ -190,7 +192,8 @@ cdef Shape plan(const Config* c, Py_ssize_t T, Py_ssize_t N, Py_ssize_t B) noexc
     s.aux = take(&end, U * u.aux)                      # LSTM c_t, GRU W_hn h + b_hn
     s.finals = take(&end, c.n_states * U * B * H)      # (n_states, U, B, H)
     s.zeros = take(&end, B * H)                        # the default initial state
-    s.embedded = take(&end, N * c.I if c.V else 0)     # W_emb[tokens], layer 0's input
+    # layer 0's input, time-major: W_emb[tokens], or a batch-first X transposed
+    s.embedded = take(&end, N * c.I if c.V or batch_first else 0)
     s.inputs = take(&end, (c.L - 1) * N * Hd)          # inputs of layers 1 .. L-1
     s.S = take(&end, s.R * Hd)
     s.Z = take(&end, s.R * c.O)                        # Z, then Y = g2(Z)
@@ -366,6 +369,35 @@ cdef void output_activation(Py_ssize_t R, Py_ssize_t O, floating* Z, const float
         lse = log_sum_exp(O, z)
         for j in range(O):
             z[j] = exp(z[j] - lse)
+
+
+cdef void output_layer(const Config* c, Py_ssize_t R, const floating* S,
+                       const floating* params, floating* Y) noexcept nogil:
+    """The outputs ``Y`` ``(R, O) = g2(S W_y^T + b_y)`` of scored states ``S``
+    ``(R, D*H)``."""
+    cdef Py_ssize_t Hd = c.D * c.H
+    # Y(R, O) = S(R, D*H) @ W_y^T, then g2(Y + b_y)
+    gemm(NoTrans, Trans, R, c.O, Hd, 1, S, Hd, params + c.off_W_y, Hd, 0, Y, c.O)
+    output_activation(R, c.O, Y, params + c.off_b_y, c.g2)
+
+
+cdef bint all_finite(Py_ssize_t n, const floating* a) noexcept nogil:
+    """Whether no element of ``a`` ``(n,)`` is NaN or infinite."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if not isfinite(a[i]):
+            return False
+    return True
+
+
+cdef void swap_batch_time(Py_ssize_t B, Py_ssize_t T, Py_ssize_t I, const floating* X,
+                          floating* X_tm) noexcept nogil:
+    """X_tm(T, B, I)[t, b] = X(B, T, I)[b, t]: batch-first sequences made
+    time-major, which for sequences of one length is their packed batch."""
+    cdef Py_ssize_t b, t
+    for t in range(T):
+        for b in range(B):
+            memcpy(X_tm + (t * B + b) * I, X + (b * T + t) * I, I * sizeof(floating))
 
 
 cdef double log_sum_exp(Py_ssize_t O, const floating* z) noexcept nogil:
@@ -742,6 +774,8 @@ cdef class Stack:
     cdef object workspace
     cdef object busy
     cdef readonly object dtype
+    cdef Py_ssize_t[::1] uniform_bs     # output_dense's batch sizes, all uniform_B
+    cdef Py_ssize_t uniform_B
 
     def __init__(self, str cell not None, int activation, Py_ssize_t I, Py_ssize_t H,
                  Py_ssize_t O, Py_ssize_t L, Py_ssize_t D, str output_activation not None,
@@ -785,6 +819,8 @@ cdef class Stack:
         self.is_double = self.dtype == np.float64
         self.workspace = np.empty(0, dtype=self.dtype)
         self.busy = threading.Lock()
+        self.uniform_bs = np.zeros(1, dtype=np.intp)
+        self.uniform_B = 0
 
     def state_shape(self, Py_ssize_t B):
         """``(n_states, L*D, B, H)``: the initial and final states of ``B``
@@ -804,7 +840,7 @@ cdef class Stack:
     def workspace_size(self, Py_ssize_t T, Py_ssize_t N, Py_ssize_t B):
         """Elements of workspace a pass over ``N`` packed rows of ``B``
         sequences and ``T`` steps needs."""
-        return plan(&self.c, T, N, B).total
+        return plan(&self.c, T, N, B, False).total
 
     def stepper(self, params, Py_ssize_t B):
         """A :class:`Stepper` of this network for ``B`` streams, running
@@ -866,12 +902,7 @@ cdef class Stack:
         cdef Py_ssize_t T, N, B, Hd = self.c.D * self.c.H
         cdef Shape s
         cdef const Py_ssize_t[::1] bs
-        if not self.busy.acquire(False):
-            raise RuntimeError(
-                "this Stack is running a pass in another thread: a Stack's workspace "
-                "serves one pass at a time; give each thread its own network "
-                "(RecurrentNetwork) and so its own Stack")
-        hold_one_thread()
+        self.begin()
         try:
             dtype = self.dtype
             params = buffer(params, "params", (self.n_params,), dtype, False)
@@ -899,11 +930,7 @@ cdef class Stack:
                 finals = np.empty(self.state_shape(B), dtype)
             result = finals
             finals = optional_buffer(finals, "finals", self.state_shape(B), dtype, True)
-            if self.workspace_bound(N, B) * dtype.itemsize >= 4.6e18:    # 2^62
-                # beyond any memory: plan's products of sizes could overflow
-                raise MemoryError(f"the workspace of a batch of {N} rows is beyond any "
-                                  f"machine's memory for this network")
-            s = plan(&self.c, T, N, B)
+            s = self.shape(T, N, B, False)
             Y = optional_buffer(Y, "Y", (s.R, self.c.O), dtype, True)
             target = self.check_target(&s, target, row0)
             grad = optional_buffer(grad, "grad", (self.n_params,), dtype, True)
@@ -920,10 +947,7 @@ cdef class Stack:
                         raise ValueError("the weights of the scored rows sum to zero: "
                                          "give count, or weights that do not")
                 count = count or (s.R - row0) * terms
-            if self.workspace.shape[0] < s.total:
-                check_memory(s.total * dtype.itemsize, "the workspace of this batch")
-                # assigned only once allocated: a MemoryError keeps the old one
-                self.workspace = aligned_empty(s.total, dtype)
+            self.grow(s.total)
             if self.is_double:
                 value = _run[double](self, &s, params, X, tokens, batch_sizes, initial,
                                      masks, finals, Y, target, weights, row0, count, grad,
@@ -934,8 +958,68 @@ cdef class Stack:
                                     state_grads)
             return value, result
         finally:
-            release_threads()
-            self.busy.release()
+            self.end()
+
+    def output_dense(self, params, X, Py_ssize_t max_B, Py_ssize_t max_gates):
+        """The outputs ``Y`` ``(B, O)`` of ``B`` whole sequences of one length
+        given batch-first, ``X`` ``(B, T, I)``: :meth:`output` without the
+        packing (the sequences' time-major rows are the packed batch) and
+        without the final states, for the common case of ``predict``.
+
+        None, and nothing run, unless the network takes real vectors and
+        scores each sequence's last step, and ``X`` is an ndarray (exactly)
+        of the Stack's dtype, C-contiguous, ``(B, T, I)`` with ``T > 0`` and
+        ``0 < B <= max_B``, every value finite, and with at most
+        ``max_gates`` gate activations in the pass (``B T L D G``) unless
+        ``B`` is 1. ``params`` is checked as :meth:`output` checks it.
+        """
+        if self.c.V or self.c.return_sequences or type(X) is not np.ndarray:
+            return None
+        if self.is_double:
+            return _output_dense(self, params, X, max_B, max_gates, <double> 0)
+        return _output_dense(self, params, X, max_B, max_gates, <float> 0)
+
+    cdef int begin(self) except -1:
+        """Begin a pass: RuntimeError while another thread's pass runs on this
+        Stack; scipy's BLAS held at one thread until :meth:`end`."""
+        if not self.busy.acquire(False):
+            raise RuntimeError(
+                "this Stack is running a pass in another thread: a Stack's workspace "
+                "serves one pass at a time; give each thread its own network "
+                "(RecurrentNetwork) and so its own Stack")
+        hold_one_thread()
+        return 0
+
+    cdef void end(self) noexcept:
+        """End a pass begun by :meth:`begin`."""
+        release_threads()
+        self.busy.release()
+
+    cdef Shape shape(self, Py_ssize_t T, Py_ssize_t N, Py_ssize_t B,
+                     bint batch_first) except *:
+        """:func:`plan` of a batch, after checking that its workspace can
+        exist at all (MemoryError otherwise)."""
+        if self.workspace_bound(N, B) * self.dtype.itemsize >= 4.6e18:    # 2^62
+            # beyond any memory: plan's products of sizes could overflow
+            raise MemoryError(f"the workspace of a batch of {N} rows is beyond any "
+                              f"machine's memory for this network")
+        return plan(&self.c, T, N, B, batch_first)
+
+    cdef int grow(self, Py_ssize_t total) except -1:
+        """The workspace grown to at least ``total`` elements (checked against
+        crnn's memory limit first; a failed allocation keeps the old one)."""
+        if self.workspace.shape[0] < total:
+            check_memory(total * self.dtype.itemsize, "the workspace of this batch")
+            self.workspace = aligned_empty(total, self.dtype)
+        return 0
+
+    cdef const Py_ssize_t* uniform_batch_sizes(self, Py_ssize_t T, Py_ssize_t B) except NULL:
+        """``T`` batch sizes of ``B`` each: those of ``B`` sequences of ``T``
+        steps (kept between calls, remade when ``B`` or a longer ``T`` comes)."""
+        if self.uniform_B != B or self.uniform_bs.shape[0] < T:
+            self.uniform_bs = np.full(max(T, 16), B, dtype=np.intp)
+            self.uniform_B = B
+        return &self.uniform_bs[0]
 
     cdef double workspace_bound(self, Py_ssize_t N, Py_ssize_t B) noexcept:
         """A generous upper bound of :meth:`workspace_size`, in floating
@@ -1062,10 +1146,7 @@ cdef double _run(Stack self, const Shape* s, const floating[::1] params,
                       &batch_sizes[0], init_ptr, mask_ptr, fin_ptr, &ws[0],
                       grad_ptr != NULL)
         if Y_ptr != NULL:
-            # Y(R, O) = S(R, D*H) @ W_y^T, then g2(Y + b_y)
-            gemm(NoTrans, Trans, s.R, self.c.O, Hd, 1, &ws[s.S], Hd,
-                 &params[self.c.off_W_y], Hd, 0, Y_ptr, self.c.O)
-            output_activation(s.R, self.c.O, Y_ptr, &params[self.c.off_b_y], self.c.g2)
+            output_layer(&self.c, s.R, &ws[s.S], &params[0], Y_ptr)
         if scored:
             value = output_loss(&self.c, s, &params[0], D_ptr, k_ptr, w_ptr, row0, count,
                                 grad_ptr, &ws[0])
@@ -1074,6 +1155,60 @@ cdef double _run(Stack self, const Shape* s, const floating[::1] params,
                            &batch_sizes[0], init_ptr, mask_ptr, grad_ptr, &ws[0], dS_ptr)
         crnn_subnormals_restore(fp_state)
     return value
+
+
+cdef object _output_dense(Stack self, params, X, Py_ssize_t max_B, Py_ssize_t max_gates,
+                          floating kind):
+    """The body of :meth:`Stack.output_dense` (``kind`` only selects the type)."""
+    cdef const floating[:, :, ::1] x
+    cdef const floating[::1] p
+    cdef floating[:, ::1] y
+    cdef floating[::1] ws
+    cdef const Py_ssize_t* bs
+    cdef const floating* X_ptr
+    cdef Py_ssize_t B, T, N, I = self.c.I
+    cdef Shape s
+    cdef bint finite
+    cdef unsigned long fp_state
+    try:
+        x = X
+    except (ValueError, TypeError, BufferError):    # another dtype, shape or order
+        return None
+    B, T = x.shape[0], x.shape[1]
+    if (x.shape[2] != I or T < 1 or not 0 < B <= max_B
+            or (B > 1 and B * T > max_gates // (self.c.L * self.c.D * self.c.G))):
+        return None
+    with nogil:
+        finite = all_finite(B * T * I, &x[0, 0, 0])
+    if not finite:
+        return None
+    self.begin()
+    try:
+        p = buffer(params, "params", (self.n_params,), self.dtype, False)
+        N = B * T
+        if N > INT_MAX:
+            check_blas_sizes(rows=N)
+        s = self.shape(T, N, B, B > 1)
+        self.grow(s.total)
+        ws = self.workspace
+        bs = self.uniform_batch_sizes(T, B)
+        Y = np.empty((B, self.c.O), self.dtype)
+        y = Y
+        if p.shape[0] != self.n_params or x.shape[0] != B or x.shape[1] != T:
+            raise ValueError("an array of this pass changed shape while it was checked")
+        with nogil:
+            fp_state = crnn_subnormals_off()
+            X_ptr = &x[0, 0, 0]
+            if B > 1:
+                swap_batch_time(B, T, I, X_ptr, &ws[s.embedded])
+                X_ptr = &ws[s.embedded]
+            stack_forward(&self.c, &s, &self.unit_off[0, 0], &p[0], X_ptr, bs, NULL, NULL,
+                          &ws[s.finals], &ws[0], False)
+            output_layer(&self.c, s.R, &ws[s.S], &p[0], &y[0, 0])
+            crnn_subnormals_restore(fp_state)
+        return Y
+    finally:
+        self.end()
 
 
 # --- streaming: one step at a time ------------------------------------------------
@@ -1324,12 +1459,10 @@ cdef object step_one(Stepper self, x, floating kind):
 cdef int _steps(Stepper self, const floating* x, floating* Y, Py_ssize_t T) except -1:
     """``T`` steps from ``x`` ``(T, B, I)`` into ``Y`` ``(T, B, O)``, checked
     buffers; every input must be finite (else ValueError, before any step)."""
-    cdef Py_ssize_t i, t, BI = self.B * self.c.I, BO = self.B * self.c.O
+    cdef Py_ssize_t t, BI = self.B * self.c.I, BO = self.B * self.c.O
     cdef unsigned long fp_state
-    for i in range(T * BI):
-        if not isfinite(x[i]):
-            raise ValueError("x contains NaN or infinity; the stream's states are "
-                             "unchanged")
+    if not all_finite(T * BI, x):
+        raise ValueError("x contains NaN or infinity; the stream's states are unchanged")
     with nogil:
         fp_state = crnn_subnormals_off()
         for t in range(T):
@@ -1448,8 +1581,5 @@ cdef void step_once(Stepper self, const floating* x, floating* Y) noexcept nogil
         if fused:
             P += layer_packed_size(&self.c, l)
         x_l, I_l = new + l * BH, H
-    # Y(B, O) = h_L(B, H) @ W_y^T, then g2(Y + b_y)
-    gemm(NoTrans, Trans, B, self.c.O, H, 1, x_l, H, params + self.c.off_W_y, H, 0, Y,
-         self.c.O)
-    output_activation(B, self.c.O, Y, params + self.c.off_b_y, self.c.g2)
+    output_layer(&self.c, B, x_l, params, Y)
     self.current = 1 - self.current

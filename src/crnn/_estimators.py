@@ -1236,7 +1236,7 @@ class RNNRegressor(RegressorMixin, _RNNBase):
                 x[:, :O] = y
                 if U is not None:
                     x[:, O:] = U[:, k]
-                y = stream._outputs(x)
+                y = stream._outputs(x).reshape(n, O)      # (squeezed, if 1-D targets)
         if self._squeeze:
             out = out[..., 0]
         return out[0] if single else out

@@ -28,6 +28,11 @@ class Stream:
     later ``fit`` gives the model new weights, not the stream) and serves
     one thread at a time; bidirectional models cannot stream.
 
+    For real-valued input, :meth:`step` is the compiled step itself (bound
+    when the stream is made; ``ClassifierStream.step_proba`` likewise): a
+    C-contiguous ``x`` of the model's dtype and shape runs with no Python
+    frame in between, anything else is converted and checked first.
+
     For a model with ``vocab_size``, each step takes one token id per
     stream instead: ``x_t`` ``(n_streams,)`` (an int for one stream), and
     :meth:`steps` ``(n_steps, n_streams)`` (``(n_steps,)`` for one stream).
@@ -46,12 +51,20 @@ class Stream:
         n_streams = operator.index(n_streams)
         network = model._network()
         self._network, self._model = network, model
-        self._stepper = network.stack.stepper(model.params_, n_streams)
         self.n_streams, self.n_features_in_ = n_streams, model.n_features_in_
         self._vocab = network.V
         self._dtype = model.params_.dtype
         self._squeeze = bool(getattr(model, "_squeeze", False))
+        self._stepper = network.stack.stepper(
+            model.params_, n_streams, squeeze=self._squeeze and not self._vocab,
+            convert=self._step_input)
+        if not self._vocab:
+            # the compiled step as this stream's method: no Python frame per step
+            setattr(self, self._COMPILED_STEP, self._stepper.step)
         self.reset(initial_state)
+
+    #: The method that is the compiled step, for real-valued input.
+    _COMPILED_STEP = "step"
 
     def reset(self, initial_state=None):
         """Start every stream again, from zero states or from
@@ -71,20 +84,23 @@ class Stream:
 
     def _outputs(self, x):
         """The network's outputs for the next inputs ``x``: ``(n_streams, O)``,
-        or ``(O,)`` for a 1-D ``x`` of one stream (a token id, for tokens)."""
+        or ``(O,)`` for a 1-D ``x`` of one stream (a token id, for tokens);
+        squeezed as :meth:`step` gives them, for real-valued input."""
         if self._vocab:
             return self._token_outputs(x)
-        try:                    # a C-contiguous array of the right dtype and shape
-            return self._stepper.step(x)
-        except (ValueError, TypeError):
-            pass                # anything else is converted and checked here
+        return self._stepper.step(x)
+
+    def _step_input(self, x):
+        """``x`` converted to what the compiled step takes (a C-contiguous
+        ``(n_streams, n_features)`` array of the model's dtype, or
+        ``(n_features,)`` for one stream), or ValueError."""
         x = np.ascontiguousarray(v.as_float_array(x, "x", self._dtype))
         if x.shape != (self.n_streams, self.n_features_in_) and not (
                 self.n_streams == 1 and x.shape == (self.n_features_in_,)):
             raise ValueError(
                 f"x must have shape (n_streams, n_features) = ({self.n_streams}, "
                 f"{self.n_features_in_}) (or (n_features,) for one stream); got {x.shape}")
-        return self._stepper.step(x)
+        return x
 
     def _token_outputs(self, x):
         """:meth:`_outputs` for token ids: ``(n_streams,)`` ids, or one id."""
@@ -135,7 +151,7 @@ class Stream:
         predicts 1-D targets; without the stream axis for a 1-D ``x``.
         """
         Y = self._outputs(x)
-        return Y[..., 0] if self._squeeze else Y
+        return Y[..., 0] if self._squeeze and self._vocab else Y
 
     def steps(self, X):
         """:meth:`step` over ``T`` steps at once, in one compiled call.
@@ -163,6 +179,8 @@ class ClassifierStream(Stream):
     ----------
     classes_ : ndarray
     """
+
+    _COMPILED_STEP = "step_proba"
 
     def __init__(self, model, n_streams, initial_state=None):
         super().__init__(model, n_streams, initial_state)

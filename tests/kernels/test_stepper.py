@@ -5,7 +5,9 @@ Its steps against the Stack's whole-sequence pass on the same parameters
 (1e-12 in float64, 1e-5 in float32), with each recurrent product (BLAS and
 the packed kernels, ``conftest.recurrent_product``), and every wrong argument refused by name before a
 kernel runs: dtype, shape, order, writability, a lying ndarray subclass,
-non-finite inputs and states.
+non-finite inputs and states. Each step's outputs are an array of their
+own, which no later step writes; ``squeeze`` drops the output axis and
+``convert`` turns what a step does not take into what it does.
 """
 import gc
 
@@ -135,6 +137,59 @@ def test_bad_arguments_are_refused_by_name():
     with pytest.raises(ValueError, match="NaN"):
         stepper.step(nan)
     np.testing.assert_array_equal(stepper.state, before)
+
+
+def test_every_step_gives_outputs_no_later_step_writes():
+    """The outputs are views of blocks of 64 KiB of outputs (here 1365 steps
+    of (3, 2) float64 a block): over more than a block, and switching
+    between one stream's 1-D and 2-D x, every output keeps its own values,
+    those of the same steps in one ``run``."""
+    net, params = network("elman")
+    X = np.random.default_rng(2).normal(size=(1500, 1, I))
+    one = net.stack.stepper(params, 1)
+    got = [one.step(X[t] if t % 700 < 600 else X[t, 0]) for t in range(1500)]
+    assert [g.shape for g in got[598:602]] == [(1, O), (1, O), (O,), (O,)]
+    one.set_state(None)
+    want = one.run(X)
+    np.testing.assert_array_equal(np.array([g.reshape(O) for g in got]), want[:, 0])
+    streams = net.stack.stepper(params, B)
+    Z = np.random.default_rng(3).normal(size=(1400, B, I))
+    outs = [streams.step(z) for z in Z]
+    streams.set_state(None)
+    np.testing.assert_array_equal(np.array(outs), streams.run(Z))
+    outs[0][:] = 7                                   # a user's write stays there
+    assert not np.any(outs[1] == 7)
+
+
+def test_squeeze_and_convert():
+    net, params = network("gru", hidden=4)
+    single = RecurrentNetwork(I, 4, 1, cell="gru", dtype=np.float64)
+    single_params = single.init_params(np.random.default_rng(0), random_biases=True)
+    with pytest.raises(ValueError, match="one output"):
+        net.stack.stepper(params, B, squeeze=True)
+    with pytest.raises(TypeError, match="convert must be callable"):
+        net.stack.stepper(params, B, convert=3)
+    x = np.random.default_rng(4).normal(size=(B, I))
+    plain = single.stack.stepper(single_params, B)
+    squeezed = single.stack.stepper(single_params, B, squeeze=True)
+    np.testing.assert_array_equal(squeezed.step(x), plain.step(x)[:, 0])
+    one, one_plain = (single.stack.stepper(single_params, 1, squeeze=flag)
+                      for flag in (True, False))
+    y = one.step(x[0])
+    assert y.shape == () and y == one_plain.step(x[0])[0]
+    seen = []
+
+    def convert(z):
+        seen.append(type(z).__name__)
+        return np.ascontiguousarray(z, dtype=np.float64)
+    converting = single.stack.stepper(single_params, B, convert=convert)
+    np.testing.assert_array_equal(converting.step(x.tolist()),
+                                  single.stack.stepper(single_params, B).step(x))
+    converting.step(x)                              # taken as it is: not converted
+    converting.step(np.asfortranarray(np.ones((B, I))))
+    assert seen == ["list", "ndarray"]
+    with pytest.raises(ValueError, match="shape"):
+        converting.step(np.ones((B + 1, I)).tolist())
 
 
 def test_a_bidirectional_network_cannot_step():

@@ -51,6 +51,7 @@ import numpy as np
 from libc.limits cimport INT_MAX
 from libc.math cimport exp, isfinite, log
 from libc.string cimport memcpy, memset
+from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBuffer_Release, PyObject_GetBuffer
 
 from cython cimport floating
 
@@ -82,6 +83,7 @@ from crnn.kernels.activations import CODES, OUTPUTS
 from crnn.kernels.blas import check_blas_sizes
 
 INTP = np.dtype(np.intp)
+cdef type NDARRAY = np.ndarray
 
 
 cdef enum CellCode:
@@ -631,7 +633,7 @@ cdef object buffer(obj, str what, tuple shape, dtype, bint writable):
     object's attributes, and the typed views are taken from this memoryview,
     so they see exactly the buffer checked here. An exact ndarray is
     returned as it is: its attributes are its buffer's."""
-    if type(obj) is np.ndarray and obj.dtype is dtype and same_shape(shape, obj.shape):
+    if type(obj) is NDARRAY and obj.dtype is dtype and same_shape(shape, obj.shape):
         flags = obj.flags
         if flags.c_contiguous and (flags.writeable or not writable):
             return obj
@@ -842,10 +844,11 @@ cdef class Stack:
         sequences and ``T`` steps needs."""
         return plan(&self.c, T, N, B, False).total
 
-    def stepper(self, params, Py_ssize_t B):
+    def stepper(self, params, Py_ssize_t B, *, bint squeeze=False, convert=None):
         """A :class:`Stepper` of this network for ``B`` streams, running
-        ``params`` (checked now; the Stepper keeps it), from zero states."""
-        return Stepper(self, params, B)
+        ``params`` (checked now; the Stepper keeps it), from zero states
+        (``squeeze`` and ``convert``: see :class:`Stepper`)."""
+        return Stepper(self, params, B, squeeze=squeeze, convert=convert)
 
     # -- the passes -------------------------------------------------------
 
@@ -973,7 +976,7 @@ cdef class Stack:
         ``max_gates`` gate activations in the pass (``B T L D G``) unless
         ``B`` is 1. ``params`` is checked as :meth:`output` checks it.
         """
-        if self.c.V or self.c.return_sequences or type(X) is not np.ndarray:
+        if self.c.V or self.c.return_sequences or type(X) is not NDARRAY:
             return None
         if self.is_double:
             return _output_dense(self, params, X, max_B, max_gates, <double> 0)
@@ -1213,6 +1216,14 @@ cdef object _output_dense(Stack self, params, X, Py_ssize_t max_B, Py_ssize_t ma
 
 # --- streaming: one step at a time ------------------------------------------------
 
+cdef enum:
+    # The most bytes of one block of a Stepper's outputs (one step's, if more).
+    OUTPUT_BLOCK_BYTES = 65536
+    # Steps of more multiply-adds than this (a few microseconds) run without
+    # the GIL; releasing and taking it back (about 0.2 us) would cost a
+    # shorter step more than another thread gains meanwhile.
+    GIL_FREE_MADDS = 65536
+
 
 cdef char* data_pointer(array, bint is_double) except NULL:
     """The address of the first element of a C-contiguous float64 (or
@@ -1235,7 +1246,11 @@ cdef class Stepper:
     ``(B,)`` intp instead, embedded as the Stack embeds them.
 
     Made by :meth:`Stack.stepper`; it runs the parameter buffer it was given
-    (checked then, and kept). The states are two buffers of ``(n_states, L,
+    (checked then, and kept). With ``squeeze`` (one output, ``O = 1``), the
+    outputs of a step lose their last axis: ``(B,)`` (``()`` for one
+    stream's 1-D ``x``). ``convert``, if given, is called on an ``x`` that
+    :meth:`step` does not take as it is (another type, dtype, order or
+    shape) and returns the array to step with instead, or raises. The states are two buffers of ``(n_states, L,
     B, H)`` that take turns: a step reads one and writes the other. A
     Stepper serves one thread at a time (RuntimeError otherwise), like a
     Stack.
@@ -1263,17 +1278,40 @@ cdef class Stepper:
     cdef object packed           # every layer's weights laid out for the fused step
     cdef char* packed_ptr
     cdef int packed_kernel       # the fused kernel they are laid out for; 0: none
+    cdef bint squeeze
+    cdef object convert
+    cdef Py_ssize_t itemsize
+    cdef bint held               # this call holds scipy's BLAS at one thread
+    cdef Py_ssize_t step_madds   # multiply-adds of one step
+    # The outputs of :meth:`step` are views of consecutive rows of a block
+    # of a few steps' outputs, made one block at a time (one array per
+    # block, not per step); ``block_single``: the block of 1-D x's steps.
+    cdef object block
+    cdef char* block_ptr
+    cdef Py_ssize_t block_used, block_steps
+    cdef bint block_single
 
-    def __cinit__(self, Stack stack, params, Py_ssize_t B):
+    def __cinit__(self, Stack stack, params, Py_ssize_t B, *, bint squeeze=False,
+                  convert=None):
         if stack.c.D != 1:
             raise ValueError("a bidirectional network cannot run step by step: its "
                              "reverse direction starts from each sequence's last step")
         if B < 1:
             raise ValueError(f"the number of streams must be at least 1; got {B}")
         check_blas_sizes(rows=B)
+        if squeeze and stack.c.O != 1:
+            raise ValueError(f"only a network of one output can squeeze it; this one has "
+                             f"{stack.c.O}")
+        if convert is not None and not callable(convert):
+            raise TypeError(f"convert must be callable; got {type(convert).__name__}")
+        self.squeeze, self.convert = squeeze, convert
+        self.block, self.block_used, self.block_steps = None, 0, 0
         self.c = stack.c
         self.unit_off = stack.unit_off
         self.B, self.dtype, self.is_double = B, stack.dtype, stack.is_double
+        self.itemsize = self.dtype.itemsize
+        self.step_madds = B * (self.c.G * (self.c.I + self.c.H) + self.c.O * self.c.H
+                               + (self.c.L - 1) * self.c.G * 2 * self.c.H)
         self.params = np.asarray(buffer(params, "params", (stack.n_params,), stack.dtype,
                                         False))
         cdef Py_ssize_t state_size = self.c.n_states * self.c.L * B * self.c.H
@@ -1333,35 +1371,106 @@ cdef class Stepper:
 
     cdef int enter(self) except -1:
         """Begin a call: RuntimeError while another thread's call runs (the
-        GIL orders this test and set); scipy's BLAS held at one thread."""
+        GIL orders this test and set); scipy's BLAS held at one thread if
+        the steps call it (not when every product runs packed)."""
         if self.running:
             raise RuntimeError(
                 "this Stepper is running a step in another thread: a stream's states "
                 "serve one thread at a time")
         self.running = True
-        hold_one_thread()
+        self.held = not (self.packed_kernel != 0 and fused_kernel() == self.packed_kernel)
+        if self.held:
+            hold_one_thread()
         return 0
 
     cdef void leave(self) noexcept:
         """End a call begun by :meth:`enter`."""
-        release_threads()
+        if self.held:
+            release_threads()
         self.running = False
 
     def step(self, x):
         """One step: ``x`` ``(B, I)`` (or ``(I,)`` when ``B`` is 1) in; the
-        outputs ``(B, O)`` (``(O,)``) out, a new array; the states move on.
+        outputs ``(B, O)`` (``(O,)``) out, a new array (a view of the Stepper's
+        block of outputs, which no later step writes); the states move on.
         ``x`` must be a C-contiguous array of the Stepper's dtype, and finite
-        (ValueError otherwise, and the states stay as they were). With token
-        input: ``x`` the ``B`` token ids ``(B,)`` intp, the outputs ``(B, O)``."""
+        (ValueError otherwise, and the states stay as they were), unless
+        ``convert`` makes it one. With token input: ``x`` the ``B`` token ids
+        ``(B,)`` intp, the outputs ``(B, O)``."""
+        cdef Py_buffer view
+        cdef int single
+        cdef char* out
         if self.c.V:
             return self.run_steps(x, None, (self.B,), (self.B, self.c.O), 1, "token ids")
-        self.enter()
+        single = self.input_view(x, &view)
+        if single < 0 and self.convert is not None:
+            x = self.convert(x)
+            single = self.input_view(x, &view)
+        if single < 0:
+            shape = (self.B, self.c.I)
+            if self.B == 1 and getattr(x, "ndim", 0) == 1:
+                shape = (self.c.I,)
+            buffer(x, "x", shape, self.dtype, False)       # raises what is wrong
+            raise ValueError(f"x must be a C-contiguous ({self.B}, {self.c.I}) "
+                             f"{self.dtype} array")               # pragma: no cover
         try:
-            if self.is_double:
-                return step_one(self, x, <double> 0)
-            return step_one(self, x, <float> 0)
+            self.enter()
+            try:
+                Y = self.next_output(single, &out)
+                if self.is_double:
+                    _steps(self, <const double*> view.buf, <double*> out, 1)
+                else:
+                    _steps(self, <const float*> view.buf, <float*> out, 1)
+                return Y
+            finally:
+                self.leave()
         finally:
-            self.leave()
+            PyBuffer_Release(&view)
+
+    cdef int input_view(self, x, Py_buffer* view) except -2:
+        """The buffer of an exact ndarray ``x`` into ``view`` if :meth:`step`
+        takes it as it is (C-contiguous, of the dtype, ``(B, I)``, or ``(I,)``
+        when B is 1): 1 for a 1-D ``x``, 0 for a 2-D one (release ``view``
+        then); -1 for anything else, ``view`` untouched. (An exact ndarray's
+        ``dtype`` is its buffer's, so the buffer is asked for no format.)"""
+        cdef bint ok
+        if type(x) is not NDARRAY or x.dtype is not self.dtype:
+            return -1
+        try:
+            PyObject_GetBuffer(x, view, PyBUF_C_CONTIGUOUS)
+        except (ValueError, TypeError, BufferError):     # not C-contiguous
+            return -1
+        ok = (view.itemsize == self.itemsize
+              and ((view.ndim == 2 and view.shape[0] == self.B
+                    and view.shape[1] == self.c.I)
+                   or (view.ndim == 1 and self.B == 1 and view.shape[0] == self.c.I)))
+        if not ok:
+            PyBuffer_Release(view)
+            return -1
+        return view.ndim == 1
+
+    cdef object next_output(self, bint single, char** out):
+        """The output array of the next step (a view of the block of
+        outputs, a new block when this one is used up) and, in ``out``, the
+        address of its elements."""
+        cdef Py_ssize_t step_bytes = self.B * self.c.O * self.itemsize
+        if (self.block is None or self.block_used == self.block_steps
+                or self.block_single != single):
+            # blocks of up to OUTPUT_BLOCK_BYTES, at least one step
+            self.block_steps = max(1, OUTPUT_BLOCK_BYTES // step_bytes)
+            shape = (self.B, self.c.O)
+            if single:
+                shape = (self.c.O,)
+            if self.squeeze:
+                shape = shape[:-1]
+            block = np.empty((self.block_steps,) + shape, self.dtype)
+            self.block_ptr = data_pointer(block.reshape(-1), self.is_double)
+            self.block, self.block_used, self.block_single = block, 0, single
+        out[0] = self.block_ptr + self.block_used * step_bytes
+        Y = self.block[self.block_used, ...] if self.block.ndim == 1 else \
+            self.block[self.block_used]
+        self.block_used += 1
+        return Y
 
     def run(self, X, Y=None):
         """``T`` steps in one call: ``X`` ``(T, B, I)`` in, the outputs of
@@ -1372,7 +1481,7 @@ cdef class Stepper:
         if self.c.V:
             T = np.shape(X)[0] if np.ndim(X) == 2 else -1
             return self.run_steps(X, Y, (T, self.B), (T, self.B, self.c.O), T, "token ids")
-        if type(X) is not np.ndarray or X.ndim != 3:
+        if type(X) is not NDARRAY or X.ndim != 3:
             X = buffer(X, "X", (None, self.B, self.c.I), self.dtype, False)
         T = X.shape[0]
         return self.run_steps(X, Y, (T, self.B, self.c.I), (T, self.B, self.c.O), T, "X")
@@ -1419,56 +1528,26 @@ cdef class Stepper:
             self.leave()
 
 
-cdef object step_one(Stepper self, x, floating kind):
-    """The body of :meth:`Stepper.step`: the typed views of ``x`` and of a
-    new output array, then one step (``kind`` only selects the type)."""
-    cdef const floating[::1] x1
-    cdef const floating[:, ::1] x2
-    cdef floating[::1] y1
-    cdef floating[:, ::1] y2
-    cdef bint single = self.B == 1 and getattr(x, "ndim", 0) == 1
-    cdef Py_ssize_t I = self.c.I, O = self.c.O
-    cdef tuple shape
-    if single:
-        shape = (I,)
-    else:
-        shape = (self.B, I)
-    try:
-        if single:
-            x1 = x
-        else:
-            x2 = x
-    except (ValueError, TypeError, BufferError):
-        buffer(x, "x", shape, self.dtype, False)       # raises what is wrong
-        raise
-    if (single and x1.shape[0] != I) or (not single and (x2.shape[0] != self.B
-                                                          or x2.shape[1] != I)):
-        buffer(x, "x", shape, self.dtype, False)
-        raise ValueError(f"x must have shape {shape}")    # pragma: no cover
-    if single:
-        Y = np.empty(O, self.dtype)
-        y1 = Y
-        _steps(self, &x1[0], &y1[0], 1)
-    else:
-        Y = np.empty((self.B, O), self.dtype)
-        y2 = Y
-        _steps(self, &x2[0, 0], &y2[0, 0], 1)
-    return Y
-
-
 cdef int _steps(Stepper self, const floating* x, floating* Y, Py_ssize_t T) except -1:
     """``T`` steps from ``x`` ``(T, B, I)`` into ``Y`` ``(T, B, O)``, checked
     buffers; every input must be finite (else ValueError, before any step)."""
-    cdef Py_ssize_t t, BI = self.B * self.c.I, BO = self.B * self.c.O
-    cdef unsigned long fp_state
-    if not all_finite(T * BI, x):
+    if not all_finite(T * self.B * self.c.I, x):
         raise ValueError("x contains NaN or infinity; the stream's states are unchanged")
-    with nogil:
-        fp_state = crnn_subnormals_off()
-        for t in range(T):
-            step_once(self, x + t * BI, Y + t * BO)
-        crnn_subnormals_restore(fp_state)
+    if T * self.step_madds > GIL_FREE_MADDS:
+        with nogil:
+            steps_of(self, x, Y, T)
+    else:
+        steps_of(self, x, Y, T)
     return 0
+
+
+cdef void steps_of(Stepper self, const floating* x, floating* Y, Py_ssize_t T) noexcept nogil:
+    """``T`` steps of :func:`step_once`, subnormals flushed to zero."""
+    cdef Py_ssize_t t, BI = self.B * self.c.I, BO = self.B * self.c.O
+    cdef unsigned long fp_state = crnn_subnormals_off()
+    for t in range(T):
+        step_once(self, x + t * BI, Y + t * BO)
+    crnn_subnormals_restore(fp_state)
 
 
 cdef int _token_steps(Stepper self, const Py_ssize_t* tokens, floating* Y,
@@ -1510,15 +1589,16 @@ cdef inline Py_ssize_t elman_packed_offset(Py_ssize_t I_l, Py_ssize_t H) noexcep
 
 
 cdef Py_ssize_t stepper_packed_size(const Config* c) noexcept nogil:
+    """Elements of Stepper.packed: every layer's block, then W_y^T packed."""
     cdef Py_ssize_t l, total = 0
     for l in range(c.L):
         total += layer_packed_size(c, l)
-    return total
+    return total + packed_size(c.H, c.O)
 
 
 cdef void pack_layers(Stepper self, floating kind) noexcept nogil:
     """Every layer's weights into Stepper.packed, for the fused step (or the
-    Elman cell's packed products)."""
+    Elman cell's packed products), then the output layer's."""
     cdef const floating* params = <const floating*> self.params_ptr
     cdef floating* P = <floating*> self.packed_ptr
     cdef const Py_ssize_t* off
@@ -1538,6 +1618,8 @@ cdef void pack_layers(Stepper self, floating kind) noexcept nogil:
                      params + off[BIAS], params + off[B_HN], P)
         P += layer_packed_size(&self.c, l)
         I_l = self.c.H
+    # W_y^T (H, O): W_y^T(k, n) = W_y[n * H + k]
+    pack(self.c.H, self.c.O, params + self.c.off_W_y, 1, self.c.H, P)
 
 
 cdef void step_once(Stepper self, const floating* x, floating* Y) noexcept nogil:
@@ -1581,5 +1663,10 @@ cdef void step_once(Stepper self, const floating* x, floating* Y) noexcept nogil
         if fused:
             P += layer_packed_size(&self.c, l)
         x_l, I_l = new + l * BH, H
-    output_layer(&self.c, B, x_l, params, Y)
+    if fused:
+        # Y(B, O) = h_L(B, H) @ W_y^T, packed, then g2(Y + b_y)
+        packed_gemm(B, self.c.O, H, x_l, H, P, False, Y, self.c.O)
+        output_activation(B, self.c.O, Y, params + self.c.off_b_y, self.c.g2)
+    else:
+        output_layer(&self.c, B, x_l, params, Y)
     self.current = 1 - self.current

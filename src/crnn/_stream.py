@@ -149,6 +149,9 @@ class Stream:
         -------
         ndarray (n_streams, n_outputs), or (n_streams,) when the model
         predicts 1-D targets; without the stream axis for a 1-D ``x``.
+            The step's own outputs: no later step writes them (they are a
+            view of a block of outputs that the stream allocates 64 KiB at
+            a time).
         """
         Y = self._outputs(x)
         return Y[..., 0] if self._squeeze and self._vocab else Y

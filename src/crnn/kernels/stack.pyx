@@ -1250,10 +1250,10 @@ cdef class Stepper:
     outputs of a step lose their last axis: ``(B,)`` (``()`` for one
     stream's 1-D ``x``). ``convert``, if given, is called on an ``x`` that
     :meth:`step` does not take as it is (another type, dtype, order or
-    shape) and returns the array to step with instead, or raises. The states are two buffers of ``(n_states, L,
-    B, H)`` that take turns: a step reads one and writes the other. A
-    Stepper serves one thread at a time (RuntimeError otherwise), like a
-    Stack.
+    shape) and returns the array to step with instead, or raises. The
+    states are two buffers of ``(n_states, L, B, H)`` that take turns: a
+    step reads one and writes the other. A Stepper serves one thread at a
+    time (RuntimeError otherwise), like a Stack.
 
     The LSTM and GRU layers step through the fused step (blas.pxd) on their
     weights packed once, when the Stepper is made, and so do the Elman
@@ -1277,7 +1277,7 @@ cdef class Stepper:
     cdef readonly object dtype
     cdef object packed           # every layer's weights laid out for the fused step
     cdef char* packed_ptr
-    cdef int packed_kernel       # the fused kernel they are laid out for; 0: none
+    cdef int packed_kernel       # the packed kernel they are laid out for; 0: none
     cdef bint squeeze
     cdef object convert
     cdef Py_ssize_t itemsize
@@ -1378,7 +1378,7 @@ cdef class Stepper:
                 "this Stepper is running a step in another thread: a stream's states "
                 "serve one thread at a time")
         self.running = True
-        self.held = not (self.packed_kernel != 0 and fused_kernel() == self.packed_kernel)
+        self.held = not packed_now(self)
         if self.held:
             hold_one_thread()
         return 0
@@ -1622,6 +1622,12 @@ cdef void pack_layers(Stepper self, floating kind) noexcept nogil:
     pack(self.c.H, self.c.O, params + self.c.off_W_y, 1, self.c.H, P)
 
 
+cdef inline bint packed_now(Stepper self) noexcept nogil:
+    """Whether the steps run on the packed weights: the packed kernel they
+    were laid out for is the one in use (else the plain cell steps run)."""
+    return self.packed_kernel != 0 and fused_kernel() == self.packed_kernel
+
+
 cdef void step_once(Stepper self, const floating* x, floating* Y) noexcept nogil:
     """One step of every layer from ``x`` ``(B, I)``, the outputs into ``Y``
     ``(B, O)``; the state buffers change turns."""
@@ -1634,11 +1640,11 @@ cdef void step_once(Stepper self, const floating* x, floating* Y) noexcept nogil
     cdef floating* work = <floating*> self.work_ptr
     cdef const Py_ssize_t* off
     cdef const floating* x_l = x
-    cdef bint fused = self.packed_kernel != 0 and fused_kernel() == self.packed_kernel
+    cdef bint packed = packed_now(self)
     for l in range(L):
         off = &self.unit_off[l, 0]
         # state j of layer l: block j * L + l of B*H
-        if self.c.cell == ELMAN and fused:
+        if self.c.cell == ELMAN and packed:
             # a(B, H) = x_l(B, I_l) @ W_ih^T + h_prev(B, H) @ W_hh^T, packed; h = g(a + b)
             packed_gemm(B, H, I_l, x_l, I_l, P, False, new + l * BH, H)
             packed_gemm(B, H, H, old + l * BH, H, P + elman_packed_offset(I_l, H), True,
@@ -1647,23 +1653,23 @@ cdef void step_once(Stepper self, const floating* x, floating* Y) noexcept nogil
         elif self.c.cell == ELMAN:
             elman_step(B, I_l, H, x_l, params + off[W_IH], params + off[W_HH],
                        params + off[BIAS], old + l * BH, new + l * BH, self.c.activation)
-        elif self.c.cell == LSTM and fused:
+        elif self.c.cell == LSTM and packed:
             lstm_fused_step(B, I_l, H, x_l, old + l * BH, old + (L + l) * BH, P,
                             new + l * BH, new + (L + l) * BH, NULL)
         elif self.c.cell == LSTM:
             lstm_step(B, I_l, H, x_l, params + off[W_IH], params + off[W_HH],
                       params + off[BIAS], old + l * BH, old + (L + l) * BH,
                       new + l * BH, new + (L + l) * BH, work)
-        elif fused:
+        elif packed:
             gru_fused_step(B, I_l, H, x_l, old + l * BH, P, new + l * BH, NULL, NULL)
         else:
             gru_step(B, I_l, H, x_l, params + off[W_IH], params + off[W_HH],
                      params + off[BIAS], params + off[B_HN], old + l * BH,
                      new + l * BH, work)
-        if fused:
+        if packed:
             P += layer_packed_size(&self.c, l)
         x_l, I_l = new + l * BH, H
-    if fused:
+    if packed:
         # Y(B, O) = h_L(B, H) @ W_y^T, packed, then g2(Y + b_y)
         packed_gemm(B, self.c.O, H, x_l, H, P, False, Y, self.c.O)
         output_activation(B, self.c.O, Y, params + self.c.off_b_y, self.c.g2)
